@@ -1,0 +1,70 @@
+"""create_app(): the web app, its lifespan (embedded worker), routers and health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from ringback import jobs
+from ringback.logs import log_event
+from ringback.runtime import Runtime
+from ringback.telephony.webhooks import router as twilio_router
+
+log = logging.getLogger(__name__)
+
+
+def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> FastAPI:
+    """Build the app. ``run_worker`` defaults to True on the embedded (SQLite) queue."""
+    embedded_worker = runtime.embedded_queue if run_worker is None else run_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        consumer = None
+        if embedded_worker:
+            consumer = jobs.make_consumer(
+                runtime.huey, runtime.settings.workers, embedded=True, periodic=True
+            )
+            consumer.start()
+            log_event(log, "worker.embedded_started", workers=runtime.settings.workers)
+        try:
+            yield
+        finally:
+            if consumer is not None:
+                consumer.stop(graceful=True)
+
+    app = FastAPI(
+        title="Ringback",
+        version="0.1.0",
+        summary="Recover the bookings a med spa loses to missed calls.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.deps = runtime.deps
+    app.state.auth_token = runtime.settings.twilio_auth_token
+    app.include_router(twilio_router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> JSONResponse:
+        """200 when the database and the queue answer; 503 naming what does not."""
+        problems: dict[str, str] = {}
+
+        def check_db() -> None:
+            with runtime.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+
+        for name, check in (("database", check_db), ("queue", lambda: jobs.ping(runtime.huey))):
+            try:
+                await run_in_threadpool(check)
+            except Exception as exc:
+                problems[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        if problems:
+            return JSONResponse({"status": "unavailable", "failing": problems}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok", "queue": "ok"})
+
+    return app

@@ -1,0 +1,187 @@
+"""The ``ringback`` command: serve, worker, demo, sweep, replay, db, check-config."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ringback.config import ConfigError, Locations, Settings, load_locations, load_settings
+from ringback.jobs import QueueUrlError
+from ringback.logs import configure_logging
+
+app = typer.Typer(
+    name="ringback",
+    help="Ringback: text back the callers a med spa missed, and turn them into bookings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+log = logging.getLogger("ringback.cli")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"ringback: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _load(config: Path | None = None) -> tuple[Settings, Locations]:
+    try:
+        settings = load_settings()
+        if config is not None:
+            settings = settings.model_copy(update={"config": config})
+        locations = load_locations(settings.config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    configure_logging(settings.log_level)
+    return settings, locations
+
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Locations file (default: $RINGBACK_CONFIG).")
+]
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    migrate: Annotated[bool, typer.Option(help="Upgrade the database schema first.")] = True,
+    worker: Annotated[
+        bool | None,
+        typer.Option(help="Run jobs in this process (default: yes on the embedded queue)."),
+    ] = None,
+) -> None:
+    """Run the web service (and, on the embedded queue, its workers)."""
+    import uvicorn
+
+    from ringback.app import create_app
+    from ringback.runtime import build_runtime
+    from ringback.schema import upgrade
+
+    settings, locations = _load(config)
+    if not settings.twilio_auth_token:
+        raise _fail("TWILIO_AUTH_TOKEN is not set: webhooks cannot be verified (see README)")
+    try:
+        runtime = build_runtime(settings, locations)
+    except QueueUrlError as exc:
+        raise _fail(str(exc)) from None
+    if migrate:
+        upgrade(runtime.engine)
+    uvicorn.run(
+        create_app(runtime, run_worker=worker),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def worker(
+    config: ConfigOption = None,
+    workers: Annotated[int | None, typer.Option(help="Worker count (default $RINGBACK_WORKERS).")] = None,
+    processes: Annotated[bool, typer.Option(help="Run workers as processes, not threads.")] = False,
+) -> None:
+    """Run job workers as a separate process (production: with a Redis queue)."""
+    from ringback.jobs import make_consumer
+    from ringback.runtime import build_runtime
+
+    settings, locations = _load(config)
+    try:
+        runtime = build_runtime(settings, locations)
+    except QueueUrlError as exc:
+        raise _fail(str(exc)) from None
+    consumer = make_consumer(runtime.huey, workers or settings.workers, embedded=False)
+    if processes:
+        consumer.worker_type = "process"
+    typer.echo(f"ringback worker: {workers or settings.workers} workers on {runtime.settings.resolved_queue_url.split('@')[-1]}", err=True)
+    consumer.run()
+
+
+@app.command()
+def sweep(config: ConfigOption = None) -> None:
+    """Re-drive what a dead worker left behind (also runs every minute in the workers)."""
+    from ringback.runtime import build_runtime, run_sweep
+
+    settings, locations = _load(config)
+    runtime = build_runtime(settings, locations)
+    counts = run_sweep(runtime.deps)
+    typer.echo(json.dumps(counts))
+
+
+@app.command()
+def replay(
+    event_ids: Annotated[list[int], typer.Argument(help="Provider event ids to handle again.")],
+    config: ConfigOption = None,
+) -> None:
+    """Handle stored provider events again (idempotent: nothing is sent twice)."""
+    from ringback.runtime import build_runtime
+
+    from ringback.inbox import events
+
+    settings, locations = _load(config)
+    runtime = build_runtime(settings, locations)
+    count = events.replay(runtime.deps, event_ids)
+    typer.echo(f"queued {count} event(s) for handling")
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption = None) -> None:
+    """Validate the environment and the locations file, and say what was found."""
+    settings, locations = _load(config)
+    for location in locations:
+        mode = "forwarded-only" if location.forwarded_only else f"rings {len(location.front_desk)} number(s)"
+        typer.echo(f"{location.id}: {location.name} on {location.phone_number}, {mode}, "
+                   f"{len(location.services)} services")
+    typer.echo(f"database: {settings.resolved_database_url.split('@')[-1]}")
+    typer.echo(f"queue: {settings.resolved_queue_url.split('@')[-1]}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Upgrade the database schema (safe to run again)."""
+    from ringback.db import make_engine
+    from ringback.schema import current_revision, upgrade
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine, revision)
+    typer.echo(f"database at revision {current_revision(engine)}")
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    reset: Annotated[bool, typer.Option(help="Start from an empty demo database.")] = False,
+) -> None:
+    """Run Ringback with the demo spa and a simulated phone network (no Twilio account)."""
+    from ringback.demo.run import run_demo
+
+    run_demo(host=host, port=port, reset=reset)
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        typer.secho(f"ringback: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,456 @@
+"""Settings from the environment and the locations file, validated with clear errors.
+
+Two sources configure Ringback:
+
+* ``Settings``: process-wide values from ``RINGBACK_*`` / ``TWILIO_*`` environment variables.
+* ``LocationsFile``: the YAML file named by ``RINGBACK_CONFIG``, one entry per clinic location.
+
+Every problem is raised as :class:`ConfigError`, whose message names the file, the key
+and what was expected, so the CLI can print it instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ringback.phones import InvalidPhoneNumber, normalize_e164
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and why."""
+
+
+def _e164(value: str) -> str:
+    try:
+        return normalize_e164(value)
+    except InvalidPhoneNumber as exc:
+        raise ValueError(f"expected a phone number in E.164 form like +13105550100 ({exc})") from exc
+
+
+E164 = Annotated[str, AfterValidator(_e164)]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """A daily window in local wall-clock time; ``end`` may be 24:00."""
+
+    start: time
+    end_minutes: int  # minutes after midnight; 1440 means midnight at the end of the day
+
+    @property
+    def start_minutes(self) -> int:
+        return self.start.hour * 60 + self.start.minute
+
+    def contains(self, moment: time) -> bool:
+        minute = moment.hour * 60 + moment.minute
+        return self.start_minutes <= minute < self.end_minutes
+
+    def __str__(self) -> str:
+        end_h, end_m = divmod(self.end_minutes, 60)
+        return f"{self.start:%H:%M}-{end_h:02d}:{end_m:02d}"
+
+
+def parse_ranges(text: str) -> tuple[TimeRange, ...]:
+    """Parse ``"09:00-18:00"``, ``"09:00-12:00,13:00-18:00"`` or ``"closed"``."""
+    text = text.strip().lower()
+    if text == "closed":
+        return ()
+    ranges = []
+    for part in text.split(","):
+        match = _RANGE.match(part.strip())
+        if not match:
+            raise ValueError(
+                f"expected 'HH:MM-HH:MM' (several joined by commas) or 'closed', got {text!r}"
+            )
+        sh, sm, eh, em = (int(g) for g in match.groups())
+        if eh == 24 and em != 0:
+            raise ValueError(f"expected an end no later than 24:00, got {part.strip()!r}")
+        start_minutes, end_minutes = sh * 60 + sm, eh * 60 + em
+        if end_minutes <= start_minutes:
+            raise ValueError(f"expected the end after the start, got {part.strip()!r}")
+        ranges.append(TimeRange(start=time(sh, sm), end_minutes=end_minutes))
+    ranges.sort(key=lambda r: r.start_minutes)
+    return tuple(ranges)
+
+
+class Service(BaseModel):
+    """A treatment on the location's menu."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=80)
+    aliases: tuple[str, ...] = ()
+    minutes: int = Field(default=30, ge=5, le=600)
+    buffer_minutes: int = Field(default=0, ge=0, le=240)
+    price: Decimal = Field(default=Decimal(0), ge=0, max_digits=10, decimal_places=2)
+    consult: bool = False
+    prep_note: str | None = None
+
+    @property
+    def price_cents(self) -> int:
+        return int(self.price * 100)
+
+
+class Messages(BaseModel):
+    """Wording a location can override. ``{location}`` and ``{phone}`` are filled in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    textback: str = (
+        "Hi, this is {location} - sorry we missed your call! "
+        "What treatment were you calling about?"
+    )
+    textback_variants: tuple[str, ...] = ()
+    appointment_textback: str = (
+        "Hi, this is {location} - sorry we missed your call! "
+        "Are you calling about your appointment on {appointment}?"
+    )
+    opt_out_suffix: str = "Reply STOP to opt out."
+    voice_greeting: str = (
+        "Thanks for calling {location}. Sorry we couldn't pick up. "
+        "We're sending you a text right now so we can help you book."
+    )
+    after_hours_greeting: str = (
+        "Thanks for calling {location}. We're closed right now. "
+        "We're sending you a text so we can help you book."
+    )
+    help: str = "{location}: reply here and we'll help you book, or call us at {phone}. Reply STOP to opt out."
+    start: str = "{location}: you're opted back in to texts from us. Reply STOP to opt out."
+
+    @field_validator(
+        "textback", "appointment_textback", "voice_greeting", "after_hours_greeting", "help", "start"
+    )
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        for name in re.findall(r"{(\w*)}", value):
+            if name not in {"location", "phone", "appointment"}:
+                raise ValueError(
+                    f"unknown placeholder {{{name}}}; use {{location}}, {{phone}} or {{appointment}}"
+                )
+        return value
+
+
+class Location(BaseModel):
+    """One clinic location: its Twilio number, hours, menu and texting rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str = Field(min_length=1, max_length=80)
+    phone_number: E164
+    front_desk: tuple[E164, ...] = ()
+    ring_seconds: int = Field(default=18, ge=5, le=120)
+    timezone: str = "America/Los_Angeles"
+    hours: dict[str, str] = Field(default_factory=lambda: dict.fromkeys(WEEKDAYS, "09:00-18:00"))
+    closures: tuple[str, ...] = ()
+    after_hours_skip_ring: bool = False
+    booking_url: str | None = None
+    address: str | None = None
+    staff_alert_numbers: tuple[E164, ...] = ()
+    blocklist: tuple[E164, ...] = ()
+    messages: Messages = Field(default_factory=Messages)
+    services: tuple[Service, ...] = ()
+    cooldown_hours: float = Field(default=24, ge=0, le=24 * 30)
+    appointment_window_hours: float = Field(default=48, ge=0, le=24 * 14)
+    skip_landlines: bool = False
+    texting_hours: str = "08:00-21:00"
+    hold_textback_outside_texting_hours: bool = False
+    nudge_after_minutes: float = Field(default=120, gt=0, le=7 * 24 * 60)
+    close_after_minutes: float = Field(default=1440, gt=0, le=30 * 24 * 60)
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError(f"expected lowercase letters, digits and dashes, got {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"expected an IANA time zone like America/Los_Angeles, got {value!r}") from exc
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(WEEKDAYS))
+        if unknown:
+            raise ValueError(f"unknown day {unknown[0]!r}; expected keys {', '.join(WEEKDAYS)}")
+        for day, text in value.items():
+            try:
+                parse_ranges(str(text))
+            except ValueError as exc:
+                raise ValueError(f"{day}: {exc}") from exc
+        return {day: str(value.get(day, "closed")) for day in WEEKDAYS}
+
+    @field_validator("closures")
+    @classmethod
+    def _closures(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                datetime.strptime(str(item), "%Y-%m-%d")  # noqa: DTZ007 - a calendar date only
+            except ValueError as exc:
+                raise ValueError(f"expected dates as YYYY-MM-DD, got {item!r}") from exc
+        return tuple(str(v) for v in value)
+
+    @field_validator("texting_hours")
+    @classmethod
+    def _texting_hours(cls, value: str) -> str:
+        if not parse_ranges(value):
+            raise ValueError("expected a window like '08:00-21:00', not 'closed'")
+        return value
+
+    @field_validator("booking_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_services(self) -> Location:
+        seen: set[str] = set()
+        for service in self.services:
+            key = service.name.casefold()
+            if key in seen:
+                raise ValueError(f"service {service.name!r} is listed twice")
+            seen.add(key)
+        return self
+
+    # --- derived views -------------------------------------------------------------------
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def forwarded_only(self) -> bool:
+        """No front desk to ring: the clinic's carrier forwards unanswered calls to us."""
+        return not self.front_desk
+
+    def opening_ranges(self, weekday: int) -> tuple[TimeRange, ...]:
+        return parse_ranges(self.hours[WEEKDAYS[weekday]])
+
+    def is_open(self, moment: datetime) -> bool:
+        """Whether the clinic is open at ``moment`` (any aware datetime)."""
+        local = moment.astimezone(self.zone)
+        if local.strftime("%Y-%m-%d") in self.closures:
+            return False
+        return any(r.contains(local.time()) for r in self.opening_ranges(local.weekday()))
+
+    def texting_window(self) -> TimeRange:
+        return parse_ranges(self.texting_hours)[0]
+
+    def next_texting_time(self, moment: datetime) -> datetime:
+        """``moment`` itself when inside texting hours, else the next start of them."""
+        window = self.texting_window()
+        local = moment.astimezone(self.zone)
+        if window.contains(local.time()):
+            return moment
+        day = local.date()
+        if local.hour * 60 + local.minute >= window.end_minutes:
+            day = day + timedelta(days=1)
+        start = datetime.combine(day, window.start, tzinfo=self.zone)
+        return start.astimezone(moment.tzinfo)
+
+    def own_numbers(self) -> frozenset[str]:
+        return frozenset((self.phone_number, *self.front_desk, *self.staff_alert_numbers))
+
+    def service_named(self, name: str) -> Service | None:
+        for service in self.services:
+            if service.name.casefold() == name.casefold():
+                return service
+        return None
+
+    def render(self, template: str, **values: str) -> str:
+        return template.format_map(
+            {"location": self.name, "phone": self.phone_number, "appointment": "", **values}
+        )
+
+
+class LocationsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    locations: tuple[Location, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> LocationsFile:
+        ids: set[str] = set()
+        numbers: dict[str, str] = {}
+        for loc in self.locations:
+            if loc.id in ids:
+                raise ValueError(f"location id {loc.id!r} is used twice")
+            ids.add(loc.id)
+            if loc.phone_number in numbers:
+                raise ValueError(
+                    f"phone_number {loc.phone_number} is used by both "
+                    f"{numbers[loc.phone_number]!r} and {loc.id!r}"
+                )
+            numbers[loc.phone_number] = loc.id
+        return self
+
+
+class Locations:
+    """The loaded locations, found by id or by the number callers dial."""
+
+    def __init__(self, locations: tuple[Location, ...]) -> None:
+        self._by_id = {loc.id: loc for loc in locations}
+        self._by_number = {loc.phone_number: loc for loc in locations}
+
+    def __iter__(self) -> Any:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, location_id: str) -> Location | None:
+        return self._by_id.get(location_id)
+
+    def by_number(self, number: str) -> Location | None:
+        return self._by_number.get(number)
+
+
+def _format_loc(loc: tuple[int | str, ...], data: Any) -> str:
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int):
+            label = ""
+            if isinstance(node, list) and 0 <= item < len(node) and isinstance(node[item], dict):
+                ident = node[item].get("id") or node[item].get("name")
+                label = f"({ident})" if ident else ""
+            parts.append(f"[{item}]{label}")
+            node = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
+        else:
+            parts.append(("." if parts else "") + str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts) or "(top level)"
+
+
+def load_locations(path: Path) -> Locations:
+    """Read and validate the locations file, raising :class:`ConfigError` with a clear message."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found (set RINGBACK_CONFIG to your locations file)") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML at {where}: {problem}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'locations' list at the top level")
+    try:
+        parsed = LocationsFile.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        errors = exc.errors()
+        has_item_errors = any(len(e["loc"]) > 1 for e in errors)
+        for error in errors:
+            if has_item_errors and error["type"] == "too_short":
+                continue  # the list is only short because its items failed; they are named
+            where = _format_loc(tuple(error["loc"]), data)
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key (check the spelling; see README for the keys)"
+            elif error["type"] == "missing":
+                message = "required key is missing"
+            got = error.get("input")
+            suffix = (
+                f" (got {got!r})"
+                if error["type"] not in {"missing", "value_error"}
+                and not isinstance(got, dict | list)
+                else ""
+            )
+            lines.append(f"{path}: {where}: {message}{suffix}")
+        raise ConfigError("\n".join(lines)) from exc
+    return Locations(parsed.locations)
+
+
+class Settings(BaseSettings):
+    """Process-wide settings, from the environment (names in README)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(default="", alias="RINGBACK_DATABASE_URL")
+    queue_url: str = Field(default="", alias="RINGBACK_QUEUE_URL")
+    config: Path = Field(default=Path("ringback.yaml"), alias="RINGBACK_CONFIG")
+    public_url: str = Field(default="http://127.0.0.1:8000", alias="RINGBACK_PUBLIC_URL")
+    data_dir: Path = Field(default=Path("var"), alias="RINGBACK_DATA_DIR")
+    workers: int = Field(default=4, ge=1, le=64, alias="RINGBACK_WORKERS")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", alias="RINGBACK_LOG_LEVEL"
+    )
+    verify_signatures: bool = Field(default=True, alias="RINGBACK_VERIFY_SIGNATURES")
+    send_timeout_seconds: float = Field(default=10.0, gt=0, le=120, alias="RINGBACK_SEND_TIMEOUT")
+    twilio_account_sid: str = Field(default="", alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: str = Field(default="", alias="TWILIO_AUTH_TOKEN", repr=False)
+    twilio_api_base_url: str = Field(default="https://api.twilio.com", alias="TWILIO_API_BASE_URL")
+    twilio_lookup_base_url: str = Field(
+        default="https://lookups.twilio.com", alias="TWILIO_LOOKUP_BASE_URL"
+    )
+
+    @field_validator("public_url", "twilio_api_base_url", "twilio_lookup_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("twilio_account_sid")
+    @classmethod
+    def _sid(cls, value: str) -> str:
+        if value and not re.match(r"^AC[0-9a-fA-F]{32}$", value):
+            raise ValueError("expected 'AC' followed by 32 hex digits")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'ringback.db'}"
+
+    @property
+    def resolved_queue_url(self) -> str:
+        return self.queue_url or f"sqlite:///{self.data_dir / 'queue.db'}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, raising :class:`ConfigError` on a bad value."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"environment: {name}: {message} (got {error.get('input')!r})")
+        raise ConfigError("\n".join(lines)) from exc

@@ -1,0 +1,28 @@
+"""What the domain services are handed: adapters and settings, no web framework."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from ringback.config import Locations
+from ringback.ports import CallerLookup, JobScheduler, SmsSender
+
+
+@dataclass(frozen=True)
+class Deps:
+    locations: Locations
+    sessions: sessionmaker[Session]
+    sms: SmsSender
+    lookup: CallerLookup | None
+    jobs: JobScheduler
+    public_url: str
+    clock: Callable[[], datetime]
+    send_timeout_seconds: float = 10.0
+
+    @property
+    def sms_status_callback(self) -> str:
+        return f"{self.public_url}/twilio/sms/status"

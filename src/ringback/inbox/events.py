@@ -1,0 +1,139 @@
+"""The durable inbox of provider events: record once, handle idempotently, replay.
+
+A webhook is stored keyed by the provider's id (``CallSid``, ``MessageSid``, plus the
+status for receipts) with an insert that ignores duplicates; only a newly stored event
+is handed to a job. Handling may run any number of times (retries, replays) and changes
+nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ringback.db import after_commit, insert_ignore, transaction
+from ringback.deps import Deps
+from ringback.logs import log_event
+from ringback.messaging import inbound
+from ringback.missed_calls import service as missed_calls
+from ringback.models import ProviderEvent
+
+log = logging.getLogger(__name__)
+
+KINDS = ("voice", "dial_result", "call_status", "sms", "sms_status")
+
+
+def external_id(kind: str, payload: dict[str, Any]) -> str:
+    """The provider's identity of an event; repeats of one event share it."""
+    if kind in ("voice", "dial_result"):
+        return str(payload["CallSid"])
+    if kind == "call_status":
+        return f"{payload['CallSid']}:{payload['CallStatus']}"
+    if kind == "sms":
+        return str(payload["MessageSid"])
+    if kind == "sms_status":
+        return f"{payload['MessageSid']}:{payload['MessageStatus']}"
+    raise ValueError(f"unknown event kind {kind!r}")
+
+
+def record(
+    session: Session,
+    deps: Deps,
+    *,
+    provider: str,
+    kind: str,
+    location_id: str,
+    payload: dict[str, Any],
+    received_at: datetime,
+) -> int | None:
+    """Store the event and enqueue its handling after commit; None if it was a duplicate."""
+    event_id = insert_ignore(
+        session,
+        ProviderEvent,
+        {
+            "provider": provider,
+            "kind": kind,
+            "external_id": external_id(kind, payload),
+            "location_id": location_id,
+            "payload": payload,
+            "received_at": received_at,
+        },
+        ["provider", "kind", "external_id"],
+    )
+    if event_id is None:
+        log_event(log, "webhook.duplicate", kind=kind, location=location_id)
+        return None
+    after_commit(session, lambda: deps.jobs.handle_event(event_id))
+    return event_id
+
+
+def handle(deps: Deps, event_id: int) -> None:
+    """Apply one stored event. Raises :class:`inbound.NotReady` to be retried later."""
+    with transaction(deps.sessions) as session:
+        event = session.get(ProviderEvent, event_id, with_for_update=True)
+        if event is None or event.handled_at is not None:
+            return
+        event.attempts += 1
+        location = deps.locations.get(event.location_id or "")
+        if location is None:
+            event.handled_at = deps.clock()
+            event.last_error = f"unknown location {event.location_id!r}"
+            return
+        payload = dict(event.payload)
+        at = event.received_at
+        if event.kind == "voice":
+            mode = payload.get("_ringback_mode", missed_calls.call_mode(location, at))
+            missed_calls.on_voice(session, deps, location, payload, at, mode)
+        elif event.kind == "dial_result":
+            missed_calls.on_dial_result(session, deps, location, payload, at)
+        elif event.kind == "call_status":
+            seen = session.scalar(
+                select(ProviderEvent.id).where(
+                    ProviderEvent.provider == event.provider,
+                    ProviderEvent.kind == "dial_result",
+                    ProviderEvent.external_id == payload["CallSid"],
+                )
+            )
+            missed_calls.on_call_status(session, deps, location, payload, at, seen is not None)
+        elif event.kind == "sms":
+            inbound.on_inbound_sms(session, deps, location, payload, at)
+        elif event.kind == "sms_status":
+            inbound.on_sms_status(session, payload, at)
+        event.handled_at = deps.clock()
+        event.last_error = None
+
+
+def note_failure(deps: Deps, event_id: int, error: str) -> None:
+    with transaction(deps.sessions) as session:
+        event = session.get(ProviderEvent, event_id)
+        if event is not None and event.handled_at is None:
+            event.last_error = error[:500]
+
+
+def unhandled(deps: Deps, older_than: timedelta, limit: int = 500) -> list[int]:
+    cutoff = deps.clock() - older_than
+    with transaction(deps.sessions) as session:
+        return list(
+            session.scalars(
+                select(ProviderEvent.id)
+                .where(ProviderEvent.handled_at.is_(None), ProviderEvent.received_at <= cutoff)
+                .order_by(ProviderEvent.id)
+                .limit(limit)
+            )
+        )
+
+
+def replay(deps: Deps, event_ids: list[int]) -> int:
+    """Mark events unhandled and run them again (idempotent by design)."""
+    with transaction(deps.sessions) as session:
+        events = session.scalars(select(ProviderEvent).where(ProviderEvent.id.in_(event_ids))).all()
+        for event in events:
+            event.handled_at = None
+        ids = [e.id for e in events]
+    for event_id in ids:
+        deps.jobs.handle_event(event_id)
+    return len(ids)

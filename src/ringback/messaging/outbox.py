@@ -1,0 +1,270 @@
+"""The outbox: every outbound text is a row first, then a delivery job.
+
+``queue_sms`` writes the row in the caller's transaction (keyed by an idempotency key, so
+a retried decision never queues a second text) and enqueues delivery after commit.
+``deliver`` claims the row (``pending`` -> ``sending``) in its own transaction before
+calling the provider, so two workers can never both send it. A send whose outcome is
+unknown (timeout, worker killed) is reconciled against the provider's message list
+before it is ever sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ringback import patients
+from ringback.db import after_commit, insert_ignore, transaction
+from ringback.deps import Deps
+from ringback.logs import log_event
+from ringback.models import Message, Patient
+from ringback.phones import redact
+from ringback.ports import OutboundSms, SendFailure, SentSms
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+RECONCILE_AFTER = timedelta(seconds=5)
+
+# Twilio's message statuses in the order they happen; a late callback never moves back.
+STATUS_RANK = {
+    "pending": 0,
+    "sending": 1,
+    "accepted": 2,
+    "scheduled": 2,
+    "queued": 3,
+    "sent": 4,
+    "delivered": 5,
+    "read": 6,
+    "undelivered": 6,
+    "failed": 6,
+    "canceled": 6,
+}
+
+
+def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
+    """Exponential backoff with full jitter: 1 s, 2 s, 4 s ... capped at 5 minutes."""
+    ceiling = min(2.0 ** max(attempt - 1, 0), 300.0)
+    return timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))
+
+
+def queue_sms(
+    session: Session,
+    deps: Deps,
+    *,
+    location_id: str,
+    patient: Patient,
+    from_number: str,
+    body: str,
+    kind: str,
+    idempotency_key: str,
+    conversation_id: int | None = None,
+    call_id: int | None = None,
+    trigger_at: datetime | None = None,
+    send_after: datetime | None = None,
+) -> Message:
+    """Write an outbound text and have it delivered after commit; returns its row.
+
+    A second call with the same ``idempotency_key`` returns the first row and sends nothing.
+    A patient who may not be texted gets a ``suppressed`` row (kept for the record).
+    """
+    now = deps.clock()
+    blocked = patients.why_not_textable(patient)
+    new_id = insert_ignore(
+        session,
+        Message,
+        {
+            "location_id": location_id,
+            "conversation_id": conversation_id,
+            "patient_id": patient.id,
+            "call_id": call_id,
+            "direction": "outbound",
+            "kind": kind,
+            "from_number": from_number,
+            "to_number": patient.phone,
+            "body": body,
+            "idempotency_key": idempotency_key,
+            "status": "suppressed" if blocked else "pending",
+            "error_detail": blocked,
+            "created_at": now,
+            "trigger_at": trigger_at,
+            "send_after": send_after or now,
+        },
+        ["idempotency_key"],
+    )
+    message = session.scalars(
+        select(Message).where(Message.idempotency_key == idempotency_key)
+    ).one()
+    if new_id is None:
+        return message
+    if blocked:
+        log_event(log, "sms.suppressed", message_id=message.id, kind=kind, reason=blocked)
+        return message
+    at = send_after if send_after and send_after > now else None
+    mid = message.id
+    after_commit(session, lambda: deps.jobs.deliver_sms(mid, at))
+    return message
+
+
+def _outbound(message: Message, deps: Deps) -> OutboundSms:
+    return OutboundSms(
+        to=message.to_number,
+        from_=message.from_number,
+        body=message.body,
+        status_callback=deps.sms_status_callback,
+    )
+
+
+def deliver(deps: Deps, message_id: int) -> None:
+    """Claim and send one outbox message. Safe to call any number of times."""
+    with transaction(deps.sessions) as session:
+        message = session.get(Message, message_id, with_for_update=True)
+        if message is None or message.status != "pending":
+            return
+        now = deps.clock()
+        if message.send_after > now + timedelta(seconds=1):
+            at = message.send_after
+            after_commit(session, lambda: deps.jobs.deliver_sms(message_id, at))
+            return
+        patient = session.get(Patient, message.patient_id) if message.patient_id else None
+        blocked = patients.why_not_textable(patient) if patient else None
+        if blocked:
+            message.status = "suppressed"
+            message.error_detail = blocked
+            log_event(log, "sms.suppressed", message_id=message_id, reason=blocked)
+            return
+        message.status = "sending"
+        message.claimed_at = now
+        message.attempts += 1
+        sms = _outbound(message, deps)
+        kind = message.kind
+    try:
+        sent = deps.sms.send(sms)
+    except SendFailure as failure:
+        _record_failure(deps, message_id, failure)
+        return
+    _record_sent(deps, message_id, sent, kind)
+
+
+def _record_sent(deps: Deps, message_id: int, sent: SentSms, kind: str) -> None:
+    with transaction(deps.sessions) as session:
+        message = session.get(Message, message_id, with_for_update=True)
+        if message is None:
+            return
+        now = deps.clock()
+        message.provider_sid = sent.sid
+        if STATUS_RANK.get(sent.status, 3) > STATUS_RANK.get(message.status, 0):
+            message.status = sent.status
+        message.sent_at = message.sent_at or now
+        message.status_at = now
+        latency_ms = (
+            round((now - message.trigger_at).total_seconds() * 1000)
+            if message.trigger_at
+            else None
+        )
+        log_event(
+            log,
+            f"{kind}.sent" if kind == "textback" else "sms.sent",
+            message_id=message_id,
+            to=redact(message.to_number),
+            attempts=message.attempts,
+            latency_ms=latency_ms,
+        )
+
+
+def _record_failure(deps: Deps, message_id: int, failure: SendFailure) -> None:
+    with transaction(deps.sessions) as session:
+        message = session.get(Message, message_id, with_for_update=True)
+        if message is None or message.status != "sending":
+            return
+        now = deps.clock()
+        message.error_code = failure.code
+        message.error_detail = failure.detail[:300]
+        message.status_at = now
+        patient = session.get(Patient, message.patient_id) if message.patient_id else None
+        fields = {"message_id": message_id, "code": failure.code, "attempts": message.attempts}
+        if failure.kind == "ambiguous":
+            at = now + RECONCILE_AFTER
+            after_commit(session, lambda: deps.jobs.reconcile_sms(message_id, at))
+            log_event(log, "sms.send_ambiguous", logging.WARNING, **fields)
+        elif failure.kind == "retry" and message.attempts < MAX_ATTEMPTS:
+            delay = backoff(message.attempts)
+            if failure.retry_after:
+                delay = max(delay, timedelta(seconds=failure.retry_after))
+            message.status = "pending"
+            message.send_after = now + delay
+            at = message.send_after
+            after_commit(session, lambda: deps.jobs.deliver_sms(message_id, at))
+            log_event(log, "sms.retry_scheduled", logging.WARNING, delay_s=delay.seconds, **fields)
+        else:
+            message.status = "failed"
+            if patient is not None and failure.kind == "opted_out":
+                patients.opt_out(patient, now, "carrier")
+            elif patient is not None and failure.kind == "not_textable":
+                patients.mark_not_textable(patient, f"twilio_{failure.code}", now)
+            log_event(log, "sms.failed", logging.WARNING, kind=failure.kind, **fields)
+
+
+def reconcile(deps: Deps, message_id: int) -> None:
+    """Settle a send whose outcome is unknown: record it if the provider has it, else resend."""
+    with transaction(deps.sessions) as session:
+        message = session.get(Message, message_id)
+        if message is None or message.status != "sending":
+            return
+        sms = _outbound(message, deps)
+        since = message.claimed_at or message.created_at
+        kind = message.kind
+    try:
+        found = deps.sms.find_sent(sms, since)
+    except SendFailure as failure:
+        with transaction(deps.sessions) as session:
+            message = session.get(Message, message_id)
+            attempts = message.attempts if message else MAX_ATTEMPTS
+        at = deps.clock() + backoff(attempts)
+        deps.jobs.reconcile_sms(message_id, at)
+        log_event(log, "sms.reconcile_failed", logging.WARNING, message_id=message_id,
+                  detail=failure.detail[:120])
+        return
+    if found is not None:
+        log_event(log, "sms.reconciled_sent", message_id=message_id)
+        _record_sent(deps, message_id, found, kind)
+        return
+    with transaction(deps.sessions) as session:
+        message = session.get(Message, message_id, with_for_update=True)
+        if message is None or message.status != "sending":
+            return
+        message.status = "pending"
+        message.send_after = deps.clock()
+        after_commit(session, lambda: deps.jobs.deliver_sms(message_id, None))
+        log_event(log, "sms.reconciled_unsent", message_id=message_id)
+
+
+def sweep(deps: Deps, *, grace: timedelta = timedelta(seconds=30)) -> dict[str, int]:
+    """Re-drive what a dead worker left behind: due texts not sent, sends not settled."""
+    now = deps.clock()
+    stale_claim = now - grace - timedelta(seconds=deps.send_timeout_seconds)
+    with transaction(deps.sessions) as session:
+        due = session.scalars(
+            select(Message.id).where(Message.status == "pending", Message.send_after <= now - grace)
+        ).all()
+        stuck = session.scalars(
+            select(Message.id).where(Message.status == "sending", Message.claimed_at <= stale_claim)
+        ).all()
+    for mid in due:
+        deps.jobs.deliver_sms(mid)
+    for mid in stuck:
+        deps.jobs.reconcile_sms(mid)
+    return {"due": len(due), "stuck": len(stuck)}
+
+
+def advance_status(message: Message, status: str, now: datetime) -> bool:
+    """Apply a delivery status if it moves the message forward; True when it did."""
+    if STATUS_RANK.get(status, -1) <= STATUS_RANK.get(message.status, 0):
+        return False
+    message.status = status
+    message.status_at = now
+    return True

@@ -1,0 +1,238 @@
+"""All tables in one place.
+
+Shape of the data (the mission, read as rows):
+
+* ``ProviderEvent``: every webhook as received, keyed by the provider's id; the durable
+  inbox that makes handling idempotent and replayable.
+* ``Patient``: one per phone number and location; carries consent (opt-out) and
+  textability, so every path that sends checks one row.
+* ``Call``: one per inbound call (``CallSid``); whether and why it was missed, and what
+  screening decided.
+* ``Conversation``: the thread with one caller; at most one open per patient.
+* ``Message``: every SMS in or out. Outbound rows are the outbox: written in the same
+  transaction as the decision to send, delivered by a job, keyed so nothing goes twice.
+* ``Appointment``: booked visits (imported or booked by Ringback); screening reads them.
+* ``LineTypeCache``: Twilio Lookup answers, so a number is looked up once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ringback.db import Base, UTCDateTime, utcnow
+
+# A JSON column that is JSONB on PostgreSQL.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class ProviderEvent(Base):
+    """A webhook from a provider, stored before anything acts on it."""
+
+    __tablename__ = "provider_events"
+    __table_args__ = (UniqueConstraint("provider", "kind", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(30))
+    external_id: Mapped[str] = mapped_column(String(120))
+    location_id: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+Index("ix_provider_events_unhandled", ProviderEvent.received_at, ProviderEvent.handled_at)
+
+
+class Patient(Base):
+    """A caller of one location, known by phone number, with their consent state."""
+
+    __tablename__ = "patients"
+    __table_args__ = (UniqueConstraint("location_id", "phone"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(20))
+    first_name: Mapped[str | None] = mapped_column(String(80))
+    last_name: Mapped[str | None] = mapped_column(String(80))
+    status: Mapped[str | None] = mapped_column(String(12))  # new | returning
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    opt_out_source: Mapped[str | None] = mapped_column(String(40))
+    opted_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    not_textable_reason: Mapped[str | None] = mapped_column(String(60))
+    wrong_number_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    external_id: Mapped[str | None] = mapped_column(String(120))
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    @property
+    def opted_out(self) -> bool:
+        return self.opted_out_at is not None
+
+
+class Call(Base):
+    """An inbound call to a location's number, and what Ringback made of it."""
+
+    __tablename__ = "calls"
+    __table_args__ = (UniqueConstraint("provider", "call_sid"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20), default="twilio")
+    call_sid: Mapped[str] = mapped_column(String(120))
+    location_id: Mapped[str] = mapped_column(String(64), index=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    from_raw: Mapped[str] = mapped_column(String(40))  # as received; may be "anonymous"
+    from_number: Mapped[str | None] = mapped_column(String(20))  # E.164 when valid
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    after_hours: Mapped[bool] = mapped_column(Boolean, default=False)
+    mode: Mapped[str] = mapped_column(String(20))  # ring | forwarded | after_hours
+    # pending -> missed | answered
+    outcome: Mapped[str] = mapped_column(String(12), default="pending")
+    # staff_busy | no_answer | after_hours | caller_hung_up | failed
+    miss_reason: Mapped[str | None] = mapped_column(String(20))
+    missed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # texted | joined_conversation | opted_out | anonymous | invalid_number | own_number
+    # | blocklisted | cooldown | landline | not_textable | wrong_number | appointment_textback
+    screening: Mapped[str | None] = mapped_column(String(30))
+    screening_detail: Mapped[str | None] = mapped_column(String(200))
+    screened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    source_event_id: Mapped[str | None] = mapped_column(String(120))
+
+    patient: Mapped[Patient | None] = relationship(lazy="joined")
+
+
+Index("ix_calls_location_missed", Call.location_id, Call.missed_at)
+
+
+class Conversation(Base):
+    """The thread with one caller. At most one is open per patient (a partial unique index)."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    location_id: Mapped[str] = mapped_column(String(64), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    # active | needs_staff | urgent | booked | closed
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    is_open: Mapped[bool] = mapped_column(Boolean, default=True)
+    close_reason: Mapped[str | None] = mapped_column(String(30))
+    language: Mapped[str] = mapped_column(String(5), default="en")
+    variant: Mapped[str | None] = mapped_column(String(20))
+    state: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    bot_paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    assigned_to: Mapped[str | None] = mapped_column(String(120))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    first_reply_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_outbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    booked_value_cents: Mapped[int | None] = mapped_column(Integer)
+
+    patient: Mapped[Patient] = relationship(lazy="joined")
+
+
+Index(
+    "uq_conversations_open_per_patient",
+    Conversation.location_id,
+    Conversation.patient_id,
+    unique=True,
+    sqlite_where=text("is_open"),
+    postgresql_where=text("is_open"),
+)
+
+
+class Message(Base):
+    """One SMS. Outbound rows are the outbox: ``idempotency_key`` makes each send unique."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_sid"),
+        UniqueConstraint("idempotency_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    location_id: Mapped[str] = mapped_column(String(64), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+    direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound
+    # textback | reply | nudge | keyword | alert | staff | inbound
+    kind: Mapped[str] = mapped_column(String(16))
+    from_number: Mapped[str] = mapped_column(String(20))
+    to_number: Mapped[str] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(String(20), default="twilio")
+    provider_sid: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(120))
+    # outbound: pending -> sending -> queued|sent|delivered|undelivered|failed, or suppressed
+    # inbound: received
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_detail: Mapped[str | None] = mapped_column(String(300))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Measured from here for speed-to-lead: the moment the event that caused this text happened.
+    trigger_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    send_after: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+Index("ix_messages_outbox", Message.status, Message.send_after)
+
+
+class Appointment(Base):
+    """A booked visit: imported from the clinic's system or booked through Ringback."""
+
+    __tablename__ = "appointments"
+    __table_args__ = (UniqueConstraint("location_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    service: Mapped[str] = mapped_column(String(80))
+    provider_name: Mapped[str | None] = mapped_column(String(80))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(12), default="booked")  # booked | cancelled
+    source: Mapped[str] = mapped_column(String(12), default="import")  # import|bot|page|staff
+    value_cents: Mapped[int | None] = mapped_column(Integer)
+    external_id: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+Index("ix_appointments_patient_start", Appointment.patient_id, Appointment.starts_at)
+
+
+class LineTypeCache(Base):
+    """Twilio Lookup v2 line type for a number, so each number is looked up once."""
+
+    __tablename__ = "line_type_cache"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    line_type: Mapped[str | None] = mapped_column(String(30))
+    carrier_name: Mapped[str | None] = mapped_column(String(120))
+    looked_up_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,85 @@
+"""Patient records: one per phone number and location, with consent and textability.
+
+Every path that texts a patient reads consent from here, so an opt-out anywhere stops
+every text everywhere for that location.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ringback.db import insert_ignore
+from ringback.models import Appointment, Patient
+
+
+def get_or_create(session: Session, location_id: str, phone: str, now: datetime) -> Patient:
+    insert_ignore(
+        session,
+        Patient,
+        {"location_id": location_id, "phone": phone, "created_at": now, "updated_at": now},
+        ["location_id", "phone"],
+    )
+    patient = session.scalars(
+        select(Patient).where(Patient.location_id == location_id, Patient.phone == phone)
+    ).one()
+    return patient
+
+
+def find(session: Session, location_id: str, phone: str) -> Patient | None:
+    return session.scalars(
+        select(Patient).where(Patient.location_id == location_id, Patient.phone == phone)
+    ).one_or_none()
+
+
+def opt_out(patient: Patient, now: datetime, source: str) -> bool:
+    """Record an opt-out; True when it changed anything."""
+    if patient.opted_out_at is not None:
+        return False
+    patient.opted_out_at = now
+    patient.opt_out_source = source
+    patient.updated_at = now
+    return True
+
+
+def opt_in(patient: Patient, now: datetime) -> bool:
+    changed = patient.opted_out_at is not None
+    patient.opted_out_at = None
+    patient.opt_out_source = None
+    patient.opted_in_at = now
+    patient.updated_at = now
+    return changed
+
+
+def mark_not_textable(patient: Patient, reason: str, now: datetime) -> None:
+    patient.not_textable_reason = reason
+    patient.updated_at = now
+
+
+def why_not_textable(patient: Patient) -> str | None:
+    """The reason nothing may be texted to this patient, or None when texting is allowed."""
+    if patient.deleted_at is not None:
+        return "deleted"
+    if patient.opted_out_at is not None:
+        return "opted_out"
+    if patient.not_textable_reason:
+        return "not_textable"
+    return None
+
+
+def upcoming_appointment(
+    session: Session, patient_id: int, now: datetime, until: datetime
+) -> Appointment | None:
+    return session.scalars(
+        select(Appointment)
+        .where(
+            Appointment.patient_id == patient_id,
+            Appointment.status == "booked",
+            Appointment.starts_at >= now,
+            Appointment.starts_at <= until,
+        )
+        .order_by(Appointment.starts_at)
+        .limit(1)
+    ).first()

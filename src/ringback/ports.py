@@ -1,0 +1,92 @@
+"""The outside world, as Protocols the domain is handed, and the plain data they speak."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSms:
+    to: str
+    from_: str
+    body: str
+    status_callback: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentSms:
+    """What the provider said when it accepted a message."""
+
+    sid: str
+    status: str
+
+
+FailureKind = Literal["retry", "ambiguous", "opted_out", "not_textable", "rejected"]
+
+
+class SendFailure(Exception):
+    """A send that did not go through, with what to do about it.
+
+    * ``retry``: nothing was sent (429, 5xx, refused connection); try again later.
+    * ``ambiguous``: the provider may have accepted it (timeout after sending); reconcile
+      before sending again, so the patient never gets it twice.
+    * ``opted_out``: the carrier says the recipient unsubscribed (Twilio 21610).
+    * ``not_textable``: the number cannot get texts (Twilio 21211, 21614).
+    * ``rejected``: anything else permanent; recorded, not retried.
+    """
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        detail: str,
+        *,
+        code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.kind: FailureKind = kind
+        self.detail = detail
+        self.code = code
+        self.retry_after = retry_after
+
+
+class SmsSender(Protocol):
+    """Sends texts through a provider (Twilio's Messages API, or the demo network)."""
+
+    def send(self, sms: OutboundSms) -> SentSms:
+        """Send one SMS; raise :class:`SendFailure` when it did not (certainly) go."""
+        ...
+
+    def find_sent(self, sms: OutboundSms, since: datetime) -> SentSms | None:
+        """Return the provider's record of ``sms`` if it was accepted after ``since``."""
+        ...
+
+
+class CallerLookup(Protocol):
+    """Tells what kind of line a number is (mobile, landline, voip), or None if unknown."""
+
+    def line_type(self, number: str) -> str | None:
+        """Raise :class:`LookupFailed` when the provider cannot answer right now."""
+        ...
+
+
+class LookupFailed(Exception):
+    """The line-type lookup could not be done; callers carry on without it."""
+
+
+class JobScheduler(Protocol):
+    """Hands work to the job queue. Calls made inside a transaction take effect on commit."""
+
+    def handle_event(self, event_id: int) -> None:
+        """Process a stored provider event."""
+        ...
+
+    def deliver_sms(self, message_id: int, at: datetime | None = None) -> None:
+        """Send an outbox message now, or at ``at``."""
+        ...
+
+    def reconcile_sms(self, message_id: int, at: datetime | None = None) -> None:
+        """Find out whether an ambiguous send reached the provider, then finish it."""
+        ...

@@ -1,0 +1,168 @@
+"""Wiring: one object holding the engine, the queue, the adapters and the registered jobs.
+
+``ringback serve``, ``ringback worker``, the tests and the benchmarks all build it with
+:func:`build_runtime`, so every process runs the same jobs against the same adapters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from huey import Huey, crontab
+from sqlalchemy.engine import Engine
+
+from ringback import jobs
+from ringback.config import Locations, Settings
+from ringback.db import make_engine, make_sessionmaker
+from ringback.deps import Deps
+from ringback.inbox import events
+from ringback.logs import log_event
+from ringback.messaging import outbox
+from ringback.messaging.inbound import NotReady
+from ringback.ports import CallerLookup, SmsSender
+from ringback.telephony.twilio_rest import TwilioRestClient
+
+log = logging.getLogger(__name__)
+
+EVENT_RETRIES = 8
+EVENT_RETRY_DELAY = 1
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class HueyJobs:
+    """The :class:`ringback.ports.JobScheduler` on huey, plus the task definitions."""
+
+    def __init__(self, huey: Huey, get_deps: Callable[[], Deps]) -> None:
+        self.huey = huey
+
+        @huey.task(name="handle_event", retries=EVENT_RETRIES, retry_delay=EVENT_RETRY_DELAY)
+        def handle_event(event_id: int) -> None:
+            deps = get_deps()
+            try:
+                events.handle(deps, event_id)
+            except NotReady:
+                raise
+            except Exception as exc:
+                events.note_failure(deps, event_id, f"{type(exc).__name__}: {exc}")
+                log.exception("event.failed", extra={"fields": {"event_id": event_id}})
+                raise
+
+        @huey.task(name="deliver_sms", retries=3, retry_delay=2)
+        def deliver_sms(message_id: int) -> None:
+            outbox.deliver(get_deps(), message_id)
+
+        @huey.task(name="reconcile_sms", retries=3, retry_delay=5)
+        def reconcile_sms(message_id: int) -> None:
+            outbox.reconcile(get_deps(), message_id)
+
+        @huey.periodic_task(crontab(minute="*"), name="sweep")
+        def sweep() -> None:
+            run_sweep(get_deps())
+
+        self._handle_event = handle_event
+        self._deliver_sms = deliver_sms
+        self._reconcile_sms = reconcile_sms
+
+    def _at(self, task: Any, arg: int, at: datetime | None) -> None:
+        if at is None or at <= _now():
+            task(arg)
+        else:
+            task.schedule(args=(arg,), eta=at)
+
+    def handle_event(self, event_id: int) -> None:
+        self._handle_event(event_id)
+
+    def deliver_sms(self, message_id: int, at: datetime | None = None) -> None:
+        self._at(self._deliver_sms, message_id, at)
+
+    def reconcile_sms(self, message_id: int, at: datetime | None = None) -> None:
+        self._at(self._reconcile_sms, message_id, at)
+
+
+def run_sweep(deps: Deps) -> dict[str, int]:
+    """Re-drive everything a dead worker could have left: events, due texts, unsettled sends."""
+    from datetime import timedelta
+
+    stale_events = events.unhandled(deps, older_than=timedelta(seconds=60))
+    for event_id in stale_events:
+        deps.jobs.handle_event(event_id)
+    counts = outbox.sweep(deps)
+    counts["events"] = len(stale_events)
+    if any(counts.values()):
+        log_event(log, "sweep.redriven", **counts)
+    return counts
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    locations: Locations
+    engine: Engine
+    huey: Huey
+    jobs: HueyJobs
+    deps: Deps
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def embedded_queue(self) -> bool:
+        return jobs.is_embedded(self.huey)
+
+    def close(self) -> None:
+        for closer in self.closers:
+            closer()
+        self.engine.dispose()
+
+
+def build_runtime(
+    settings: Settings,
+    locations: Locations,
+    *,
+    sms: SmsSender | None = None,
+    lookup: CallerLookup | None = None,
+    clock: Callable[[], datetime] = _now,
+    huey_name: str = "ringback",
+) -> Runtime:
+    engine = make_engine(settings.resolved_database_url)
+    sessions = make_sessionmaker(engine)
+    huey = jobs.build_huey(settings.resolved_queue_url, huey_name)
+    closers: list[Callable[[], None]] = []
+    if sms is None or lookup is None:
+        client = TwilioRestClient(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            api_base_url=settings.twilio_api_base_url,
+            lookup_base_url=settings.twilio_lookup_base_url,
+            timeout=settings.send_timeout_seconds,
+        )
+        closers.append(client.close)
+        sms = sms or client
+        lookup = lookup or client
+    holder: dict[str, Deps] = {}
+    job_scheduler = HueyJobs(huey, lambda: holder["deps"])
+    deps = Deps(
+        locations=locations,
+        sessions=sessions,
+        sms=sms,
+        lookup=lookup,
+        jobs=job_scheduler,
+        public_url=settings.public_url,
+        clock=clock,
+        send_timeout_seconds=settings.send_timeout_seconds,
+    )
+    holder["deps"] = deps
+    return Runtime(
+        settings=settings,
+        locations=locations,
+        engine=engine,
+        huey=huey,
+        jobs=job_scheduler,
+        deps=deps,
+        closers=closers,
+    )

@@ -1,0 +1,127 @@
+"""Twilio's REST API, spoken with httpx: Messages (send, list) and Lookup v2 line type.
+
+Kept to the shapes in Twilio's OpenAPI description (``../shared/twilio-openapi``); the
+test suite's fake Twilio checks every request we make against it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ringback.logs import log_event
+from ringback.phones import redact
+from ringback.ports import LookupFailed, OutboundSms, SendFailure, SentSms
+
+log = logging.getLogger(__name__)
+
+OPTED_OUT_CODES = frozenset({21610})
+NOT_TEXTABLE_CODES = frozenset({21211, 21614, 21612, 21408})
+RATE_LIMIT_CODES = frozenset({20429, 14107})
+
+
+class TwilioRestClient:
+    """Satisfies :class:`ringback.ports.SmsSender` and :class:`ringback.ports.CallerLookup`."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        api_base_url: str = "https://api.twilio.com",
+        lookup_base_url: str = "https://lookups.twilio.com",
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.account_sid = account_sid
+        self._api = api_base_url.rstrip("/")
+        self._lookup = lookup_base_url.rstrip("/")
+        self._client = httpx.Client(
+            auth=(account_sid, auth_token),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            headers={"User-Agent": "ringback/0.1"},
+            transport=transport,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    @property
+    def _messages_url(self) -> str:
+        return f"{self._api}/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+
+    def send(self, sms: OutboundSms) -> SentSms:
+        form = {"To": sms.to, "From": sms.from_, "Body": sms.body}
+        if sms.status_callback:
+            form["StatusCallback"] = sms.status_callback
+        try:
+            response = self._client.post(self._messages_url, data=form)
+        except httpx.ConnectError as exc:
+            # The request never reached Twilio: safe to send again.
+            raise SendFailure("retry", f"cannot connect to Twilio: {exc}") from exc
+        except httpx.TransportError as exc:
+            # Timeouts and dropped connections after the request went out: Twilio may have it.
+            raise SendFailure("ambiguous", f"no answer from Twilio: {type(exc).__name__}") from exc
+        if response.status_code in (200, 201):
+            body = response.json()
+            return SentSms(sid=str(body["sid"]), status=str(body.get("status") or "queued"))
+        raise _failure(response)
+
+    def find_sent(self, sms: OutboundSms, since: datetime) -> SentSms | None:
+        day = (since.astimezone(UTC) - timedelta(days=1)).date().isoformat()
+        params = {"To": sms.to, "From": sms.from_, "DateSent>": day, "PageSize": "50"}
+        try:
+            response = self._client.get(self._messages_url, params=params)
+        except httpx.TransportError as exc:
+            raise SendFailure("ambiguous", f"cannot list messages: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise _failure(response)
+        for item in response.json().get("messages", []):
+            if item.get("body") == sms.body and item.get("status") not in ("failed", "canceled"):
+                return SentSms(sid=str(item["sid"]), status=str(item.get("status") or "queued"))
+        return None
+
+    def line_type(self, number: str) -> str | None:
+        url = f"{self._lookup}/v2/PhoneNumbers/{quote(number, safe='+')}"
+        try:
+            response = self._client.get(url, params={"Fields": "line_type_intelligence"})
+        except httpx.TransportError as exc:
+            raise LookupFailed(f"lookup unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise LookupFailed(f"lookup answered HTTP {response.status_code}")
+        info: dict[str, Any] = response.json().get("line_type_intelligence") or {}
+        line_type = info.get("type")
+        log_event(log, "lookup.done", number=redact(number), line_type=line_type)
+        return str(line_type) if line_type else None
+
+
+def _failure(response: httpx.Response) -> SendFailure:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    code = body.get("code") if isinstance(body, dict) else None
+    code = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
+    message = str(body.get("message", "")) if isinstance(body, dict) else ""
+    detail = f"Twilio HTTP {response.status_code}" + (f" code {code}" if code else "")
+    if message:
+        detail += f": {message[:200]}"
+    if response.status_code == 429 or code in RATE_LIMIT_CODES:
+        retry_after = response.headers.get("Retry-After")
+        seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+        return SendFailure("retry", detail, code=code, retry_after=seconds)
+    if response.status_code >= 500:
+        return SendFailure("retry", detail, code=code)
+    if code in OPTED_OUT_CODES:
+        return SendFailure("opted_out", detail, code=code)
+    if code in NOT_TEXTABLE_CODES:
+        return SendFailure("not_textable", detail, code=code)
+    if response.status_code in (401, 403):
+        # Bad credentials are an operator problem: keep the text and try again later.
+        return SendFailure("retry", detail, code=code)
+    return SendFailure("rejected", detail, code=code)
