@@ -89,7 +89,9 @@ def serve(
 @app.command()
 def worker(
     config: ConfigOption = None,
-    workers: Annotated[int | None, typer.Option(help="Worker count (default $RINGBACK_WORKERS).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker count (default $RINGBACK_WORKERS).")
+    ] = None,
     processes: Annotated[bool, typer.Option(help="Run workers as processes, not threads.")] = False,
 ) -> None:
     """Run job workers as a separate process (production: with a Redis queue)."""
@@ -104,7 +106,11 @@ def worker(
     consumer = make_consumer(runtime.huey, workers or settings.workers, embedded=False)
     if processes:
         consumer.worker_type = "process"
-    typer.echo(f"ringback worker: {workers or settings.workers} workers on {runtime.settings.resolved_queue_url.split('@')[-1]}", err=True)
+    typer.echo(
+        f"ringback worker: {workers or settings.workers} workers on "
+        f"{runtime.settings.resolved_queue_url.split('@')[-1]}",
+        err=True,
+    )
     consumer.run()
 
 
@@ -125,9 +131,8 @@ def replay(
     config: ConfigOption = None,
 ) -> None:
     """Handle stored provider events again (idempotent: nothing is sent twice)."""
-    from ringback.runtime import build_runtime
-
     from ringback.inbox import events
+    from ringback.runtime import build_runtime
 
     settings, locations = _load(config)
     runtime = build_runtime(settings, locations)
@@ -140,9 +145,15 @@ def check_config(config: ConfigOption = None) -> None:
     """Validate the environment and the locations file, and say what was found."""
     settings, locations = _load(config)
     for location in locations:
-        mode = "forwarded-only" if location.forwarded_only else f"rings {len(location.front_desk)} number(s)"
-        typer.echo(f"{location.id}: {location.name} on {location.phone_number}, {mode}, "
-                   f"{len(location.services)} services")
+        mode = (
+            "forwarded-only"
+            if location.forwarded_only
+            else f"rings {len(location.front_desk)} number(s)"
+        )
+        typer.echo(
+            f"{location.id}: {location.name} on {location.phone_number}, {mode}, "
+            f"{len(location.services)} services"
+        )
     typer.echo(f"database: {settings.resolved_database_url.split('@')[-1]}")
     typer.echo(f"queue: {settings.resolved_queue_url.split('@')[-1]}")
 

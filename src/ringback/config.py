@@ -46,7 +46,9 @@ def _e164(value: str) -> str:
     try:
         return normalize_e164(value)
     except InvalidPhoneNumber as exc:
-        raise ValueError(f"expected a phone number in E.164 form like +13105550100 ({exc})") from exc
+        raise ValueError(
+            f"expected a phone number in E.164 form like +13105550100 ({exc})"
+        ) from exc
 
 
 E164 = Annotated[str, AfterValidator(_e164)]
@@ -119,8 +121,7 @@ class Messages(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     textback: str = (
-        "Hi, this is {location} - sorry we missed your call! "
-        "What treatment were you calling about?"
+        "Hi, this is {location} - sorry we missed your call! What treatment were you calling about?"
     )
     textback_variants: tuple[str, ...] = ()
     appointment_textback: str = (
@@ -136,18 +137,27 @@ class Messages(BaseModel):
         "Thanks for calling {location}. We're closed right now. "
         "We're sending you a text so we can help you book."
     )
-    help: str = "{location}: reply here and we'll help you book, or call us at {phone}. Reply STOP to opt out."
+    help: str = (
+        "{location}: reply here and we'll help you book, or call us at {phone}. "
+        "Reply STOP to opt out."
+    )
     start: str = "{location}: you're opted back in to texts from us. Reply STOP to opt out."
 
     @field_validator(
-        "textback", "appointment_textback", "voice_greeting", "after_hours_greeting", "help", "start"
+        "textback",
+        "appointment_textback",
+        "voice_greeting",
+        "after_hours_greeting",
+        "help",
+        "start",
     )
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
         for name in re.findall(r"{(\w*)}", value):
             if name not in {"location", "phone", "appointment"}:
                 raise ValueError(
-                    f"unknown placeholder {{{name}}}; use {{location}}, {{phone}} or {{appointment}}"
+                    f"unknown placeholder {{{name}}}; "
+                    "use {location}, {phone} or {appointment}"
                 )
         return value
 
@@ -193,7 +203,9 @@ class Location(BaseModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"expected an IANA time zone like America/Los_Angeles, got {value!r}") from exc
+            raise ValueError(
+                f"expected an IANA time zone like America/Los_Angeles, got {value!r}"
+            ) from exc
         return value
 
     @field_validator("hours")
@@ -358,7 +370,9 @@ def load_locations(path: Path) -> Locations:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: file not found (set RINGBACK_CONFIG to your locations file)") from exc
+        raise ConfigError(
+            f"{path}: file not found (set RINGBACK_CONFIG to your locations file)"
+        ) from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from exc
     try:

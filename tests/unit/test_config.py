@@ -49,8 +49,14 @@ def test_minimal_location_gets_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("snippet", "expected"),
     [
-        ("    ring_seconds: abc\n", "locations[0](glow).ring_seconds: Input should be a valid integer"),
-        ("    ring_seconds: 2\n", "locations[0](glow).ring_seconds: Input should be greater than or equal to 5"),
+        (
+            "    ring_seconds: abc\n",
+            "locations[0](glow).ring_seconds: Input should be a valid integer",
+        ),
+        (
+            "    ring_seconds: 2\n",
+            "locations[0](glow).ring_seconds: Input should be greater than or equal to 5",
+        ),
         ("    colour: red\n", "locations[0](glow).colour: unknown key"),
         ("    timezone: Mars/Olympus\n", "timezone: expected an IANA time zone"),
         ("    hours: {mon: '9-5'}\n", "hours: mon: expected 'HH:MM-HH:MM'"),

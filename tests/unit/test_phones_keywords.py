@@ -8,7 +8,11 @@ from ringback.phones import InvalidPhoneNumber, is_anonymous, normalize_e164, re
 
 @pytest.mark.parametrize(
     ("raw", "e164"),
-    [("+13105550100", "+13105550100"), ("(310) 555-0199", "+13105550199"), ("+44 20 7946 0958", "+442079460958")],
+    [
+        ("+13105550100", "+13105550100"),
+        ("(310) 555-0199", "+13105550199"),
+        ("+44 20 7946 0958", "+442079460958"),
+    ],
 )
 def test_normalize(raw: str, e164: str) -> None:
     assert normalize_e164(raw) == e164
@@ -34,11 +38,26 @@ def test_redact_keeps_two_digits_only() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("STOP", "stop"), ("stop", "stop"), (" Stop. ", "stop"), ("STOPALL", "stop"),
-        ("unsubscribe", "stop"), ("CANCEL", "stop"), ("end", "stop"), ("Quit!", "stop"),
-        ("revoke", "stop"), ("OPTOUT", "stop"), ("START", "start"), ("unstop", "start"),
-        ("Yes", "start"), ("HELP", "help"), ("info", "help"), ("please stop", None),
-        ("stop texting me", None), ("I want botox", None), ("", None), ("helpful", None),
+        ("STOP", "stop"),
+        ("stop", "stop"),
+        (" Stop. ", "stop"),
+        ("STOPALL", "stop"),
+        ("unsubscribe", "stop"),
+        ("CANCEL", "stop"),
+        ("end", "stop"),
+        ("Quit!", "stop"),
+        ("revoke", "stop"),
+        ("OPTOUT", "stop"),
+        ("START", "start"),
+        ("unstop", "start"),
+        ("Yes", "start"),
+        ("HELP", "help"),
+        ("info", "help"),
+        ("please stop", None),
+        ("stop texting me", None),
+        ("I want botox", None),
+        ("", None),
+        ("helpful", None),
     ],
 )
 def test_whole_message_keywords(body: str, expected: str | None) -> None:

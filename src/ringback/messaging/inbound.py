@@ -72,7 +72,11 @@ def on_inbound_sms(
         return  # already handled
     word = keywords.from_opt_out_type(payload.get("OptOutType")) or keywords.keyword(body)
     log_event(
-        log, "sms.received", location=location.id, caller=redact(phone), keyword=word,
+        log,
+        "sms.received",
+        location=location.id,
+        caller=redact(phone),
+        keyword=word,
         message_id=message_id,
     )
     if word == "stop":
@@ -108,7 +112,9 @@ def on_inbound_sms(
     conversation.last_inbound_at = at
 
 
-def _open_conversation_for(session: Session, location_id: str, patient: Patient) -> Conversation | None:
+def _open_conversation_for(
+    session: Session, location_id: str, patient: Patient
+) -> Conversation | None:
     return session.scalars(
         select(Conversation).where(
             Conversation.location_id == location_id,
@@ -128,7 +134,8 @@ def close(conversation: Conversation, at: datetime, reason: str) -> None:
 def on_sms_status(session: Session, payload: dict[str, Any], at: datetime) -> None:
     sid = payload["MessageSid"]
     message = session.scalars(
-        select(Message).where(Message.provider == "twilio", Message.provider_sid == sid)
+        select(Message)
+        .where(Message.provider == "twilio", Message.provider_sid == sid)
         .with_for_update()
     ).one_or_none()
     if message is None:

@@ -162,9 +162,7 @@ def _record_sent(deps: Deps, message_id: int, sent: SentSms, kind: str) -> None:
         message.sent_at = message.sent_at or now
         message.status_at = now
         latency_ms = (
-            round((now - message.trigger_at).total_seconds() * 1000)
-            if message.trigger_at
-            else None
+            round((now - message.trigger_at).total_seconds() * 1000) if message.trigger_at else None
         )
         log_event(
             log,
@@ -226,8 +224,13 @@ def reconcile(deps: Deps, message_id: int) -> None:
             attempts = message.attempts if message else MAX_ATTEMPTS
         at = deps.clock() + backoff(attempts)
         deps.jobs.reconcile_sms(message_id, at)
-        log_event(log, "sms.reconcile_failed", logging.WARNING, message_id=message_id,
-                  detail=failure.detail[:120])
+        log_event(
+            log,
+            "sms.reconcile_failed",
+            logging.WARNING,
+            message_id=message_id,
+            detail=failure.detail[:120],
+        )
         return
     if found is not None:
         log_event(log, "sms.reconciled_sent", message_id=message_id)

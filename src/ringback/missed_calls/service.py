@@ -99,15 +99,22 @@ def _mark_missed(call: Call, reason: str, at: datetime) -> bool:
     return True
 
 
-def on_voice(session: Session, deps: Deps, location: Location, payload: dict[str, Any],
-             at: datetime, mode: CallMode) -> None:
+def on_voice(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    payload: dict[str, Any],
+    at: datetime,
+    mode: CallMode,
+) -> None:
     call = _upsert_call(session, location, payload, at, mode)
     if mode != "ring" and _mark_missed(call, "no_answer", at):
         _missed(session, deps, location, call)
 
 
-def on_dial_result(session: Session, deps: Deps, location: Location, payload: dict[str, Any],
-                   at: datetime) -> None:
+def on_dial_result(
+    session: Session, deps: Deps, location: Location, payload: dict[str, Any], at: datetime
+) -> None:
     call = _upsert_call(session, location, payload, at, "ring")
     status = payload["DialCallStatus"]
     if status in DIAL_MISSES:
@@ -118,16 +125,24 @@ def on_dial_result(session: Session, deps: Deps, location: Location, payload: di
         log_event(log, "call.answered", call_id=call.id, location=location.id)
 
 
-def on_call_status(session: Session, deps: Deps, location: Location, payload: dict[str, Any],
-                   at: datetime, dial_result_seen: bool) -> None:
+def on_call_status(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    payload: dict[str, Any],
+    at: datetime,
+    dial_result_seen: bool,
+) -> None:
     """The backstop: a parent call that ended with no outcome recorded is a miss."""
     call = _upsert_call(session, location, payload, at, "ring")
     status = payload["CallStatus"]
     if status not in CALL_FINAL:
         return
     call.ended_at = call.ended_at or at
-    if call.outcome == "pending" and not dial_result_seen and _mark_missed(
-        call, CALL_FINAL[status], at
+    if (
+        call.outcome == "pending"
+        and not dial_result_seen
+        and _mark_missed(call, CALL_FINAL[status], at)
     ):
         _missed(session, deps, location, call)
 

@@ -56,8 +56,15 @@ class DialResultForm(VoiceForm):
 
 class CallStatusForm(VoiceForm):
     CallStatus: Literal[
-        "queued", "initiated", "ringing", "in-progress", "completed", "busy", "failed",
-        "no-answer", "canceled",
+        "queued",
+        "initiated",
+        "ringing",
+        "in-progress",
+        "completed",
+        "busy",
+        "failed",
+        "no-answer",
+        "canceled",
     ]
 
 
@@ -77,8 +84,19 @@ class SmsForm(_Form):
 class SmsStatusForm(_Form):
     MessageSid: str = Field(pattern=MESSAGE_SID)
     MessageStatus: Literal[
-        "accepted", "scheduled", "queued", "sending", "sent", "delivered", "undelivered",
-        "failed", "read", "canceled", "receiving", "received", "partially_delivered",
+        "accepted",
+        "scheduled",
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+        "undelivered",
+        "failed",
+        "read",
+        "canceled",
+        "receiving",
+        "received",
+        "partially_delivered",
     ]
     From: str
     To: str = ""
@@ -106,7 +124,9 @@ def parse_form(model: type[F], data: dict[str, Any]) -> F:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"]) or "form"
-        problem = "is required" if error["type"] == "missing" else error["msg"].removeprefix(
-            "Value error, "
+        problem = (
+            "is required"
+            if error["type"] == "missing"
+            else error["msg"].removeprefix("Value error, ")
         )
         raise FormError(field, problem) from exc

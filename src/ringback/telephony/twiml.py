@@ -46,7 +46,8 @@ def error_voice(message: str, spoken: str | None) -> str:
     """A TwiML-safe error body: valid TwiML for Twilio, the reason in a comment for people."""
     comment = escape(message).replace("--", "- -")
     say = f"<Say>{escape(spoken)}</Say>" if spoken else ""
-    return f'<?xml version="1.0" encoding="UTF-8"?><!-- {comment} --><Response>{say}<Hangup/></Response>'
+    head = f'<?xml version="1.0" encoding="UTF-8"?><!-- {comment} -->'
+    return f"{head}<Response>{say}<Hangup/></Response>"
 
 
 def error_messaging(message: str) -> str:

@@ -13,6 +13,7 @@ One set of URLs serves every location; the location is the one whose number is `
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -75,8 +76,13 @@ async def _verified_form(request: Request, *, voice: bool) -> tuple[Deps, FormDa
         raise WebhookRejected(403, "TWILIO_AUTH_TOKEN is not set; cannot verify", voice=voice)
     algorithm = get_signature_algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
     if not signature or not RequestValidator(token).validate(url, form, signature, algorithm):
-        log_event(log, "webhook.signature_invalid", logging.WARNING, path=request.url.path,
-                  present=bool(signature))
+        log_event(
+            log,
+            "webhook.signature_invalid",
+            logging.WARNING,
+            path=request.url.path,
+            present=bool(signature),
+        )
         raise WebhookRejected(403, "X-Twilio-Signature is missing or invalid", voice=voice)
     return deps, form
 
@@ -114,18 +120,26 @@ def _store_sync(deps: Deps, kind: str, location: Location, payload: dict[str, An
         )
 
 
-def _rejecting(voice: bool) -> Any:
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _rejecting(voice: bool) -> Callable[[Handler], Handler]:
     """Turn expected rejections into their answers; anything else is a bug (a 500)."""
 
-    def wrap(handler: Any) -> Any:
+    def wrap(handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
                 response: Response = await handler(request)
             except WebhookRejected as rejected:
                 return rejected.response()
             except FormError as error:
-                log_event(log, "webhook.invalid", logging.WARNING, path=request.url.path,
-                          field=error.field)
+                log_event(
+                    log,
+                    "webhook.invalid",
+                    logging.WARNING,
+                    path=request.url.path,
+                    field=error.field,
+                )
                 return WebhookRejected(400, str(error), voice=voice).response()
             return response
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Every check CI runs: lint, format, types, then the test suite on both database and
+# queue backends. Extra arguments go to pytest (e.g. ./dev test -k textback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${RINGBACK_VENV:-.venv}
+export PATH="$PWD/$VENV/bin:$PATH"
+
+echo "== ruff" && ruff check src tests bench && ruff format --check src tests bench
+echo "== mypy" && mypy
+bash scripts/services.sh
+
+status=0
+echo "== tests: SQLite database, embedded SQLite queue"
+RINGBACK_TEST_DATABASE=sqlite RINGBACK_TEST_QUEUE=sqlite pytest -q "$@" || status=1
+echo "== tests: PostgreSQL database, Redis queue"
+RINGBACK_TEST_DATABASE=postgres RINGBACK_TEST_QUEUE=redis pytest -q "$@" || status=1
+exit $status

@@ -1,0 +1,91 @@
+"""The demo phone page and its small JSON API (only mounted by ``ringback demo``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, Field, field_validator
+
+from ringback.demo.network import PhoneNetwork
+from ringback.phones import InvalidPhoneNumber, normalize_e164
+
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parents[1] / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+router = APIRouter(prefix="/demo", tags=["demo"])
+
+
+def _network(request: Request) -> PhoneNetwork:
+    network: PhoneNetwork = request.app.state.demo_network
+    return network
+
+
+def _number(value: str) -> str:
+    try:
+        return normalize_e164(value)
+    except InvalidPhoneNumber as exc:
+        raise ValueError("expected a phone number like +12135550123") from exc
+
+
+class CallRequest(BaseModel):
+    caller: str
+    to: str
+
+    @field_validator("caller", "to")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        return _number(value)
+
+
+class TextRequest(BaseModel):
+    sender: str
+    to: str
+    body: str = Field(min_length=1, max_length=1600)
+
+    @field_validator("sender", "to")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        return _number(value)
+
+
+@router.get("", response_class=HTMLResponse)
+async def phone_page(request: Request) -> HTMLResponse:
+    network = _network(request)
+    template = TEMPLATES.get_template("demo_phone.html")
+    return HTMLResponse(template.render(locations=list(network.locations)))
+
+
+@router.post("/api/calls")
+async def place_call(request: Request, body: CallRequest) -> dict[str, str]:
+    network = _network(request)
+    if network.locations.by_number(body.to) is None:
+        raise HTTPException(404, f"to: no demo location has the number {body.to}")
+    call = network.place_call(body.caller, body.to)
+    return {"sid": call.sid}
+
+
+@router.post("/api/calls/{sid}/hangup")
+async def hang_up(request: Request, sid: str) -> dict[str, bool]:
+    if not _network(request).hang_up(sid):
+        raise HTTPException(404, f"sid: no ringing call {sid}")
+    return {"ok": True}
+
+
+@router.post("/api/texts")
+async def send_text(request: Request, body: TextRequest) -> dict[str, int]:
+    status = await _network(request).send_text(body.sender, body.to, body.body)
+    return {"webhook_status": status}
+
+
+@router.get("/api/phone/{number}")
+async def phone(request: Request, number: str) -> dict[str, object]:
+    try:
+        e164 = _number(number)
+    except ValueError as exc:
+        raise HTTPException(400, f"number: {exc}") from exc
+    return _network(request).phone_state(e164)

@@ -1,0 +1,164 @@
+"""Inbound texts and delivery receipts: STOP always works, HELP answers, receipts recorded."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from ringback.models import Call, Conversation, Message, Patient
+from tests.conftest import Service, settle, wait_for
+from tests.e2e.test_missed_call_textback import miss, texts_to
+from tests.twilio_payloads import caller_number, new_message_sid, payload
+
+SPA = "+13105550100"
+
+
+def text_in(service: Service, caller: str, body: str, **extra: str) -> str:
+    message_sid = new_message_sid()
+    response = service.post(
+        "/twilio/sms",
+        payload("sms_inbound", MessageSid=message_sid, From=caller, Body=body, **extra),
+    )
+    assert response.status_code == 200, response.text
+    assert response.text.endswith("<Response />")
+    return message_sid
+
+
+def patient(service: Service, caller: str) -> Patient | None:
+    return service.scalar(select(Patient).where(Patient.phone == caller))
+
+
+def test_inbound_text_is_recorded_on_the_open_conversation(service: Service) -> None:
+    caller = caller_number(20)
+    miss(service, caller)
+    wait_for(lambda: texts_to(service, caller), what="text-back")
+    message_sid = text_in(service, caller, "botox please")
+    inbound = wait_for(
+        lambda: service.scalar(select(Message).where(Message.provider_sid == message_sid)),
+        what="inbound recorded",
+    )
+    assert inbound.direction == "inbound"
+    assert inbound.body == "botox please"
+    conversation = service.scalar(
+        select(Conversation).where(Conversation.id == inbound.conversation_id)
+    )
+    assert conversation.first_reply_at is not None
+    assert conversation.is_open
+
+
+def test_stop_opts_out_and_nothing_is_texted_after_whatever_path_tries(service: Service) -> None:
+    caller = caller_number(21)
+    miss(service, caller)
+    wait_for(lambda: texts_to(service, caller), what="text-back")
+    text_in(service, caller, "  Stop ")
+    wait_for(lambda: (p := patient(service, caller)) and p.opted_out, what="opt-out")
+    conversation = service.scalar(select(Conversation))
+    assert (conversation.is_open, conversation.close_reason) == (False, "opted_out")
+    # A new miss is screened out; HELP gets no answer while opted out.
+    call_sid = miss(service, caller)
+    wait_for(
+        lambda: service.scalar(select(Call.screening).where(Call.call_sid == call_sid)),
+        what="screened",
+    )
+    assert service.scalar(select(Call.screening).where(Call.call_sid == call_sid)) == "opted_out"
+    text_in(service, caller, "HELP")
+    settle()
+    assert len(texts_to(service, caller)) == 1
+    suppressed = service.rows(select(Message).where(Message.status == "suppressed"))
+    assert [m.kind for m in suppressed] == ["keyword"]
+
+
+def test_every_twilio_stop_keyword_opts_out_and_start_opts_back_in(service: Service) -> None:
+    for index, word in enumerate(
+        ["STOP", "stopall", "UNSUBSCRIBE", "cancel", "END", "quit", "Revoke", "OPTOUT"]
+    ):
+        caller = caller_number(100 + index)
+        text_in(service, caller, word)
+        wait_for(
+            lambda c=caller: (p := patient(service, c)) and p.opted_out, what=f"{word} opt-out"
+        )
+    caller = caller_number(100)
+    text_in(service, caller, "start")
+    wait_for(lambda: (p := patient(service, caller)) and not p.opted_out, what="opt back in")
+    miss(service, caller)
+    wait_for(lambda: texts_to(service, caller), what="text-back after START")
+
+
+def test_twilio_advanced_opt_out_type_is_honoured(service: Service) -> None:
+    caller = caller_number(30)
+    text_in(service, caller, "Arrêt", OptOutType="STOP")
+    wait_for(lambda: (p := patient(service, caller)) and p.opted_out, what="opt-out via OptOutType")
+
+
+def test_help_answers_with_name_and_phone(service: Service) -> None:
+    caller = caller_number(31)
+    text_in(service, caller, "help")
+    reply = wait_for(lambda: texts_to(service, caller), what="help reply")[0]
+    assert "Glow Med Spa" in reply.body
+    assert SPA in reply.body
+    assert reply.from_ == SPA
+
+
+def test_duplicate_inbound_webhook_is_recorded_once(service: Service) -> None:
+    caller = caller_number(32)
+    params = payload("sms_inbound", MessageSid=new_message_sid(), From=caller, Body="HELP")
+    for _ in range(5):
+        assert service.post("/twilio/sms", params).status_code == 200
+    wait_for(lambda: texts_to(service, caller), what="help reply")
+    settle()
+    assert len(texts_to(service, caller)) == 1
+    assert len(service.rows(select(Message).where(Message.direction == "inbound"))) == 1
+
+
+def test_delivery_receipts_move_status_forward_only(service: Service) -> None:
+    caller = caller_number(33)
+    miss(service, caller)
+    sent = wait_for(lambda: texts_to(service, caller), what="text-back")[0]
+    wait_for(
+        lambda: service.scalar(
+            select(Message.provider_sid).where(Message.provider_sid == sent.sid)
+        ),
+        what="sid",
+    )
+    for status in ("sent", "delivered", "sent"):
+        response = service.post(
+            "/twilio/sms/status",
+            payload("sms_status_delivered", MessageSid=sent.sid, MessageStatus=status, To=caller),
+        )
+        assert response.status_code == 204
+    wait_for(
+        lambda: (
+            service.scalar(select(Message.status).where(Message.provider_sid == sent.sid))
+            == "delivered"
+        ),
+        what="delivered",
+    )
+    settle(0.4)
+    assert (
+        service.scalar(select(Message.status).where(Message.provider_sid == sent.sid))
+        == "delivered"
+    )
+
+
+def test_undelivered_with_21610_opts_the_patient_out(service: Service) -> None:
+    caller = caller_number(34)
+    miss(service, caller)
+    sent = wait_for(lambda: texts_to(service, caller), what="text-back")[0]
+    wait_for(
+        lambda: service.scalar(
+            select(Message.provider_sid).where(Message.provider_sid == sent.sid)
+        ),
+        what="sid",
+    )
+    service.post(
+        "/twilio/sms/status",
+        payload(
+            "sms_status_delivered",
+            MessageSid=sent.sid,
+            MessageStatus="undelivered",
+            ErrorCode="21610",
+            To=caller,
+        ),
+    )
+    wait_for(lambda: (p := patient(service, caller)) and p.opted_out, what="carrier opt-out")
+    message = service.scalar(select(Message).where(Message.provider_sid == sent.sid))
+    assert (message.status, message.error_code) == ("undelivered", 21610)
