@@ -181,6 +181,7 @@ class Service:
     url: str
     public_url: str
     runtime: Runtime
+    config_path: Path
     twilio: FakeTwilio
     clock: TestClock
     http: httpx.Client
@@ -259,6 +260,7 @@ def make_service(
             RINGBACK_CONFIG=config_path,
             RINGBACK_PUBLIC_URL=public_url or f"http://127.0.0.1:{port}",
             RINGBACK_WORKERS=4,
+            RINGBACK_QUEUE_NAME=f"rb-{uuid.uuid4().hex[:8]}",
             RINGBACK_SEND_TIMEOUT=2,
             TWILIO_ACCOUNT_SID=ACCOUNT_SID,
             TWILIO_AUTH_TOKEN=AUTH_TOKEN,
@@ -266,15 +268,14 @@ def make_service(
             TWILIO_LOOKUP_BASE_URL=fake_twilio.url,
         )
         clock = TestClock(now)
-        runtime = build_runtime(
-            settings, locations, clock=clock, huey_name=f"rb-{uuid.uuid4().hex[:8]}"
-        )
+        runtime = build_runtime(settings, locations, clock=clock)
         server = ServerThread(create_app(runtime, run_worker=run_worker), port).__enter__()
         http = httpx.Client(timeout=10)
         started.append((server, runtime, http))
         return Service(
             url=f"http://127.0.0.1:{port}",
             public_url=settings.public_url,
+            config_path=config_path,
             runtime=runtime,
             twilio=fake_twilio.state,
             clock=clock,

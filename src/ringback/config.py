@@ -421,6 +421,9 @@ class Settings(BaseSettings):
     config: Path = Field(default=Path("ringback.yaml"), alias="RINGBACK_CONFIG")
     public_url: str = Field(default="http://127.0.0.1:8000", alias="RINGBACK_PUBLIC_URL")
     data_dir: Path = Field(default=Path("var"), alias="RINGBACK_DATA_DIR")
+    queue_name: str = Field(
+        default="ringback", pattern=r"^[A-Za-z0-9_.-]{1,64}$", alias="RINGBACK_QUEUE_NAME"
+    )
     workers: int = Field(default=4, ge=1, le=64, alias="RINGBACK_WORKERS")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", alias="RINGBACK_LOG_LEVEL"

@@ -119,7 +119,7 @@ class Call(Base):
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
     source_event_id: Mapped[str | None] = mapped_column(String(120))
 
-    patient: Mapped[Patient | None] = relationship(lazy="joined")
+    patient: Mapped[Patient | None] = relationship()
 
 
 Index("ix_calls_location_missed", Call.location_id, Call.missed_at)
@@ -149,7 +149,7 @@ class Conversation(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     booked_value_cents: Mapped[int | None] = mapped_column(Integer)
 
-    patient: Mapped[Patient] = relationship(lazy="joined")
+    patient: Mapped[Patient] = relationship()
 
 
 Index(

@@ -127,11 +127,10 @@ def build_runtime(
     sms: SmsSender | None = None,
     lookup: CallerLookup | None = None,
     clock: Callable[[], datetime] = _now,
-    huey_name: str = "ringback",
 ) -> Runtime:
     engine = make_engine(settings.resolved_database_url)
     sessions = make_sessionmaker(engine)
-    huey = jobs.build_huey(settings.resolved_queue_url, huey_name)
+    huey = jobs.build_huey(settings.resolved_queue_url, settings.queue_name)
     closers: list[Callable[[], None]] = []
     if sms is None or lookup is None:
         client = TwilioRestClient(

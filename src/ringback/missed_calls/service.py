@@ -85,7 +85,7 @@ def _upsert_call(
     call = session.scalars(
         select(Call)
         .where(Call.provider == "twilio", Call.call_sid == payload["CallSid"])
-        .with_for_update()
+        .with_for_update(of=Call)
     ).one()
     return call
 
