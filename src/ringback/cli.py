@@ -158,6 +158,59 @@ def check_config(config: ConfigOption = None) -> None:
     typer.echo(f"queue: {settings.resolved_queue_url.split('@')[-1]}")
 
 
+@app.command()
+def understand(
+    text: Annotated[str | None, typer.Argument(help="The message; omit to read JSON lines.")] = None,
+    location: Annotated[str, typer.Option("--location", "-l", help="Location id.")] = "",
+    now: Annotated[
+        str | None, typer.Option(help="ISO-8601 time the message arrived (default: now).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print what Ringback understands of a patient's text, as JSON.
+
+    Without TEXT, reads JSON lines {"text": ..., "now": ...} from stdin and writes one JSON
+    object per line, in order.
+    """
+    from datetime import UTC, datetime
+
+    from ringback.conversation.understand import understand as understand_text
+
+    _, locations = _load(config)
+    found = locations.get(location)
+    if found is None:
+        known = ", ".join(loc.id for loc in locations)
+        raise _fail(f"--location: no location {location!r} (known: {known})")
+
+    def moment(value: str | None, where: str) -> datetime:
+        if value is None:
+            return datetime.now(UTC)
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise _fail(f"{where}: expected an ISO-8601 time, got {value!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=found.zone)
+        return parsed
+
+    if text is not None:
+        result = understand_text(text, moment(now, "--now"), found)
+        typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        return
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _fail(f"stdin line {number}: not JSON ({exc.msg})") from None
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            raise _fail(f'stdin line {number}: expected {{"text": "...", "now": "..."}}')
+        when = moment(item.get("now", now), f"stdin line {number}: now")
+        result = understand_text(item["text"], when, found)
+        typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Upgrade the database schema (safe to run again)."""

@@ -148,9 +148,19 @@ class Conversation(Base):
     last_outbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     booked_value_cents: Mapped[int | None] = mapped_column(Integer)
+    # What the bot captured and decided, as columns for the inbox and the funnel.
+    treatment: Mapped[str | None] = mapped_column(String(80))
+    qualified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    handoff_reason: Mapped[str | None] = mapped_column(String(40))
+    handed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    urgent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The earliest nudge/close timer due; the sweep fires timers whose job was lost.
+    next_timer_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     patient: Mapped[Patient] = relationship()
 
+
+Index("ix_conversations_timer", Conversation.is_open, Conversation.next_timer_at)
 
 Index(
     "uq_conversations_open_per_patient",
@@ -160,6 +170,21 @@ Index(
     sqlite_where=text("is_open"),
     postgresql_where=text("is_open"),
 )
+
+
+class ConversationDecision(Base):
+    """One step of the conversation machine: the event it saw and the commands it gave."""
+
+    __tablename__ = "conversation_decisions"
+    __table_args__ = (UniqueConstraint("conversation_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    event: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    commands: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
 
 
 class Message(Base):

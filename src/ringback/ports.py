@@ -90,3 +90,7 @@ class JobScheduler(Protocol):
     def reconcile_sms(self, message_id: int, at: datetime | None = None) -> None:
         """Find out whether an ambiguous send reached the provider, then finish it."""
         ...
+
+    def conversation_timer(self, conversation_id: int, kind: str, at: datetime) -> None:
+        """Fire a conversation's nudge or close timer at ``at``."""
+        ...

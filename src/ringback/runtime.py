@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from ringback import jobs
 from ringback.config import Locations, Settings
+from ringback.conversation import service as conversation_service
 from ringback.db import make_engine, make_sessionmaker
 from ringback.deps import Deps
 from ringback.inbox import events
@@ -41,6 +42,7 @@ class HueyJobs:
 
     def __init__(self, huey: Huey, get_deps: Callable[[], Deps]) -> None:
         self.huey = huey
+        self._get_deps = get_deps
 
         @huey.task(name="handle_event", retries=EVENT_RETRIES, retry_delay=EVENT_RETRY_DELAY)
         def handle_event(event_id: int) -> None:
@@ -62,6 +64,10 @@ class HueyJobs:
         def reconcile_sms(message_id: int) -> None:
             outbox.reconcile(get_deps(), message_id)
 
+        @huey.task(name="conversation_timer", retries=3, retry_delay=5)
+        def conversation_timer(conversation_id: int, kind: str) -> None:
+            conversation_service.timer_due(get_deps(), conversation_id, kind)  # type: ignore[arg-type]
+
         @huey.periodic_task(crontab(minute="*"), name="sweep")
         def sweep() -> None:
             run_sweep(get_deps())
@@ -69,21 +75,27 @@ class HueyJobs:
         self._handle_event = handle_event
         self._deliver_sms = deliver_sms
         self._reconcile_sms = reconcile_sms
+        self._conversation_timer = conversation_timer
 
-    def _at(self, task: Any, arg: int, at: datetime | None) -> None:
-        if at is None or at <= _now():
-            task(arg)
+    def _at(self, task: Any, args: tuple[Any, ...], at: datetime | None) -> None:
+        # Delays are measured on the domain's clock, so a test clock schedules correctly.
+        delay = 0.0 if at is None else (at - self._get_deps().clock()).total_seconds()
+        if delay <= 0:
+            task(*args)
         else:
-            task.schedule(args=(arg,), eta=at)
+            task.schedule(args=args, delay=delay)
 
     def handle_event(self, event_id: int) -> None:
         self._handle_event(event_id)
 
     def deliver_sms(self, message_id: int, at: datetime | None = None) -> None:
-        self._at(self._deliver_sms, message_id, at)
+        self._at(self._deliver_sms, (message_id,), at)
 
     def reconcile_sms(self, message_id: int, at: datetime | None = None) -> None:
-        self._at(self._reconcile_sms, message_id, at)
+        self._at(self._reconcile_sms, (message_id,), at)
+
+    def conversation_timer(self, conversation_id: int, kind: str, at: datetime) -> None:
+        self._at(self._conversation_timer, (conversation_id, kind), at)
 
 
 def run_sweep(deps: Deps) -> dict[str, int]:
@@ -95,6 +107,10 @@ def run_sweep(deps: Deps) -> dict[str, int]:
         deps.jobs.handle_event(event_id)
     counts = outbox.sweep(deps)
     counts["events"] = len(stale_events)
+    timers = conversation_service.due_timers(deps)
+    for conversation_id, kind in timers:
+        deps.jobs.conversation_timer(conversation_id, kind, deps.clock())
+    counts["timers"] = len(timers)
     if any(counts.values()):
         log_event(log, "sweep.redriven", **counts)
     return counts

@@ -118,7 +118,7 @@ def test_sweep_resends_what_a_dead_worker_claimed_but_never_sent(service: Servic
     settle()
     assert len(texts_to(service, caller)) == 1
     # Sweeping again finds nothing left to do and sends nothing more.
-    assert run_sweep(service.runtime.deps) == {"due": 0, "stuck": 0, "events": 0}
+    assert run_sweep(service.runtime.deps) == {"due": 0, "stuck": 0, "events": 0, "timers": 0}
     settle(0.3)
     assert len(texts_to(service, caller)) == 1
 

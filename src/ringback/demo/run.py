@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from ringback.app import create_app
 from ringback.config import Locations, Settings, load_locations
@@ -22,23 +23,20 @@ DEMO_AUTH_TOKEN = "demo-auth-token-not-a-secret"  # noqa: S105 - the demo networ
 DEMO_RING_SECONDS = 8
 
 
-def demo_locations() -> Locations:
+def demo_locations(ring_seconds: int = DEMO_RING_SECONDS) -> Locations:
     """The packaged demo spa, ringing for a few seconds so a person need not wait 18."""
     loaded = load_locations(DEMO_LOCATIONS)
     return Locations(
         tuple(
-            loc.model_copy(update={"ring_seconds": min(loc.ring_seconds, DEMO_RING_SECONDS)})
+            loc.model_copy(update={"ring_seconds": min(loc.ring_seconds, ring_seconds)})
             for loc in loaded
         )
     )
 
 
-def run_demo(*, host: str, port: int, reset: bool, data_dir: Path = Path("var/demo")) -> None:
-    if reset and data_dir.exists():
-        shutil.rmtree(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    public_url = f"http://{host}:{port}"
-    settings = Settings(
+def demo_settings(*, public_url: str, data_dir: Path) -> Settings:
+    """Settings that point Ringback's Twilio client at the demo's own simulated network."""
+    return Settings(
         RINGBACK_DATA_DIR=data_dir,
         RINGBACK_PUBLIC_URL=public_url,
         RINGBACK_CONFIG=DEMO_LOCATIONS,
@@ -47,8 +45,18 @@ def run_demo(*, host: str, port: int, reset: bool, data_dir: Path = Path("var/de
         TWILIO_API_BASE_URL=f"{public_url}/demo/network",
         TWILIO_LOOKUP_BASE_URL=f"{public_url}/demo/network",
     )
-    configure_logging(settings.log_level)
-    locations = demo_locations()
+
+
+def build_demo_app(*, public_url: str, data_dir: Path, ring_seconds: int | None = None) -> FastAPI:
+    """The demo app, served at ``public_url``: Ringback, the phone page and the network.
+
+    ``public_url`` must be where the app will really listen: the simulated network posts
+    Ringback's webhooks there and signs them for that address. ``ring_seconds`` shortens
+    the front desk's ring below :data:`DEMO_RING_SECONDS` (tests use 2).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = demo_settings(public_url=public_url, data_dir=data_dir)
+    locations = demo_locations(DEMO_RING_SECONDS if ring_seconds is None else ring_seconds)
     twilio = FakeTwilio(
         account_sid=DEMO_ACCOUNT_SID,
         auth_token=DEMO_AUTH_TOKEN,
@@ -63,5 +71,16 @@ def run_demo(*, host: str, port: int, reset: bool, data_dir: Path = Path("var/de
     )
     app.include_router(routes.router)
     app.mount("/demo/network", create_fake_twilio_app(twilio))
+    return app
+
+
+def run_demo(*, host: str, port: int, reset: bool, data_dir: Path = Path("var/demo")) -> None:
+    if reset and data_dir.exists():
+        shutil.rmtree(data_dir)
+    public_url = f"http://{host}:{port}"
+    # Logging is process-wide, so it is set here and not in build_demo_app (tests build
+    # the app inside pytest, whose log capture must stay as it is).
+    configure_logging(demo_settings(public_url=public_url, data_dir=data_dir).log_level)
+    app = build_demo_app(public_url=public_url, data_dir=data_dir)
     print(f"Ringback demo: open {public_url}/demo  (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

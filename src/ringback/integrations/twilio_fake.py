@@ -51,6 +51,7 @@ from ringback.integrations.twilio_contract import (
     basic_auth_problem,
     parse_twilio_datetime,
 )
+from ringback.messaging.segments import Encoding, message_segments
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,6 @@ GENERIC_BAD_REQUEST_CODE = 70002
 
 FakeOperation = Literal["create_message", "list_messages", "fetch_message", "lookup"]
 FinalDeliveryStatus = Literal["delivered", "undelivered", "failed"]
-Encoding = Literal["GSM-7", "UCS-2"]
 
 # What Twilio answers for the errors tests script most, as (HTTP status, message).
 TWILIO_ERRORS: Mapping[int, tuple[int, str]] = {
@@ -87,44 +87,12 @@ _CARRIERS: Mapping[str, str] = {
     "tollFree": "Toll Free",
 }
 
-_GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-# Characters GSM-7 sends as an escape plus one septet.
-_GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
-
 _MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account_sid>[^/]+)/Messages\.json$")
 _MESSAGE_PATH = re.compile(
     r"^/2010-04-01/Accounts/(?P<account_sid>[^/]+)/Messages/(?P<message_sid>[^/]+)\.json$"
 )
 _LOOKUP_PATH = re.compile(r"^/v2/PhoneNumbers/(?P<phone_number>[^/]+)$")
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-
-
-def message_segments(body: str) -> tuple[Encoding, int]:
-    """How Twilio encodes ``body`` and into how many SMS segments it splits.
-
-    GSM-7 fits 160 septets in one segment and 153 per segment once split (extension
-    characters such as ``€`` take two); anything else goes as UCS-2, 70 UTF-16 code units
-    alone or 67 per segment, and an emoji (a surrogate pair) is never split.
-    """
-    if all(character in _GSM7_BASIC or character in _GSM7_EXTENSION for character in body):
-        costs = [2 if character in _GSM7_EXTENSION else 1 for character in body]
-        return "GSM-7", _segments_needed(costs, single=160, per_segment=153)
-    costs = [2 if ord(character) > 0xFFFF else 1 for character in body]
-    return "UCS-2", _segments_needed(costs, single=70, per_segment=67)
-
-
-def _segments_needed(costs: list[int], *, single: int, per_segment: int) -> int:
-    if sum(costs) <= single:
-        return 1
-    segments, used = 1, 0
-    for cost in costs:
-        if used + cost > per_segment:
-            segments, used = segments + 1, 0
-        used += cost
-    return segments
 
 
 @dataclass(frozen=True, slots=True)

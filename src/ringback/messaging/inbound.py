@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ringback import patients
 from ringback.config import Location
+from ringback.conversation import service as conversation_service
 from ringback.db import insert_ignore
 from ringback.deps import Deps
 from ringback.logs import log_event
@@ -83,7 +84,7 @@ def on_inbound_sms(
         if patients.opt_out(patient, at, "keyword"):
             log_event(log, "patient.opted_out", location=location.id, patient_id=patient.id)
         if conversation is not None:
-            close(conversation, at, "opted_out")
+            conversation_service.close(conversation, at, "opted_out")
         return
     if word == "start":
         if patients.opt_in(patient, at):
@@ -110,6 +111,9 @@ def on_inbound_sms(
         )
     conversation.first_reply_at = conversation.first_reply_at or at
     conversation.last_inbound_at = at
+    message = session.get(Message, message_id)
+    if message is not None:
+        conversation_service.inbound(session, deps, location, conversation, patient, message)
 
 
 def _open_conversation_for(
@@ -122,13 +126,6 @@ def _open_conversation_for(
             Conversation.is_open.is_(True),
         )
     ).one_or_none()
-
-
-def close(conversation: Conversation, at: datetime, reason: str) -> None:
-    conversation.is_open = False
-    conversation.status = "closed"
-    conversation.close_reason = reason
-    conversation.closed_at = at
 
 
 def on_sms_status(session: Session, payload: dict[str, Any], at: datetime) -> None:

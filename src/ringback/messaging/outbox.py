@@ -21,6 +21,7 @@ from ringback import patients
 from ringback.db import after_commit, insert_ignore, transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
+from ringback.messaging.segments import prefer_gsm7
 from ringback.models import Message, Patient
 from ringback.phones import redact
 from ringback.ports import OutboundSms, SendFailure, SentSms
@@ -57,7 +58,7 @@ def queue_sms(
     deps: Deps,
     *,
     location_id: str,
-    patient: Patient,
+    patient: Patient | None,
     from_number: str,
     body: str,
     kind: str,
@@ -66,27 +67,32 @@ def queue_sms(
     call_id: int | None = None,
     trigger_at: datetime | None = None,
     send_after: datetime | None = None,
+    to_number: str | None = None,
 ) -> Message:
     """Write an outbound text and have it delivered after commit; returns its row.
 
-    A second call with the same ``idempotency_key`` returns the first row and sends nothing.
-    A patient who may not be texted gets a ``suppressed`` row (kept for the record).
+    The text goes to ``patient`` (whose consent is checked now and again at delivery), or,
+    for staff alerts, to ``to_number`` with no patient. A second call with the same
+    ``idempotency_key`` returns the first row and sends nothing. A patient who may not be
+    texted gets a ``suppressed`` row (kept for the record).
     """
     now = deps.clock()
-    blocked = patients.why_not_textable(patient)
+    if patient is None and to_number is None:
+        raise ValueError("queue_sms needs a patient or a to_number")
+    blocked = patients.why_not_textable(patient) if patient is not None else None
     new_id = insert_ignore(
         session,
         Message,
         {
             "location_id": location_id,
             "conversation_id": conversation_id,
-            "patient_id": patient.id,
+            "patient_id": patient.id if patient is not None else None,
             "call_id": call_id,
             "direction": "outbound",
             "kind": kind,
             "from_number": from_number,
-            "to_number": patient.phone,
-            "body": body,
+            "to_number": patient.phone if patient is not None else to_number,
+            "body": prefer_gsm7(body),
             "idempotency_key": idempotency_key,
             "status": "suppressed" if blocked else "pending",
             "error_detail": blocked,

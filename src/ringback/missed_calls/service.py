@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ringback import patients
 from ringback.config import Location
+from ringback.conversation import service as conversation_service
 from ringback.db import insert_ignore
 from ringback.deps import Deps
 from ringback.logs import log_event
@@ -309,3 +310,11 @@ def screen_and_text(session: Session, deps: Deps, location: Location, call: Call
         send_after=send_after,
     )
     conversation.last_outbound_at = now
+    conversation_service.texted_back(
+        session,
+        deps,
+        location,
+        conversation,
+        patient,
+        about_appointment=facts.upcoming_appointment_at is not None,
+    )

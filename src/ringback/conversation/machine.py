@@ -1,0 +1,422 @@
+"""The conversation as a pure state machine: ``Machine(clinic).transition(state, event, now)``.
+
+It returns the next state and a list of commands (send this text, hand off to staff,
+alert staff, schedule a timer, close ...). It touches no database and no network; the
+service in :mod:`ringback.conversation.service` carries the commands out. Its tests are
+tables of cases.
+
+The shape of a conversation:
+
+* **qualifying**: capture treatment, preferred time and new/returning from whatever the
+  patient writes; ask only for what is missing, one question per text, at most
+  :data:`MAX_QUESTIONS` bot questions (the text-back's own question is the first).
+* **routed**: a standard service with a time preference gets the booking link with the
+  service prefilled (slot offers come with scheduling); a consult, a medical question,
+  price talk the catalogue cannot answer, a request for a person, an appointment change
+  or anything not understood goes to staff with the whole thread (**handoff**).
+* **urgent**: a symptom after a treatment alerts staff at once and answers with safety
+  wording; the bot never handles it.
+* **closed**: wrong number, opt-out, no reply, or after routing when nothing is left.
+
+Whole-message carrier keywords (STOP, START, HELP) never reach the machine: the messaging
+layer handles them first, so they work in every state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from ringback.conversation.understand import Understanding
+
+MAX_QUESTIONS = 3
+Stage = Literal["qualifying", "routed", "handoff", "urgent", "closed"]
+Question = Literal["treatment", "time", "patient", "appointment"]
+Language = Literal["en", "es"]
+TimerKind = Literal["nudge", "close"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    name: str
+    price_cents: int
+    consult: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Clinic:
+    """What the machine needs to know about the location (built from its config)."""
+
+    services: tuple[ServiceInfo, ...]
+    has_booking_link: bool
+    nudge_after: timedelta
+    close_after: timedelta
+    # The first moment at or after the given one inside the location's texting hours.
+    next_texting_time: Callable[[datetime], datetime] = lambda moment: moment
+
+    def service(self, name: str) -> ServiceInfo | None:
+        for service in self.services:
+            if service.name == name:
+                return service
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Everything the machine remembers; stored as JSON on the conversation."""
+
+    stage: Stage = "qualifying"
+    language: Language = "en"
+    treatments: tuple[str, ...] = ()
+    times: tuple[tuple[str, str], ...] = ()  # ISO start/end windows, location zone
+    timing: str | None = None  # asap | flexible | unsure
+    patient: str | None = None  # new | returning
+    known_patient: bool = False
+    questions: int = 0
+    last_question: Question | None = None
+    misses: int = 0  # replies to the last question that did not answer it
+    price_answered: bool = False
+    awaiting_reply_since: str | None = None  # ISO time of the bot's last question
+    nudged: bool = False
+    nudge_at: str | None = None
+    close_at: str | None = None
+    paused: bool = False  # staff took over
+    outcome: str | None = None  # why it was routed, handed off or closed
+    seq: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["treatments"] = list(self.treatments)
+        data["times"] = [list(t) for t in self.times]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> State:
+        if not data:
+            return cls()
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        values["treatments"] = tuple(values.get("treatments", ()))
+        values["times"] = tuple(tuple(t) for t in values.get("times", ()))
+        return cls(**values)
+
+    @property
+    def treatment(self) -> str | None:
+        return self.treatments[0] if self.treatments else None
+
+    @property
+    def has_time(self) -> bool:
+        return bool(self.times) or self.timing is not None
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextedBack:
+    """The text-back went out; it asked ``question`` (treatment, or about an appointment)."""
+
+    question: Question = "treatment"
+    known_patient: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """The patient wrote something (not a carrier keyword)."""
+
+    understanding: Understanding
+
+
+@dataclass(frozen=True, slots=True)
+class TimerDue:
+    kind: TimerKind
+
+
+@dataclass(frozen=True, slots=True)
+class StaffTookOver:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HandedBack:
+    pass
+
+
+Event = TextedBack | Inbound | TimerDue | StaffTookOver | HandedBack
+
+
+# --- commands --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send the patient the text ``template`` (a key of :mod:`replies`) in ``language``."""
+
+    template: str
+    language: Language
+    values: tuple[tuple[str, str], ...] = ()
+    kind: Literal["reply", "nudge"] = "reply"
+
+
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    reason: str
+    urgent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlertStaff:
+    reason: str
+    urgent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Qualified:
+    treatment: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetPatientStatus:
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class MarkWrongNumber:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    kind: TimerKind
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    reason: str
+
+
+Command = (
+    Reply
+    | HandOff
+    | AlertStaff
+    | Qualified
+    | SetPatientStatus
+    | OptOut
+    | MarkWrongNumber
+    | Schedule
+    | Close
+)
+
+
+# --- the machine -----------------------------------------------------------------------
+
+
+@dataclass
+class _Step:
+    state: State
+    commands: list[Command] = field(default_factory=list)
+
+    def reply(self, template: str, **values: str) -> None:
+        self.commands.append(Reply(template, self.state.language, tuple(sorted(values.items()))))
+
+    def update(self, **changes: Any) -> None:
+        self.state = replace(self.state, **changes)
+
+
+class Machine:
+    """The conversation rules for one clinic."""
+
+    def __init__(self, clinic: Clinic) -> None:
+        self.clinic = clinic
+
+    def transition(self, state: State, event: Event, now: datetime) -> tuple[State, list[Command]]:
+        step = _Step(replace(state, seq=state.seq + 1))
+        if isinstance(event, TextedBack):
+            self._texted_back(step, event, now)
+        elif isinstance(event, Inbound):
+            self._inbound(step, event.understanding, now)
+        elif isinstance(event, TimerDue):
+            self._timer(step, event.kind, now)
+        elif isinstance(event, StaffTookOver):
+            step.update(paused=True, nudge_at=None)
+        elif isinstance(event, HandedBack):
+            step.update(
+                paused=False, stage="qualifying" if state.stage == "handoff" else state.stage
+            )
+        return step.state, step.commands
+
+    # --- events -------------------------------------------------------------------------
+
+    def _texted_back(self, step: _Step, event: TextedBack, now: datetime) -> None:
+        step.update(
+            stage="qualifying",
+            questions=1,
+            last_question=event.question,
+            known_patient=event.known_patient,
+            patient="returning" if event.known_patient else step.state.patient,
+        )
+        self._await_reply(step, now)
+
+    def _inbound(self, step: _Step, u: Understanding, now: datetime) -> None:
+        state = step.state
+        step.update(awaiting_reply_since=None, nudge_at=None, language=u.language)
+        if "stop" in u.intents:
+            step.commands += [OptOut(), Close("opted_out")]
+            step.update(stage="closed", outcome="opted_out", close_at=None)
+            return
+        if "urgent" in u.intents:
+            step.commands += [AlertStaff("urgent", urgent=True), HandOff("urgent", urgent=True)]
+            step.reply("urgent")
+            step.update(stage="urgent", outcome="urgent", close_at=None)
+            return
+        if "wrong_number" in u.intents:
+            step.commands += [MarkWrongNumber(), Close("wrong_number")]
+            step.reply("wrong_number")
+            step.update(stage="closed", outcome="wrong_number", close_at=None)
+            return
+        self._capture(step, u)  # what was said is kept even when staff have the thread
+        if state.paused or state.stage in ("handoff", "urgent", "closed"):
+            return  # staff have it (or it is over); the bot stays quiet
+        state = step.state
+        if state.last_question == "appointment":
+            self._hand_off(step, "appointment", "handoff_appointment")
+            return
+        for intent, reason, template in (
+            ("human", "asked_for_person", "handoff_person"),
+            ("medical_question", "medical_question", "handoff_medical"),
+            ("cancel", "appointment_change", "handoff_appointment"),
+            ("reschedule", "appointment_change", "handoff_appointment"),
+        ):
+            if intent in u.intents:
+                self._hand_off(step, reason, template)
+                return
+        consult = next(
+            (s for t in state.treatments if (s := self.clinic.service(t)) and s.consult), None
+        )
+        if consult is not None:
+            self._hand_off(step, "consult", "handoff_consult")
+            return
+        price_line = ""
+        if "price_question" in u.intents:
+            service = self.clinic.service(state.treatment) if state.treatment else None
+            if state.price_answered or service is None or service.price_cents <= 0:
+                self._hand_off(step, "pricing", "handoff_pricing")
+                return
+            price_line = f"{service.name} starts at ${service.price_cents // 100}."
+            step.update(price_answered=True)
+        # A reply that answers the question, or tells us something else we needed, is not
+        # a miss: "can I come in sat?" to "which treatment?" moves the conversation on.
+        told_something = bool(u.treatments or u.times or u.timing or u.patient)
+        answered = self._answered_last_question(state, u) or told_something
+        if not answered and state.last_question is not None:
+            step.update(misses=state.misses + 1)
+            if step.state.misses >= 2:
+                self._hand_off(step, f"{state.last_question}_not_understood", "handoff_generic")
+                return
+        else:
+            step.update(misses=0)
+        self._next(step, now, price_line)
+
+    def _timer(self, step: _Step, kind: TimerKind, now: datetime) -> None:
+        state = step.state
+        if kind == "nudge":
+            due = state.nudge_at is not None and datetime.fromisoformat(state.nudge_at) <= now
+            if (
+                due
+                and not state.nudged
+                and not state.paused
+                and state.awaiting_reply_since is not None
+                and state.stage == "qualifying"
+            ):
+                step.update(nudged=True, nudge_at=None)
+                step.commands.append(Reply("nudge", state.language, kind="nudge"))
+            return
+        due = state.close_at is not None and datetime.fromisoformat(state.close_at) <= now
+        if due and state.stage != "closed" and not state.paused and state.awaiting_reply_since:
+            outcome = "no_reply" if state.stage == "qualifying" else state.outcome or "no_reply"
+            step.commands.append(Close(outcome))
+            step.update(stage="closed", outcome=outcome, close_at=None, nudge_at=None)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _capture(self, step: _Step, u: Understanding) -> None:
+        state = step.state
+        treatments = state.treatments + tuple(t for t in u.treatments if t not in state.treatments)
+        times = tuple((w.start.isoformat(), w.end.isoformat()) for w in u.times) or state.times
+        patient = state.patient
+        if u.patient and not state.known_patient and u.patient != patient:
+            patient = u.patient
+            step.commands.append(SetPatientStatus(u.patient))
+        step.update(
+            treatments=treatments,
+            times=times,
+            timing=u.timing or (None if u.times else state.timing),
+            patient=patient,
+        )
+
+    @staticmethod
+    def _answered_last_question(before: State, u: Understanding) -> bool:
+        if before.last_question == "treatment":
+            return bool(u.treatments)
+        if before.last_question == "time":
+            return bool(u.times) or u.timing is not None
+        if before.last_question == "patient":
+            return u.patient is not None
+        return True
+
+    def _next(self, step: _Step, now: datetime, price_line: str) -> None:
+        state = step.state
+        missing: Question | None = None
+        if state.treatment is None:
+            missing = "treatment"
+        elif not state.has_time:
+            missing = "time"
+        elif state.patient is None:
+            missing = "patient"
+        if missing is not None and state.questions < MAX_QUESTIONS:
+            again = missing == state.last_question and state.misses > 0
+            template = f"ask_{missing}" + ("_again" if again else "")
+            values = {"treatment": state.treatment or "", "price": price_line}
+            step.reply(template, **values)
+            step.update(questions=state.questions + 1, last_question=missing)
+            self._await_reply(step, now)
+            return
+        if state.treatment is None or not state.has_time:
+            self._hand_off(step, "not_qualified", "handoff_generic")
+            return
+        step.commands.append(Qualified(state.treatment))
+        if self.clinic.has_booking_link:
+            step.reply("booking_link", treatment=state.treatment, price=price_line)
+            step.update(stage="routed", outcome="booking_link", last_question=None)
+            self._await_reply(step, now, nudge=False)
+        else:
+            self._hand_off(step, "ready_to_book", "handoff_booking")
+
+    def _hand_off(self, step: _Step, reason: str, template: str) -> None:
+        step.commands += [HandOff(reason), AlertStaff(reason, urgent=False)]
+        step.reply(template)
+        step.update(stage="handoff", outcome=reason, nudge_at=None, close_at=None)
+
+    def _await_reply(self, step: _Step, now: datetime, *, nudge: bool = True) -> None:
+        nudge_at = (
+            self.clinic.next_texting_time(now + self.clinic.nudge_after)
+            if nudge and not step.state.nudged
+            else None
+        )
+        close_at = now + self.clinic.close_after
+        step.update(
+            awaiting_reply_since=now.isoformat(),
+            nudge_at=nudge_at.isoformat() if nudge_at else None,
+            close_at=close_at.isoformat(),
+        )
+        if nudge_at is not None:
+            step.commands.append(Schedule("nudge", nudge_at))
+        step.commands.append(Schedule("close", close_at))

@@ -1,0 +1,89 @@
+"""The bot's wording, per language: short, warm, one question, GSM-7 where possible.
+
+Every text names the spa. None repeats health details: a reply may name the treatment
+the patient asked for, never a symptom or a medical question.
+"""
+
+from __future__ import annotations
+
+from ringback.conversation.machine import Language
+
+TEMPLATES: dict[Language, dict[str, str]] = {
+    "en": {
+        "ask_treatment": "{location}: Happy to help! Which treatment are you interested in?",
+        "ask_treatment_again": (
+            "{location}: Sorry, I didn't catch that. Which treatment is it for? (e.g. {examples})"
+        ),
+        "ask_time": "{location}: {price}Great, {treatment} it is! What day and time work best?",
+        "ask_time_again": (
+            "{location}: Sorry, I didn't catch the time. Which day, and morning or afternoon?"
+        ),
+        "ask_patient": "{location}: {price}Got it! Have you visited us before, or is this your first time?",
+        "ask_patient_again": "{location}: Is this your first visit with us?",
+        "booking_link": "{location}: {price}Perfect! Book your {treatment} here: {booking_link}",
+        "handoff_person": "{location}: Of course! Someone from our team will reach out shortly.",
+        "handoff_medical": (
+            "{location}: Good question for our providers. One of them will get back to you shortly."
+        ),
+        "handoff_pricing": "{location}: Our front desk will text you with pricing details shortly.",
+        "handoff_consult": (
+            "{location}: Lovely! Our team will reach out shortly to set up your consultation."
+        ),
+        "handoff_appointment": "{location}: No problem, our front desk will help you with that shortly.",
+        "handoff_booking": "{location}: Perfect! Our front desk will text you shortly to confirm a time.",
+        "handoff_generic": "{location}: Thanks! Someone from our team will text you shortly.",
+        "urgent": (
+            "{location}: If this is an emergency, call 911 now. Otherwise please call us at "
+            "{phone}. We've alerted our team."
+        ),
+        "wrong_number": "{location}: Sorry for the mix-up! We won't text this number again.",
+        "nudge": (
+            "{location}: Just checking in - we'd love to help you book. "
+            "What treatment were you calling about?"
+        ),
+    },
+    "es": {
+        "ask_treatment": "{location}: ¡Con gusto! ¿Qué tratamiento le interesa?",
+        "ask_treatment_again": (
+            "{location}: Perdón, no entendí. ¿Para qué tratamiento es? (p. ej. {examples})"
+        ),
+        "ask_time": "{location}: {price}¡Perfecto, {treatment}! ¿Qué día y hora le quedan mejor?",
+        "ask_time_again": "{location}: Perdón, no entendí la hora. ¿Qué día, y mañana o tarde?",
+        "ask_patient": "{location}: {price}¡Listo! ¿Ya nos ha visitado o es su primera vez?",
+        "ask_patient_again": "{location}: ¿Es su primera visita con nosotros?",
+        "booking_link": "{location}: {price}¡Perfecto! Reserve su {treatment} aquí: {booking_link}",
+        "handoff_person": "{location}: ¡Claro! Alguien de nuestro equipo le contactará pronto.",
+        "handoff_medical": (
+            "{location}: Buena pregunta para nuestros especialistas. Le responderán pronto."
+        ),
+        "handoff_pricing": "{location}: Recepción le enviará los precios en breve.",
+        "handoff_consult": "{location}: ¡Qué bien! Le contactaremos pronto para su consulta.",
+        "handoff_appointment": "{location}: Sin problema, recepción le ayudará en breve.",
+        "handoff_booking": "{location}: ¡Perfecto! Recepción le escribirá pronto para confirmar.",
+        "handoff_generic": "{location}: ¡Gracias! Alguien de nuestro equipo le escribirá pronto.",
+        "urgent": (
+            "{location}: Si es una emergencia, llame al 911 ahora. Si no, llámenos al {phone}. "
+            "Ya avisamos a nuestro equipo."
+        ),
+        "wrong_number": "{location}: ¡Disculpe la confusión! No volveremos a escribir a este número.",
+        "nudge": (
+            "{location}: Solo para saber si podemos ayudarle a reservar. "
+            "¿Sobre qué tratamiento llamaba?"
+        ),
+    },
+}
+
+STAFF_ALERT = "Ringback: {what} from a patient (...{last4}) at {location}. Open: {link}"
+
+
+def render(template: str, language: Language, values: dict[str, str]) -> str:
+    """Fill ``template`` in ``language`` (English when a language lacks it)."""
+    text = TEMPLATES.get(language, {}).get(template) or TEMPLATES["en"][template]
+    price = values.get("price", "")
+    filled = dict(values, price=f"{price} " if price else "")
+    return " ".join(text.format_map(_Missing(filled)).split())
+
+
+class _Missing(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return ""

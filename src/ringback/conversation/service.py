@@ -1,0 +1,292 @@
+"""Applies the conversation machine: understand, transition, persist, carry out commands.
+
+Runs inside the caller's transaction (the event job's). Every decision is stored with the
+event that caused it; every text goes through the outbox keyed by the decision's
+sequence number, so a retried job never sends a reply twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ringback import patients
+from ringback.config import Location
+from ringback.conversation import replies
+from ringback.conversation.machine import (
+    AlertStaff,
+    Clinic,
+    Close,
+    Command,
+    Event,
+    HandOff,
+    Inbound,
+    Machine,
+    MarkWrongNumber,
+    OptOut,
+    Qualified,
+    Question,
+    Reply,
+    Schedule,
+    ServiceInfo,
+    SetPatientStatus,
+    State,
+    TextedBack,
+    TimerDue,
+    TimerKind,
+)
+from ringback.conversation.understand import understand
+from ringback.db import after_commit, transaction
+from ringback.deps import Deps
+from ringback.logs import log_event
+from ringback.messaging.outbox import queue_sms
+from ringback.models import Appointment, Conversation, ConversationDecision, Message, Patient
+from ringback.phones import redact
+
+log = logging.getLogger(__name__)
+
+
+def clinic(location: Location) -> Clinic:
+    return Clinic(
+        services=tuple(ServiceInfo(s.name, s.price_cents, s.consult) for s in location.services),
+        has_booking_link=location.booking_url is not None,
+        nudge_after=timedelta(minutes=location.nudge_after_minutes),
+        close_after=timedelta(minutes=location.close_after_minutes),
+        next_texting_time=location.next_texting_time,
+    )
+
+
+def close(conversation: Conversation, at: datetime, reason: str) -> None:
+    """Close the thread (a new miss or text from the patient then opens a new one)."""
+    conversation.is_open = False
+    conversation.status = "booked" if reason == "booked" else "closed"
+    conversation.close_reason = reason
+    conversation.closed_at = at
+    conversation.next_timer_at = None
+
+
+def is_known_patient(session: Session, patient: Patient) -> bool:
+    """Returning per the record, or with any appointment on file: never asked again."""
+    if patient.status == "returning":
+        return True
+    return (
+        session.scalar(select(Appointment.id).where(Appointment.patient_id == patient.id).limit(1))
+        is not None
+    )
+
+
+def texted_back(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    conversation: Conversation,
+    patient: Patient,
+    *,
+    about_appointment: bool,
+) -> None:
+    question: Question = "appointment" if about_appointment else "treatment"
+    event = TextedBack(question=question, known_patient=is_known_patient(session, patient))
+    _apply(session, deps, location, conversation, patient, event, None)
+
+
+def inbound(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    conversation: Conversation,
+    patient: Patient,
+    message: Message,
+) -> None:
+    now = message.created_at
+    understanding = understand(
+        message.body, now, location, known_patient=is_known_patient(session, patient)
+    )
+    conversation.language = understanding.language
+    _apply(session, deps, location, conversation, patient, Inbound(understanding), message)
+
+
+def timer_due(deps: Deps, conversation_id: int, kind: TimerKind) -> None:
+    """A nudge or close timer fired (a job, or the sweep). Harmless when no longer due."""
+    with transaction(deps.sessions) as session:
+        conversation = session.get(Conversation, conversation_id, with_for_update=True)
+        if conversation is None or not conversation.is_open:
+            return
+        location = deps.locations.get(conversation.location_id)
+        patient = session.get(Patient, conversation.patient_id)
+        if location is None or patient is None:
+            return
+        _apply(session, deps, location, conversation, patient, TimerDue(kind), None)
+
+
+def due_timers(deps: Deps, limit: int = 500) -> list[tuple[int, TimerKind]]:
+    """Open conversations whose timers are due, for the sweep."""
+    now = deps.clock()
+    with transaction(deps.sessions) as session:
+        rows = session.scalars(
+            select(Conversation)
+            .where(Conversation.is_open.is_(True), Conversation.next_timer_at <= now)
+            .limit(limit)
+        ).all()
+        due: list[tuple[int, TimerKind]] = []
+        for conversation in rows:
+            state = State.from_json(conversation.state)
+            for kind, at in (("nudge", state.nudge_at), ("close", state.close_at)):
+                if at is not None and datetime.fromisoformat(at) <= now:
+                    due.append((conversation.id, kind))  # type: ignore[arg-type]
+        return due
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    if isinstance(event, Inbound):
+        return {"type": "inbound", "understanding": event.understanding.to_json()}
+    return {"type": type(event).__name__, **asdict(event)}
+
+
+def _command_json(command: Command) -> dict[str, Any]:
+    data = {"type": type(command).__name__, **asdict(command)}
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
+
+
+def _apply(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    conversation: Conversation,
+    patient: Patient,
+    event: Event,
+    message: Message | None,
+) -> None:
+    now = deps.clock() if message is None else message.created_at
+    state = State.from_json(conversation.state)
+    new_state, commands = Machine(clinic(location)).transition(state, event, now)
+    conversation.state = new_state.to_json()
+    session.add(
+        ConversationDecision(
+            conversation_id=conversation.id,
+            seq=new_state.seq,
+            at=deps.clock(),
+            event=_event_json(event),
+            commands=[_command_json(c) for c in commands],
+            message_id=message.id if message else None,
+        )
+    )
+    for index, command in enumerate(commands):
+        _carry_out(
+            session, deps, location, conversation, patient, new_state, command, index, message
+        )
+    timers = [t for t in (new_state.nudge_at, new_state.close_at) if t]
+    conversation.next_timer_at = (
+        min(datetime.fromisoformat(t) for t in timers) if timers and conversation.is_open else None
+    )
+    if commands:
+        log_event(
+            log,
+            "conversation.decided",
+            conversation_id=conversation.id,
+            stage=new_state.stage,
+            commands=[type(c).__name__ for c in commands],
+        )
+
+
+def _booking_link(location: Location, treatment: str) -> str:
+    base = location.booking_url or ""
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}{urlencode({'service': treatment})}"
+
+
+def _carry_out(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    conversation: Conversation,
+    patient: Patient,
+    state: State,
+    command: Command,
+    index: int,
+    message: Message | None,
+) -> None:
+    now = deps.clock()
+    key = f"conv:{conversation.id}:{state.seq}:{index}"
+    if isinstance(command, Reply):
+        values = dict(command.values)
+        values.update(
+            location=location.name,
+            phone=location.phone_number,
+            examples=", ".join(s.name for s in location.services[:3]),
+        )
+        if "treatment" in values and location.booking_url:
+            values["booking_link"] = _booking_link(location, values["treatment"])
+        queue_sms(
+            session,
+            deps,
+            location_id=location.id,
+            patient=patient,
+            from_number=location.phone_number,
+            body=replies.render(command.template, command.language, values),
+            kind=command.kind,
+            idempotency_key=key,
+            conversation_id=conversation.id,
+            trigger_at=message.created_at if message else now,
+        )
+        conversation.last_outbound_at = now
+    elif isinstance(command, HandOff):
+        conversation.status = "urgent" if command.urgent else "needs_staff"
+        conversation.handoff_reason = command.reason
+        conversation.handed_off_at = conversation.handed_off_at or now
+        if command.urgent:
+            conversation.urgent_at = conversation.urgent_at or now
+        log_event(
+            log,
+            "conversation.handed_off",
+            conversation_id=conversation.id,
+            reason=command.reason,
+            urgent=command.urgent,
+        )
+    elif isinstance(command, AlertStaff):
+        what = (
+            "URGENT message" if command.urgent else f"Handoff ({command.reason.replace('_', ' ')})"
+        )
+        body = replies.STAFF_ALERT.format(
+            what=what,
+            last4=patient.phone[-4:],
+            location=location.name,
+            link=f"{deps.public_url}/staff/conversations/{conversation.id}",
+        )
+        for n, number in enumerate(location.staff_alert_numbers):
+            queue_sms(
+                session,
+                deps,
+                location_id=location.id,
+                patient=None,
+                to_number=number,
+                from_number=location.phone_number,
+                body=body,
+                kind="alert",
+                idempotency_key=f"{key}:{n}",
+                conversation_id=conversation.id,
+                trigger_at=message.created_at if message else now,
+            )
+    elif isinstance(command, Qualified):
+        conversation.treatment = command.treatment
+        conversation.qualified_at = conversation.qualified_at or now
+    elif isinstance(command, SetPatientStatus):
+        patient.status = command.status
+    elif isinstance(command, OptOut):
+        if patients.opt_out(patient, now, "conversation"):
+            log_event(log, "patient.opted_out", location=location.id, patient_id=patient.id)
+    elif isinstance(command, MarkWrongNumber):
+        patient.wrong_number_at = now
+        log_event(log, "patient.wrong_number", caller=redact(patient.phone))
+    elif isinstance(command, Close):
+        close(conversation, now, command.reason)
+    elif isinstance(command, Schedule):
+        conversation_id, kind, at = conversation.id, command.kind, command.at
+        after_commit(session, lambda: deps.jobs.conversation_timer(conversation_id, kind, at))
+    if conversation.treatment is None and state.treatment:
+        conversation.treatment = state.treatment

@@ -1,0 +1,109 @@
+"""The ringback command through its public edge: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "src" / "ringback" / "demo" / "locations.yaml"
+
+
+def ringback(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "RINGBACK_CONFIG": str(DEMO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ringback.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_understand_one_message() -> None:
+    result = ringback("understand", "--location", "glow-downtown", "--now",
+                      "2026-11-24T10:15:00-08:00", "bottox thurs after 5, first time")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == {"intents", "treatments", "times", "timing", "patient", "choice", "language"}
+    assert data["treatments"] == ["Botox"]
+    assert data["patient"] == "new"
+    assert data["times"] == [{"start": "2026-11-26T17:00:00-08:00", "end": "2026-11-26T20:00:00-08:00"}]
+
+
+def test_understand_json_lines_in_order() -> None:
+    lines = "\n".join(
+        json.dumps(item)
+        for item in (
+            {"text": "STOP", "now": "2026-11-24T10:15:00-08:00"},
+            {"text": "quiero relleno de labios mañana", "now": "2026-11-24T10:15:00-08:00"},
+            {"text": "2", "now": "2026-11-24T10:15:00-08:00"},
+        )
+    )
+    result = ringback("understand", "--location", "glow-downtown", stdin=lines + "\n")
+    assert result.returncode == 0, result.stderr
+    outputs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["intents"] for o in outputs] == [["stop"], [], ["choice"]]
+    assert outputs[1]["language"] == "es"
+    assert outputs[1]["treatments"] == ["Filler"]
+    assert outputs[2]["choice"] == 2
+
+
+def test_understand_bad_input_is_a_clear_error() -> None:
+    unknown = ringback("understand", "--location", "nowhere", "hi")
+    assert unknown.returncode == 2
+    assert "--location: no location 'nowhere'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    bad_now = ringback("understand", "--location", "glow-downtown", "--now", "tuesday", "hi")
+    assert bad_now.returncode == 2
+    assert "--now: expected an ISO-8601 time" in bad_now.stderr
+    bad_line = ringback("understand", "--location", "glow-downtown", stdin='{"text": "ok"}\nnot json\n')
+    assert bad_line.returncode == 2
+    assert "stdin line 2: not JSON" in bad_line.stderr
+
+
+def test_bad_config_fails_with_file_key_and_expectation(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("locations:\n  - id: glow\n    name: Glow\n    phone_number: '+13105550100'\n    ring_seconds: lots\n")
+    result = ringback("check-config", env={"RINGBACK_CONFIG": str(config)})
+    assert result.returncode == 2
+    assert f"{config}: locations[0](glow).ring_seconds: Input should be a valid integer" in result.stderr
+    assert "Traceback" not in result.stderr
+    serve = ringback("serve", env={"RINGBACK_CONFIG": str(config), "TWILIO_AUTH_TOKEN": "x"})
+    assert serve.returncode == 2
+    assert "ring_seconds" in serve.stderr
+    assert "Traceback" not in serve.stderr
+
+
+def test_bad_environment_fails_clearly() -> None:
+    result = ringback("check-config", env={"RINGBACK_WORKERS": "zero"})
+    assert result.returncode == 2
+    assert "RINGBACK_WORKERS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_describes_the_locations() -> None:
+    result = ringback("check-config")
+    assert result.returncode == 0, result.stderr
+    assert "glow-downtown: Glow Med Spa on +13105550100, rings 1 number(s), 7 services" in result.stdout
+    assert "glow-westside" in result.stdout and "forwarded-only" in result.stdout
+
+
+def test_serve_refuses_to_start_without_an_auth_token() -> None:
+    result = ringback("serve", env={"TWILIO_AUTH_TOKEN": ""})
+    assert result.returncode == 2
+    assert "TWILIO_AUTH_TOKEN is not set" in result.stderr
+
+
+def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
+    env = {"RINGBACK_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    first = ringback("db", "upgrade", env=env)
+    second = ringback("db", "upgrade", env=env)
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0
+    assert "database at revision 0001" in second.stdout
