@@ -160,7 +160,9 @@ def check_config(config: ConfigOption = None) -> None:
 
 @app.command()
 def understand(
-    text: Annotated[str | None, typer.Argument(help="The message; omit to read JSON lines.")] = None,
+    text: Annotated[
+        str | None, typer.Argument(help="The message; omit to read JSON lines.")
+    ] = None,
     location: Annotated[str, typer.Option("--location", "-l", help="Location id.")] = "",
     now: Annotated[
         str | None, typer.Option(help="ISO-8601 time the message arrived (default: now).")

@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "src" / "ringback" / "demo" / "locations.yaml"
 
 
-def ringback(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def ringback(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "RINGBACK_CONFIG": str(DEMO), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "ringback.cli", *args],
@@ -26,14 +28,30 @@ def ringback(*args: str, stdin: str | None = None, env: dict[str, str] | None = 
 
 
 def test_understand_one_message() -> None:
-    result = ringback("understand", "--location", "glow-downtown", "--now",
-                      "2026-11-24T10:15:00-08:00", "bottox thurs after 5, first time")
+    result = ringback(
+        "understand",
+        "--location",
+        "glow-downtown",
+        "--now",
+        "2026-11-24T10:15:00-08:00",
+        "bottox thurs after 5, first time",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == {"intents", "treatments", "times", "timing", "patient", "choice", "language"}
+    assert set(data) == {
+        "intents",
+        "treatments",
+        "times",
+        "timing",
+        "patient",
+        "choice",
+        "language",
+    }
     assert data["treatments"] == ["Botox"]
     assert data["patient"] == "new"
-    assert data["times"] == [{"start": "2026-11-26T17:00:00-08:00", "end": "2026-11-26T20:00:00-08:00"}]
+    assert data["times"] == [
+        {"start": "2026-11-26T17:00:00-08:00", "end": "2026-11-26T20:00:00-08:00"}
+    ]
 
 
 def test_understand_json_lines_in_order() -> None:
@@ -62,17 +80,24 @@ def test_understand_bad_input_is_a_clear_error() -> None:
     bad_now = ringback("understand", "--location", "glow-downtown", "--now", "tuesday", "hi")
     assert bad_now.returncode == 2
     assert "--now: expected an ISO-8601 time" in bad_now.stderr
-    bad_line = ringback("understand", "--location", "glow-downtown", stdin='{"text": "ok"}\nnot json\n')
+    bad_line = ringback(
+        "understand", "--location", "glow-downtown", stdin='{"text": "ok"}\nnot json\n'
+    )
     assert bad_line.returncode == 2
     assert "stdin line 2: not JSON" in bad_line.stderr
 
 
 def test_bad_config_fails_with_file_key_and_expectation(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
-    config.write_text("locations:\n  - id: glow\n    name: Glow\n    phone_number: '+13105550100'\n    ring_seconds: lots\n")
+    config.write_text(
+        "locations:\n  - id: glow\n    name: Glow\n    phone_number: '+13105550100'\n    ring_seconds: lots\n"
+    )
     result = ringback("check-config", env={"RINGBACK_CONFIG": str(config)})
     assert result.returncode == 2
-    assert f"{config}: locations[0](glow).ring_seconds: Input should be a valid integer" in result.stderr
+    assert (
+        f"{config}: locations[0](glow).ring_seconds: Input should be a valid integer"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr
     serve = ringback("serve", env={"RINGBACK_CONFIG": str(config), "TWILIO_AUTH_TOKEN": "x"})
     assert serve.returncode == 2
@@ -90,7 +115,10 @@ def test_bad_environment_fails_clearly() -> None:
 def test_check_config_describes_the_locations() -> None:
     result = ringback("check-config")
     assert result.returncode == 0, result.stderr
-    assert "glow-downtown: Glow Med Spa on +13105550100, rings 1 number(s), 7 services" in result.stdout
+    assert (
+        "glow-downtown: Glow Med Spa on +13105550100, rings 1 number(s), 7 services"
+        in result.stdout
+    )
     assert "glow-westside" in result.stdout and "forwarded-only" in result.stdout
 
 

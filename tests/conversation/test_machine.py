@@ -52,7 +52,9 @@ def after_textback(known_patient: bool = False) -> State:
     return state
 
 
-def say(state: State, text: str, machine: Machine = MACHINE, loc: Location = GLOW) -> tuple[State, list[object]]:
+def say(
+    state: State, text: str, machine: Machine = MACHINE, loc: Location = GLOW
+) -> tuple[State, list[object]]:
     u = understand(text, NOW, loc, known_patient=state.known_patient)
     return machine.transition(state, Inbound(u), NOW)
 
@@ -65,7 +67,10 @@ def test_text_back_counts_as_the_first_question_and_schedules_nudge_and_close() 
     state, commands = MACHINE.transition(State(), TextedBack(), NOW)
     assert (state.questions, state.last_question, state.stage) == (1, "treatment", "qualifying")
     schedules = {c.kind: c.at for c in commands if isinstance(c, Schedule)}
-    assert schedules == {"nudge": NOW + timedelta(minutes=120), "close": NOW + timedelta(minutes=1440)}
+    assert schedules == {
+        "nudge": NOW + timedelta(minutes=120),
+        "close": NOW + timedelta(minutes=1440),
+    }
 
 
 @pytest.mark.parametrize(
@@ -74,13 +79,28 @@ def test_text_back_counts_as_the_first_question_and_schedules_nudge_and_close() 
         # Everything at once: straight to booking, no questions.
         (["botox tmrw afternoon, first time here"], ["booking_link"], "routed", "booking_link"),
         # One thing at a time: treatment, time, new/returning, then the link. 3 questions max.
-        (["botox", "thursday morning", "first time"], ["ask_time", "ask_patient", "booking_link"], "routed", "booking_link"),
+        (
+            ["botox", "thursday morning", "first time"],
+            ["ask_time", "ask_patient", "booking_link"],
+            "routed",
+            "booking_link",
+        ),
         # Time first, then treatment.
-        (["can I come in saturday?", "lip fillr"], ["ask_treatment", "ask_patient"], "qualifying", None),
+        (
+            ["can I come in saturday?", "lip fillr"],
+            ["ask_treatment", "ask_patient"],
+            "qualifying",
+            None,
+        ),
         # Consult goes to staff.
         (["I'd like a consult"], ["handoff_consult"], "handoff", "consult"),
         # Medical question goes to staff.
-        (["is botox safe while breastfeeding?"], ["handoff_medical"], "handoff", "medical_question"),
+        (
+            ["is botox safe while breastfeeding?"],
+            ["handoff_medical"],
+            "handoff",
+            "medical_question",
+        ),
         # A person, please.
         (["can someone call me"], ["handoff_person"], "handoff", "asked_for_person"),
         # Urgent symptom: safety wording, staff alerted, never the bot.
@@ -92,16 +112,38 @@ def test_text_back_counts_as_the_first_question_and_schedules_nudge_and_close() 
         # Price answered from the catalogue, then the question continues.
         (["how much is botox?"], ["ask_time"], "qualifying", None),
         # Price haggling after the catalogue answered: staff.
-        (["how much is botox?", "any discount if I buy two areas? how much then"], ["ask_time", "handoff_pricing"], "handoff", "pricing"),
+        (
+            ["how much is botox?", "any discount if I buy two areas? how much then"],
+            ["ask_time", "handoff_pricing"],
+            "handoff",
+            "pricing",
+        ),
         # A time not understood twice goes to staff instead of looping.
-        (["botox", "hmm", "hmmm ok"], ["ask_time", "ask_time_again", "handoff_generic"], "handoff", "time_not_understood"),
+        (
+            ["botox", "hmm", "hmmm ok"],
+            ["ask_time", "ask_time_again", "handoff_generic"],
+            "handoff",
+            "time_not_understood",
+        ),
         # Cancel or reschedule an appointment: staff.
-        (["I need to reschedule my appointment"], ["handoff_appointment"], "handoff", "appointment_change"),
+        (
+            ["I need to reschedule my appointment"],
+            ["handoff_appointment"],
+            "handoff",
+            "appointment_change",
+        ),
         # Spanish is answered in Spanish (same templates, other language).
-        (["Quiero botox el martes por la tarde, primera vez"], ["booking_link"], "routed", "booking_link"),
+        (
+            ["Quiero botox el martes por la tarde, primera vez"],
+            ["booking_link"],
+            "routed",
+            "booking_link",
+        ),
     ],
 )
-def test_conversations(messages: list[str], expected_replies: list[str], stage: str, outcome: str | None) -> None:
+def test_conversations(
+    messages: list[str], expected_replies: list[str], stage: str, outcome: str | None
+) -> None:
     state = after_textback()
     seen: list[str] = []
     for text in messages:
@@ -194,7 +236,9 @@ def test_nudge_once_only_when_due_and_unanswered() -> None:
     assert commands == []
     # A reply cancels it.
     replied, _ = say(state, "botox")
-    replied = replace(replied, nudge_at=(NOW + timedelta(minutes=1)).isoformat(), awaiting_reply_since=None)
+    replied = replace(
+        replied, nudge_at=(NOW + timedelta(minutes=1)).isoformat(), awaiting_reply_since=None
+    )
     _, commands = MACHINE.transition(replied, TimerDue("nudge"), due)
     assert commands == []
 
