@@ -119,7 +119,8 @@ def test_check_config_describes_the_locations() -> None:
         "glow-downtown: Glow Med Spa on +13105550100, rings 1 number(s), 7 services"
         in result.stdout
     )
-    assert "glow-westside" in result.stdout and "forwarded-only" in result.stdout
+    assert "glow-westside" in result.stdout
+    assert "forwarded-only" in result.stdout
 
 
 def test_serve_refuses_to_start_without_an_auth_token() -> None:

@@ -155,9 +155,10 @@ class PhoneNetwork:
             "NumSegments": "1",
             "SmsStatus": "received",
         }
+        sent_at = datetime.now(UTC)  # before the post: the answer may arrive while it runs
         response = await self._post("/twilio/sms", params)
         status = "sent" if response.status_code == 200 else f"refused ({response.status_code})"
-        self.sent.append(PhoneText(sender, "out", to, body, datetime.now(UTC), status))
+        self.sent.append(PhoneText(sender, "out", to, body, sent_at, status))
         return response.status_code
 
     def phone_state(self, number: str) -> dict[str, Any]:
