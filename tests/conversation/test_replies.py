@@ -33,7 +33,8 @@ def test_every_text_names_the_spa_and_fits_where_possible(language: str, templat
     # Texts that carry a price line and a link may take two segments; nothing takes three.
     limit = 2 if template in ("booking_link", "ask_time", "ask_patient") else 1
     assert segments <= limit, (len(body), body)
-    assert "{" not in body and "}" not in body
+    assert "{" not in body
+    assert "}" not in body
 
 
 def test_both_languages_have_every_template() -> None:
