@@ -211,3 +211,21 @@ def test_text_from_a_new_number_starts_a_conversation(service: Service) -> None:
     assert "first time" in next_text(service, caller, 1)
     assert service.scalar(select(func.count()).select_from(Conversation)) == 1
     assert conversation(service).state["treatments"] == ["Laser Hair Removal"]
+
+
+def test_staff_takeover_pauses_the_bot_until_handed_back(service: Service) -> None:
+    from ringback.conversation.service import hand_back, take_over
+
+    caller = caller_number(81)
+    miss(service, caller)
+    next_text(service, caller, 1)
+    conv = conversation(service)
+    assert take_over(service.runtime.deps, conv.id, "maria@glow.example")
+    assert conversation(service).bot_paused
+    text_in(service, caller, "botox")
+    settle()
+    assert len(texts_to(service, caller)) == 1  # staff have it: the bot says nothing
+    assert conversation(service).state["treatments"] == ["Botox"]  # but it still listens
+    assert hand_back(service.runtime.deps, conv.id)
+    text_in(service, caller, "friday morning")
+    assert "first time" in next_text(service, caller, 2)

@@ -25,6 +25,7 @@ from ringback.conversation.machine import (
     Close,
     Command,
     Event,
+    HandedBack,
     HandOff,
     Inbound,
     Machine,
@@ -36,6 +37,7 @@ from ringback.conversation.machine import (
     Schedule,
     ServiceInfo,
     SetPatientStatus,
+    StaffTookOver,
     State,
     TextedBack,
     TimerDue,
@@ -122,6 +124,35 @@ def timer_due(deps: Deps, conversation_id: int, kind: TimerKind) -> None:
         if location is None or patient is None:
             return
         _apply(session, deps, location, conversation, patient, TimerDue(kind), None)
+
+
+def take_over(deps: Deps, conversation_id: int, staff: str) -> bool:
+    """Staff take the thread: the bot stops talking in it until :func:`hand_back`."""
+    return _staff_event(deps, conversation_id, StaffTookOver(), staff)
+
+
+def hand_back(deps: Deps, conversation_id: int) -> bool:
+    """Give the thread back to the bot, which carries on from what was captured."""
+    return _staff_event(deps, conversation_id, HandedBack(), None)
+
+
+def _staff_event(
+    deps: Deps, conversation_id: int, event: StaffTookOver | HandedBack, staff: str | None
+) -> bool:
+    with transaction(deps.sessions) as session:
+        conversation = session.get(Conversation, conversation_id, with_for_update=True)
+        if conversation is None or not conversation.is_open:
+            return False
+        location = deps.locations.get(conversation.location_id)
+        patient = session.get(Patient, conversation.patient_id)
+        if location is None or patient is None:
+            return False
+        _apply(session, deps, location, conversation, patient, event, None)
+        conversation.bot_paused = isinstance(event, StaffTookOver)
+        conversation.assigned_to = staff if staff else conversation.assigned_to
+        if isinstance(event, HandedBack) and conversation.status == "needs_staff":
+            conversation.status = "active"
+        return True
 
 
 def due_timers(deps: Deps, limit: int = 500) -> list[tuple[int, TimerKind]]:
