@@ -9,6 +9,11 @@ export PATH="$PWD/$VENV/bin:$PATH"
 echo "== ruff" && ruff check src tests bench && ruff format --check src tests bench
 echo "== mypy" && mypy
 bash scripts/services.sh
+# The browser tests drive Debian's Chromium (Playwright's own downloads are not used).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== installing chromium for the browser tests (apt-get)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 
 status=0
 echo "== tests: SQLite database, embedded SQLite queue"

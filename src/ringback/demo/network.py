@@ -164,7 +164,7 @@ class PhoneNetwork:
     def phone_state(self, number: str) -> dict[str, Any]:
         mine = [t for t in self.sent if t.phone == number]
         received = [
-            PhoneText(number, "in", m.from_ or "", m.body, m.date_created, m.status)
+            PhoneText(number, "in", m.from_ or "", m.body, m.received_at, m.status)
             for m in self.twilio.messages
             if m.to == number
         ]

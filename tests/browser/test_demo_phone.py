@@ -1,0 +1,113 @@
+"""The demo phone page in headless Chromium at phone size: call, miss, text-back, reply."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from tests.browser.conftest import Phone
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "docs" / "screenshots" / "demo-phone.png"
+SPA_NUMBER = "+13105550100"  # glow-downtown: rings the front desk before the miss
+# Ring (2 s), the dial-result webhook, screening and the send: well under this.
+TEXTBACK_TIMEOUT_MS = 15_000
+
+
+def open_demo(phone: Phone, url: str) -> Page:
+    page = phone.page
+    page.goto(f"{url}/demo")
+    expect(page).to_have_title("Ringback demo phone")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Ringback demo phone")
+    page.locator("#location").select_option(SPA_NUMBER)
+    return page
+
+
+def texts_from_spa(page: Page) -> Locator:
+    return page.locator("#thread .bubble.in").filter(has_text=f"from {SPA_NUMBER}")
+
+
+def body_of(bubble: Locator) -> str:
+    """A bubble's message, without the sender/time/status line rendered under it."""
+    return str(bubble.evaluate("el => el.firstChild.textContent"))
+
+
+def expect_textback(page: Page) -> None:
+    textback = texts_from_spa(page).filter(has_text="Hi, this is Glow Med Spa")
+    expect(textback).to_have_count(1, timeout=TEXTBACK_TIMEOUT_MS)
+    body = body_of(textback)
+    assert body.startswith("Hi, this is Glow Med Spa"), body
+    assert body.endswith("Reply STOP to opt out."), body
+
+
+def test_page_basics(demo_url: str, phone: Phone) -> None:
+    page = open_demo(phone, demo_url)
+
+    # Every form control has a visible label a screen reader announces.
+    for control, label in (
+        ("#my-number", "Your number"),
+        ("#location", "Call"),
+        ("#reply-body", "Text the spa"),
+    ):
+        expect(page.get_by_label(label, exact=True)).to_have_attribute("id", control[1:])
+    expect(page.get_by_role("button", name="Call")).to_be_enabled()
+    expect(page.get_by_role("button", name="Hang up")).to_be_disabled()
+    expect(page.get_by_role("status")).to_have_text("No call yet.")
+    expect(page.locator("#thread")).to_contain_text("No texts yet.")
+    # Nothing sticks out sideways at phone width.
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than the phone"
+    # One more round of the page's polling, so an error in rendering its answer would show.
+    with page.expect_response(lambda response: "/demo/api/phone/" in response.url):
+        pass
+    assert phone.errors == []
+
+
+def test_missed_call_gets_a_textback_and_help_answers(demo_url: str, phone: Phone) -> None:
+    page = open_demo(phone, demo_url)
+    status = page.get_by_role("status")
+
+    page.get_by_role("button", name="Call").click()
+    expect(status).to_contain_text("Ringing")
+    expect(page.get_by_role("button", name="Hang up")).to_be_enabled()
+    expect_textback(page)
+    # The network then plays Ringback's spoken greeting, which replaces "Nobody picked up."
+    expect(status).to_contain_text("Thanks for calling Glow Med Spa")
+
+    page.get_by_label("Text the spa").fill("HELP")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#thread .bubble.out").filter(has_text="HELP")).to_have_count(1)
+    answer = texts_from_spa(page).filter(has_text=re.compile(r"^Glow Med Spa: "))
+    expect(answer).to_have_count(1, timeout=TEXTBACK_TIMEOUT_MS)
+    assert "Glow Med Spa" in body_of(answer)
+    expect(page.get_by_label("Text the spa")).to_have_value("")
+    expect(status).to_contain_text("Call ended", timeout=TEXTBACK_TIMEOUT_MS)
+
+    if os.environ.get("RINGBACK_SCREENSHOTS") == "1":
+        # Wait for the delivery receipts, so the picture shows "delivered", not "queued".
+        expect(texts_from_spa(page).filter(has_text="delivered")).to_have_count(2)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+    assert phone.errors == []
+
+
+def test_hanging_up_while_it_rings_still_gets_a_textback(demo_url: str, phone: Phone) -> None:
+    page = open_demo(phone, demo_url)
+    status = page.get_by_role("status")
+
+    page.get_by_role("button", name="Call").click()
+    expect(status).to_contain_text("Ringing")
+    page.get_by_role("button", name="Hang up").click()
+    expect(status).to_contain_text("You hung up while it rang.")
+
+    # A caller who gives up while it rings is a recoverable miss: texted all the same.
+    expect_textback(page)
+    expect(status).to_contain_text("Call ended", timeout=TEXTBACK_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Call")).to_be_enabled()
+    assert phone.errors == []
