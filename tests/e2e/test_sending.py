@@ -3,7 +3,7 @@ and nothing lost or sent twice when a worker dies mid-send."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -19,6 +19,41 @@ def outbox(service: Service) -> Message:
         lambda: service.scalar(select(Message).where(Message.direction == "outbound")),
         what="outbox row",
     )
+
+
+def seed_outbox_row(
+    service: Service,
+    caller: str,
+    *,
+    status: str,
+    attempts: int,
+    at: datetime,
+    claimed_at: datetime | None = None,
+) -> None:
+    """An outbox row as a worker would have left it (claimed, or queued and then lost)."""
+    now = service.clock()
+    with service.db() as session:
+        patient = Patient(location_id="glow-downtown", phone=caller, created_at=now, updated_at=now)
+        session.add(patient)
+        session.flush()
+        session.add(
+            Message(
+                location_id="glow-downtown",
+                patient_id=patient.id,
+                direction="outbound",
+                kind="textback",
+                from_number="+13105550100",
+                to_number=caller,
+                body=f"Hi there {caller[-2:]}",
+                idempotency_key=f"textback:seed:{caller}",
+                status=status,
+                attempts=attempts,
+                created_at=at,
+                send_after=at,
+                claimed_at=claimed_at,
+            )
+        )
+        session.commit()
 
 
 def test_server_errors_are_retried_until_sent(service: Service) -> None:
@@ -88,29 +123,15 @@ def test_timeout_after_twilio_accepted_is_reconciled_not_resent(service: Service
 def test_sweep_resends_what_a_dead_worker_claimed_but_never_sent(service: Service) -> None:
     # A worker claimed this text (pending -> sending) and died before calling Twilio.
     caller = caller_number(47)
-    now = service.clock()
-    with service.db() as session:
-        patient = Patient(location_id="glow-downtown", phone=caller, created_at=now, updated_at=now)
-        session.add(patient)
-        session.flush()
-        session.add(
-            Message(
-                location_id="glow-downtown",
-                patient_id=patient.id,
-                direction="outbound",
-                kind="textback",
-                from_number="+13105550100",
-                to_number=caller,
-                body="Hi there",
-                idempotency_key="textback:test",
-                status="sending",
-                attempts=1,
-                created_at=now - timedelta(minutes=5),
-                send_after=now - timedelta(minutes=5),
-                claimed_at=now - timedelta(minutes=5),
-            )
-        )
-        session.commit()
+    five_minutes_ago = service.clock() - timedelta(minutes=5)
+    seed_outbox_row(
+        service,
+        caller,
+        status="sending",
+        attempts=1,
+        at=five_minutes_ago,
+        claimed_at=five_minutes_ago,
+    )
     counts = run_sweep(service.runtime.deps)
     assert counts["stuck"] == 1
     wait_for(lambda: texts_to(service, caller), timeout=15, what="resent after the sweep")
@@ -125,28 +146,9 @@ def test_sweep_resends_what_a_dead_worker_claimed_but_never_sent(service: Servic
 
 def test_sweep_redrives_a_due_text_whose_job_was_lost(service: Service) -> None:
     caller = caller_number(48)
-    now = service.clock()
-    with service.db() as session:
-        patient = Patient(location_id="glow-downtown", phone=caller, created_at=now, updated_at=now)
-        session.add(patient)
-        session.flush()
-        session.add(
-            Message(
-                location_id="glow-downtown",
-                patient_id=patient.id,
-                direction="outbound",
-                kind="textback",
-                from_number="+13105550100",
-                to_number=caller,
-                body="Hi again",
-                idempotency_key="textback:lost",
-                status="pending",
-                attempts=0,
-                created_at=now - timedelta(minutes=2),
-                send_after=now - timedelta(minutes=2),
-            )
-        )
-        session.commit()
+    seed_outbox_row(
+        service, caller, status="pending", attempts=0, at=service.clock() - timedelta(minutes=2)
+    )
     assert run_sweep(service.runtime.deps)["due"] == 1
     wait_for(lambda: texts_to(service, caller), timeout=15, what="sent after the sweep")
     settle()
