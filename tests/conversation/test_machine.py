@@ -276,3 +276,22 @@ def test_state_round_trips_through_json() -> None:
     state, _ = say(after_textback(), "botox thursday morning")
     assert State.from_json(state.to_json()) == state
     assert State.from_json(None) == State()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "stage"),
+    [
+        ("thanks!", [], "routed"),
+        ("ok perfect 👍", [], "routed"),
+        ("also a hydrafacial please", ["booking_link"], "routed"),
+        ("the link doesn't work, can someone call me?", ["handoff_person"], "handoff"),
+        ("the link doesn't work", ["handoff_generic"], "handoff"),
+        ("no thanks", ["handoff_generic"], "handoff"),
+    ],
+)
+def test_after_the_booking_link(text: str, expected: list[str], stage: str) -> None:
+    state, commands = say(after_textback(), "botox thursday morning, first time")
+    assert replies(commands) == ["booking_link"]
+    state, commands = say(state, text)
+    assert replies(commands) == expected
+    assert state.stage == stage

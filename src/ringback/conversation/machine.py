@@ -266,7 +266,7 @@ class Machine:
         self._await_reply(step, now)
 
     def _inbound(self, step: _Step, u: Understanding, now: datetime) -> None:
-        state = step.state
+        state = before = step.state
         step.update(awaiting_reply_since=None, nudge_at=None, language=u.language)
         if "stop" in u.intents:
             step.commands += [OptOut(), Close("opted_out")]
@@ -304,6 +304,9 @@ class Machine:
         if consult is not None:
             self._hand_off(step, "consult", "handoff_consult")
             return
+        if state.stage == "routed":
+            self._after_link(step, before, u, now)
+            return
         price_line = ""
         if "price_question" in u.intents:
             service = self.clinic.service(state.treatment) if state.treatment else None
@@ -324,6 +327,26 @@ class Machine:
         else:
             step.update(misses=0)
         self._next(step, now, price_line)
+
+    def _after_link(self, step: _Step, before: State, u: Understanding, now: datetime) -> None:
+        """The patient writes again after getting the booking link.
+
+        A new treatment gets its own link; a thank-you or "ok" needs no answer; anything
+        else (a question, a problem with the link) goes to staff rather than the same link
+        again.
+        """
+        state = step.state
+        new = tuple(t for t in state.treatments if t not in before.treatments)
+        standard = [t for t in new if (s := self.clinic.service(t)) and not s.consult]
+        if standard:
+            step.commands.append(Qualified(standard[0]))
+            step.reply("booking_link", treatment=standard[0], price="")
+            self._await_reply(step, now, nudge=False)
+            return
+        chit_chat = bool(u.intents) and set(u.intents) <= {"affirm", "thanks"} and not new
+        if chit_chat:
+            return
+        self._hand_off(step, "after_booking_link", "handoff_generic")
 
     def _timer(self, step: _Step, kind: TimerKind, now: datetime) -> None:
         state = step.state

@@ -21,7 +21,8 @@ How it reads a message:
    Spanish) is tuned for recall: it is never fuzzy, and only an immediate negation ("no
    fever") or a hypothetical question with no sign it is happening ("will there be
    swelling?") stops it. Besides the issue's intents there are ``affirm`` ("yes please",
-   "sure", "si") and ``deny`` ("no thanks", "nope"); a whole-message YES stays ``start``.
+   "sure", "si"), ``deny`` ("no thanks", "nope") and ``thanks`` (a message that only says
+   thank you, "see you then"); a whole-message YES stays ``start``.
 4. **Treatments** come from the location's catalogue: names and aliases as phrases (all
    words must appear, in order), a built-in table of Spanish and common synonyms that
    resolve to the catalogue ("relleno de labios" -> the service with alias "lip filler"),
@@ -76,6 +77,7 @@ INTENT_ORDER: tuple[str, ...] = (
     "choice",
     "affirm",
     "deny",
+    "thanks",
 )
 
 
@@ -700,8 +702,8 @@ _AFFIRM_ANYWHERE = re.compile(
     r"yes please|please do|book me)\b"
 )
 _AFFIRM_WHOLE = re.compile(
-    r"^(ok+|okay|okie|k+|alright|great|perfect|cool|yes+|yeah|yep|sure|si|claro|va|vale)"
-    r"( (thanks|thank you|thx|ty|gracias|sounds good|please))?$"
+    r"^((ok+|okay|okie|k+|alright|great|perfect|cool|yes+|yeah|yep|sure|si|claro|va|vale)"
+    r" ?)+( (thanks|thank you|thx|ty|gracias|sounds good|please))?$"
 )
 _DENY = _any(
     r"^\s*(no+|nope|nah|nop)\b(?=\s*([,.!]|$)|\s+(thanks|thank|thx|gracias|im|i|not|sorry|"
@@ -712,6 +714,13 @@ _DENY = _any(
     r"\bfound (another|a different|someone else)\b",
 )
 _AFFIRM_PUNCTUATED = re.compile(r"^(si|sip|claro|yes+|yeah|yep|sure)\s*[,.!]")
+# A message that is only gratitude or a sign-off ("thanks!", "ok thank you so much").
+_THANKS = re.compile(
+    r"^((ok+|okay|great|perfect|awesome|amazing|cool|got it|sounds good|will do|yes|yay) )*"
+    r"(thanks|thank you|thankyou|thx|ty|tysm|thank u|many thanks|appreciate it|gracias|"
+    r"muchas gracias|mil gracias|see you then|see you soon|will do|got it)"
+    r"( (so|very) much| a lot| again| you| for the link| for your help)*$"
+)
 
 
 # --- the entry point ----------------------------------------------------------------------
@@ -800,6 +809,8 @@ def _intents(folded: str, plain: str) -> list[str]:
         found.append("affirm")
     if _DENY.search(folded):
         found.append("deny")
+    if _THANKS.match(plain):
+        found.append("thanks")
     return found
 
 
