@@ -13,16 +13,16 @@ import pytest
 from sqlalchemy import select
 
 from ringback.jobs import make_consumer
-from ringback.models import Message
+from ringback.models import Message, ProviderEvent
 from ringback.runtime import run_sweep
 from tests.conftest import Service, settle, wait_for
 from tests.e2e.test_missed_call_textback import FORWARDED_TO, texts_to
 from tests.twilio_payloads import caller_number, new_call_sid, payload
 
 
-def worker_process(service: Service) -> subprocess.Popen[bytes]:
+def worker_process_env(service: Service) -> dict[str, str]:
     settings = service.runtime.settings
-    env = dict(
+    return dict(
         os.environ,
         RINGBACK_DATABASE_URL=settings.resolved_database_url,
         RINGBACK_QUEUE_URL=settings.resolved_queue_url,
@@ -36,9 +36,12 @@ def worker_process(service: Service) -> subprocess.Popen[bytes]:
         TWILIO_API_BASE_URL=settings.twilio_api_base_url,
         TWILIO_LOOKUP_BASE_URL=settings.twilio_lookup_base_url,
     )
+
+
+def worker_process(service: Service) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "ringback.cli", "worker"],
-        env=env,
+        env=worker_process_env(service),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -106,5 +109,36 @@ def test_missed_call_queued_while_no_worker_runs_is_texted_when_one_starts(
             worker.wait(timeout=10)
         except subprocess.TimeoutExpired:
             worker.kill()
+    settle()
+    assert len(texts_to(service, caller)) == 1
+
+
+def test_replaying_stored_events_from_the_cli_sends_nothing_twice(
+    make_service: Callable[..., Service],
+) -> None:
+    service = make_service(now=datetime.now(UTC))
+    caller = caller_number(62)
+    service.post(
+        "/twilio/voice",
+        payload("voice_incoming", CallSid=new_call_sid(), From=caller, To=FORWARDED_TO),
+    )
+    wait_for(lambda: texts_to(service, caller), what="text-back")
+    first = wait_for(lambda: service.scalar(select(ProviderEvent.handled_at)), what="handled")
+    ids = [str(i) for i in service.rows(select(ProviderEvent.id))]
+    env = worker_process_env(service)
+    result = subprocess.run(
+        [sys.executable, "-m", "ringback.cli", "replay", *ids],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"queued {len(ids)} event(s)" in result.stdout
+    wait_for(
+        lambda: (at := service.scalar(select(ProviderEvent.handled_at))) and at > first,
+        what="the event handled again",
+    )
     settle()
     assert len(texts_to(service, caller)) == 1

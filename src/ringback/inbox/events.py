@@ -25,6 +25,9 @@ from ringback.models import ProviderEvent
 log = logging.getLogger(__name__)
 
 KINDS = ("voice", "dial_result", "call_status", "sms", "sms_status")
+# An event that failed this often is left for a person (see ``ringback replay``) rather
+# than re-driven by every sweep.
+MAX_SWEEP_ATTEMPTS = 20
 
 
 def external_id(kind: str, payload: dict[str, Any]) -> str:
@@ -120,7 +123,11 @@ def unhandled(deps: Deps, older_than: timedelta, limit: int = 500) -> list[int]:
         return list(
             session.scalars(
                 select(ProviderEvent.id)
-                .where(ProviderEvent.handled_at.is_(None), ProviderEvent.received_at <= cutoff)
+                .where(
+                    ProviderEvent.handled_at.is_(None),
+                    ProviderEvent.received_at <= cutoff,
+                    ProviderEvent.attempts < MAX_SWEEP_ATTEMPTS,
+                )
                 .order_by(ProviderEvent.id)
                 .limit(limit)
             )
@@ -133,6 +140,7 @@ def replay(deps: Deps, event_ids: list[int]) -> int:
         events = session.scalars(select(ProviderEvent).where(ProviderEvent.id.in_(event_ids))).all()
         for event in events:
             event.handled_at = None
+            event.attempts = 0
         ids = [e.id for e in events]
     for event_id in ids:
         deps.jobs.handle_event(event_id)
