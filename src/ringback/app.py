@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from ringback import jobs
+from ringback.api import v1 as api_v1
 from ringback.logs import log_event
 from ringback.runtime import Runtime
+from ringback.staff import web as staff_web
 from ringback.telephony.webhooks import router as twilio_router
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,13 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> FastAPI:
     app.state.deps = runtime.deps
     app.state.auth_token = runtime.settings.twilio_auth_token
     app.include_router(twilio_router)
+    app.include_router(staff_web.router)
+    app.include_router(api_v1.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    @app.exception_handler(staff_web.NotSignedIn)
+    async def not_signed_in(request: Request, exc: staff_web.NotSignedIn) -> Response:
+        return staff_web.login_redirect(exc)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

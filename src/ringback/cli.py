@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,6 +24,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+users_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+tokens_app = typer.Typer(help="API tokens for the JSON API.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
 log = logging.getLogger("ringback.cli")
 
 
@@ -76,6 +80,7 @@ def serve(
         raise _fail(str(exc)) from None
     if migrate:
         upgrade(runtime.engine)
+    _first_run_hint(runtime)
     uvicorn.run(
         create_app(runtime, run_worker=worker),
         host=host,
@@ -84,6 +89,23 @@ def serve(
         access_log=False,
         proxy_headers=True,
     )
+
+
+def _first_run_hint(runtime: Any) -> None:
+    from ringback.staff import auth
+
+    try:
+        with runtime.deps.sessions() as session:
+            empty = auth.count_users(session) == 0
+    except Exception:  # the schema may not exist yet with --no-migrate; serve says so later
+        return
+    if empty:
+        typer.secho(
+            "ringback: no staff accounts yet. Create the first owner with:\n"
+            '  ringback users add you@clinic.example --name "Your Name" --role owner',
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 @app.command()
@@ -211,6 +233,157 @@ def understand(
         when = moment(item.get("now", now), f"stdin line {number}: now")
         result = understand_text(item["text"], when, found)
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+
+
+def _sessions() -> tuple[Settings, Locations, Any]:
+    from ringback.db import make_engine, make_sessionmaker
+    from ringback.schema import upgrade
+
+    settings, locations = _load()
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    return settings, locations, make_sessionmaker(engine)
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@users_app.command("add")
+def users_add(
+    email: Annotated[str, typer.Argument(help="Their email; they sign in with it.")],
+    name: Annotated[str, typer.Option(help="Their name, as colleagues see it.")],
+    role: Annotated[str, typer.Option(help="owner (all locations, settings) or staff.")] = "staff",
+    location: Annotated[
+        list[str] | None, typer.Option("--location", "-l", help="Location id (repeat).")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a staff account."""
+    from datetime import UTC, datetime
+
+    from ringback.db import transaction
+    from ringback.staff import auth
+
+    _, locations, sessions = _sessions()
+    password = _password(password_stdin)
+    try:
+        with transaction(sessions) as session:
+            user = auth.create_user(
+                session,
+                email=email,
+                name=name,
+                role=role,
+                password=password,
+                location_ids=location or [],
+                known_locations={loc.id for loc in locations},
+                now=datetime.now(UTC),
+            )
+            summary = f"created {user.role} {user.email}"
+    except auth.AccountError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(summary)
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    email: Annotated[str, typer.Argument(help="The account's email.")],
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the new password from standard input.")
+    ] = False,
+) -> None:
+    """Set a new password (signs the account out everywhere)."""
+    from datetime import UTC, datetime
+
+    from ringback.db import transaction
+    from ringback.staff import auth
+
+    _, _, sessions = _sessions()
+    password = _password(password_stdin)
+    try:
+        with transaction(sessions) as session:
+            user = auth.reset_password(session, email, password, datetime.now(UTC))
+            address = user.email
+    except auth.AccountError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"password reset for {address}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List staff accounts."""
+    from sqlalchemy import select
+
+    from ringback.models import StaffUser
+
+    _, _, sessions = _sessions()
+    with sessions() as session:
+        for user in session.scalars(select(StaffUser).order_by(StaffUser.email)):
+            where = "all locations" if user.role == "owner" else ", ".join(user.location_ids)
+            state = "" if user.active else " (disabled)"
+            typer.echo(f"{user.email}\t{user.role}\t{where}{state}")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    user: Annotated[str, typer.Option("--user", help="Email of the account the token acts as.")],
+    name: Annotated[str, typer.Option(help="What uses it, e.g. 'CRM sync'.")],
+) -> None:
+    """Create an API token; it is shown once."""
+    from datetime import UTC, datetime
+
+    from ringback.db import transaction
+    from ringback.staff import auth
+
+    _, _, sessions = _sessions()
+    try:
+        with transaction(sessions) as session:
+            owner = auth.find_user(session, user)
+            if owner is None:
+                raise auth.AccountError(f"--user: no account for {user}")
+            token = auth.create_api_token(session, owner, name, datetime.now(UTC))
+    except auth.AccountError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"token {token.id} (shown once, keep it secret):")
+    typer.echo(token.token)
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """List API tokens (never their secrets)."""
+    from sqlalchemy import select
+
+    from ringback.models import ApiToken
+
+    _, _, sessions = _sessions()
+    with sessions() as session:
+        for token in session.scalars(select(ApiToken).order_by(ApiToken.id)):
+            state = "revoked" if token.revoked_at else "active"
+            used = token.last_used_at.isoformat() if token.last_used_at else "never used"
+            typer.echo(
+                f"{token.id}\t{token.prefix}…\t{token.name}\t{token.user.email}\t{state}\t{used}"
+            )
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
+    """Revoke an API token at once."""
+    from datetime import UTC, datetime
+
+    from ringback.db import transaction
+    from ringback.staff import auth
+
+    _, _, sessions = _sessions()
+    with transaction(sessions) as session:
+        done = auth.revoke_api_token(session, token_id, datetime.now(UTC))
+    if not done:
+        raise _fail(f"token {token_id}: no such active token")
+    typer.echo(f"token {token_id} revoked")
 
 
 @db_app.command("upgrade")

@@ -141,7 +141,10 @@ class Conversation(Base):
     variant: Mapped[str | None] = mapped_column(String(20))
     state: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     bot_paused: Mapped[bool] = mapped_column(Boolean, default=False)
-    assigned_to: Mapped[str | None] = mapped_column(String(120))
+    assigned_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    lost_reason: Mapped[str | None] = mapped_column(String(200))
+    booked_by: Mapped[str | None] = mapped_column(String(10))  # bot | page | staff
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     first_reply_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -250,6 +253,87 @@ class Appointment(Base):
 
 
 Index("ix_appointments_patient_start", Appointment.patient_id, Appointment.starts_at)
+
+
+class StaffUser(Base):
+    """A person at the clinic. Owners see every location and settings; staff their own."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lowercased
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(10))  # owner | staff
+    location_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)  # staff only
+    password_hash: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def can_see(self, location_id: str) -> bool:
+        return self.role == "owner" or location_id in (self.location_ids or [])
+
+
+class StaffSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its hash is stored."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    user: Mapped[StaffUser] = relationship()
+
+
+class ApiToken(Base):
+    """A token for the JSON API, for a clinic's other tools. Hashed at rest, revocable."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in lists to tell tokens apart
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[StaffUser] = relationship()
+
+
+class LoginAttempt(Base):
+    """Failed sign-ins, counted per email and per address to slow down guessing."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+Index("ix_login_attempts_email_at", LoginAttempt.email, LoginAttempt.at)
+Index("ix_login_attempts_address_at", LoginAttempt.address, LoginAttempt.at)
+
+
+class Note(Base):
+    """A staff note on a conversation (and so on the patient's record)."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class LineTypeCache(Base):

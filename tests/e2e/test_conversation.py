@@ -220,7 +220,7 @@ def test_staff_takeover_pauses_the_bot_until_handed_back(service: Service) -> No
     miss(service, caller)
     next_text(service, caller, 1)
     conv = conversation(service)
-    assert take_over(service.runtime.deps, conv.id, "maria@glow.example")
+    assert take_over(service.runtime.deps, conv.id, None)
     assert conversation(service).bot_paused
     text_in(service, caller, "botox")
     settle()

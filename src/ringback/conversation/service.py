@@ -126,9 +126,9 @@ def timer_due(deps: Deps, conversation_id: int, kind: TimerKind) -> None:
         _apply(session, deps, location, conversation, patient, TimerDue(kind), None)
 
 
-def take_over(deps: Deps, conversation_id: int, staff: str) -> bool:
+def take_over(deps: Deps, conversation_id: int, staff_user_id: int | None) -> bool:
     """Staff take the thread: the bot stops talking in it until :func:`hand_back`."""
-    return _staff_event(deps, conversation_id, StaffTookOver(), staff)
+    return _staff_event(deps, conversation_id, StaffTookOver(), staff_user_id)
 
 
 def hand_back(deps: Deps, conversation_id: int) -> bool:
@@ -137,7 +137,7 @@ def hand_back(deps: Deps, conversation_id: int) -> bool:
 
 
 def _staff_event(
-    deps: Deps, conversation_id: int, event: StaffTookOver | HandedBack, staff: str | None
+    deps: Deps, conversation_id: int, event: StaffTookOver | HandedBack, staff_user_id: int | None
 ) -> bool:
     with transaction(deps.sessions) as session:
         conversation = session.get(Conversation, conversation_id, with_for_update=True)
@@ -149,7 +149,8 @@ def _staff_event(
             return False
         _apply(session, deps, location, conversation, patient, event, None)
         conversation.bot_paused = isinstance(event, StaffTookOver)
-        conversation.assigned_to = staff if staff else conversation.assigned_to
+        if staff_user_id is not None:
+            conversation.assigned_user_id = staff_user_id
         if isinstance(event, HandedBack) and conversation.status == "needs_staff":
             conversation.status = "active"
         return True

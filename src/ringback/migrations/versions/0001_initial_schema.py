@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 15:14:52.649501
+Create Date: 2026-11-27 15:33:33.017821
 """
 
 from __future__ import annotations
@@ -30,6 +30,18 @@ def upgrade() -> None:
         sa.Column("looked_up_at", ringback.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("phone", name=op.f("pk_line_type_cache")),
     )
+    op.create_table(
+        "login_attempts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("address", sa.String(length=64), nullable=False),
+        sa.Column("at", ringback.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_login_attempts")),
+    )
+    with op.batch_alter_table("login_attempts", schema=None) as batch_op:
+        batch_op.create_index("ix_login_attempts_address_at", ["address", "at"], unique=False)
+        batch_op.create_index("ix_login_attempts_email_at", ["email", "at"], unique=False)
+
     op.create_table(
         "patients",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -80,6 +92,41 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "staff_users",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("role", sa.String(length=10), nullable=False),
+        sa.Column(
+            "location_ids",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("password_hash", sa.String(length=200), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", ringback.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("password_changed_at", ringback.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_login_at", ringback.db.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_users")),
+        sa.UniqueConstraint("email", name=op.f("uq_staff_users_email")),
+    )
+    op.create_table(
+        "api_tokens",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("prefix", sa.String(length=16), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("created_at", ringback.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", ringback.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", ringback.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["staff_users.id"], name=op.f("fk_api_tokens_user_id_staff_users")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
+    )
+    op.create_table(
         "conversations",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("location_id", sa.String(length=64), nullable=False),
@@ -97,7 +144,12 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("bot_paused", sa.Boolean(), nullable=False),
-        sa.Column("assigned_to", sa.String(length=120), nullable=True),
+        sa.Column(
+            "assigned_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("lost_reason", sa.String(length=200), nullable=True),
+        sa.Column("booked_by", sa.String(length=10), nullable=True),
+        sa.Column("updated_at", ringback.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("opened_at", ringback.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("first_reply_at", ringback.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_inbound_at", ringback.db.UTCDateTime(timezone=True), nullable=True),
@@ -110,6 +162,11 @@ def upgrade() -> None:
         sa.Column("handed_off_at", ringback.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("urgent_at", ringback.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("next_timer_at", ringback.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["assigned_user_id"],
+            ["staff_users.id"],
+            name=op.f("fk_conversations_assigned_user_id_staff_users"),
+        ),
         sa.ForeignKeyConstraint(
             ["patient_id"], ["patients.id"], name=op.f("fk_conversations_patient_id_patients")
         ),
@@ -128,6 +185,24 @@ def upgrade() -> None:
             postgresql_where=sa.text("is_open"),
         )
 
+    op.create_table(
+        "staff_sessions",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("csrf_token", sa.String(length=64), nullable=False),
+        sa.Column("created_at", ringback.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", ringback.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", ringback.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["staff_users.id"],
+            name=op.f("fk_staff_sessions_user_id_staff_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_sessions")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_staff_sessions_token_hash")),
+    )
     op.create_table(
         "appointments",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -206,6 +281,37 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_calls_location_missed", ["location_id", "missed_at"], unique=False
         )
+
+    op.create_table(
+        "notes",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "conversation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column(
+            "patient_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("author_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("created_at", ringback.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["author_id"], ["staff_users.id"], name=op.f("fk_notes_author_id_staff_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversations.id"],
+            name=op.f("fk_notes_conversation_id_conversations"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["patient_id"], ["patients.id"], name=op.f("fk_notes_patient_id_patients")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notes")),
+    )
+    with op.batch_alter_table("notes", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_notes_conversation_id"), ["conversation_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_notes_patient_id"), ["patient_id"], unique=False)
 
     op.create_table(
         "messages",
@@ -306,6 +412,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_messages_conversation_id"))
 
     op.drop_table("messages")
+    with op.batch_alter_table("notes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_notes_patient_id"))
+        batch_op.drop_index(batch_op.f("ix_notes_conversation_id"))
+
+    op.drop_table("notes")
     with op.batch_alter_table("calls", schema=None) as batch_op:
         batch_op.drop_index("ix_calls_location_missed")
         batch_op.drop_index(batch_op.f("ix_calls_location_id"))
@@ -315,6 +426,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_appointments_patient_start")
 
     op.drop_table("appointments")
+    op.drop_table("staff_sessions")
     with op.batch_alter_table("conversations", schema=None) as batch_op:
         batch_op.drop_index(
             "uq_conversations_open_per_patient",
@@ -325,10 +437,17 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_conversations_location_id"))
 
     op.drop_table("conversations")
+    op.drop_table("api_tokens")
+    op.drop_table("staff_users")
     with op.batch_alter_table("provider_events", schema=None) as batch_op:
         batch_op.drop_index("ix_provider_events_unhandled")
 
     op.drop_table("provider_events")
     op.drop_table("patients")
+    with op.batch_alter_table("login_attempts", schema=None) as batch_op:
+        batch_op.drop_index("ix_login_attempts_email_at")
+        batch_op.drop_index("ix_login_attempts_address_at")
+
+    op.drop_table("login_attempts")
     op.drop_table("line_type_cache")
     # ### end Alembic commands ###

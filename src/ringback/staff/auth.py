@@ -1,0 +1,255 @@
+"""Staff accounts, sign-in, sessions and API tokens (no web framework here).
+
+* Passwords are hashed with argon2id; hashes are upgraded on sign-in when parameters change.
+* Sign-in is rate-limited per email and per client address from the database, so it
+  holds across processes.
+* Sessions and API tokens are random secrets handed out once; only their SHA-256 is
+  stored, so a database leak gives no working cookie or token. Both can be revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from ringback.models import ApiToken, LoginAttempt, StaffSession, StaffUser
+
+ROLES = ("owner", "staff")
+MIN_PASSWORD_LENGTH = 12
+SESSION_IDLE = timedelta(hours=12)
+SESSION_MAX = timedelta(days=7)
+THROTTLE_WINDOW = timedelta(minutes=15)
+MAX_FAILURES_PER_EMAIL = 5
+MAX_FAILURES_PER_ADDRESS = 20
+TOKEN_PREFIX = "rb_"  # noqa: S105 - a public prefix, not a secret
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_HASHER = PasswordHasher()
+
+
+class AccountError(ValueError):
+    """An account request that cannot be done; the message names the field."""
+
+
+class LoginThrottled(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed sign-ins; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def normalize_email(email: str) -> str:
+    value = email.strip().lower()
+    if not _EMAIL.match(value) or len(value) > 254:
+        raise AccountError(f"email: expected an address like name@clinic.example, got {email!r}")
+    return value
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"password: use at least {MIN_PASSWORD_LENGTH} characters")
+    if password.strip() != password:
+        raise AccountError("password: must not start or end with spaces")
+
+
+def hash_password(password: str) -> str:
+    return str(_HASHER.hash(password))
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return bool(_HASHER.verify(password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def count_users(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(StaffUser)) or 0)
+
+
+def find_user(session: Session, email: str) -> StaffUser | None:
+    return session.scalars(
+        select(StaffUser).where(StaffUser.email == email.strip().lower())
+    ).one_or_none()
+
+
+def create_user(
+    session: Session,
+    *,
+    email: str,
+    name: str,
+    role: str,
+    password: str,
+    location_ids: list[str],
+    known_locations: set[str],
+    now: datetime,
+) -> StaffUser:
+    address = normalize_email(email)
+    if role not in ROLES:
+        raise AccountError(f"role: expected owner or staff, got {role!r}")
+    unknown = sorted(set(location_ids) - known_locations)
+    if unknown:
+        raise AccountError(f"location: no location {unknown[0]!r} in the locations file")
+    if role == "staff" and not location_ids:
+        raise AccountError("location: a staff account needs at least one location")
+    if not name.strip():
+        raise AccountError("name: must not be empty")
+    check_password(password)
+    if find_user(session, address) is not None:
+        raise AccountError(f"email: {address} already has an account")
+    user = StaffUser(
+        email=address,
+        name=name.strip(),
+        role=role,
+        location_ids=[] if role == "owner" else sorted(set(location_ids)),
+        password_hash=hash_password(password),
+        created_at=now,
+        password_changed_at=now,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def reset_password(session: Session, email: str, password: str, now: datetime) -> StaffUser:
+    user = find_user(session, email)
+    if user is None:
+        raise AccountError(f"email: no account for {email.strip().lower()}")
+    check_password(password)
+    user.password_hash = hash_password(password)
+    user.password_changed_at = now
+    # A new password signs out every browser that knew the old one.
+    session.execute(delete(StaffSession).where(StaffSession.user_id == user.id))
+    return user
+
+
+def authenticate(
+    session: Session, email: str, password: str, address: str, now: datetime
+) -> StaffUser | None:
+    """The user for these credentials, or None (the failure is recorded: commit the
+    session either way). Raises :class:`LoginThrottled` while sign-in is blocked."""
+    key = email.strip().lower()[:254]
+    since = now - THROTTLE_WINDOW
+    by_email = session.scalar(
+        select(func.count()).where(LoginAttempt.email == key, LoginAttempt.at >= since)
+    )
+    by_address = session.scalar(
+        select(func.count()).where(LoginAttempt.address == address, LoginAttempt.at >= since)
+    )
+    if (by_email or 0) >= MAX_FAILURES_PER_EMAIL or (by_address or 0) >= MAX_FAILURES_PER_ADDRESS:
+        oldest = session.scalar(
+            select(func.min(LoginAttempt.at)).where(
+                (LoginAttempt.email == key) | (LoginAttempt.address == address),
+                LoginAttempt.at >= since,
+            )
+        )
+        wait = (oldest + THROTTLE_WINDOW - now) if oldest else THROTTLE_WINDOW
+        raise LoginThrottled(max(1, int(wait.total_seconds())))
+    user = find_user(session, key)
+    # Verify against a dummy hash when there is no user, so timing does not tell.
+    valid = _verify(user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not valid or not user.active:
+        session.add(LoginAttempt(email=key, address=address[:64], at=now))
+        return None
+    if _HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login_at = now
+    session.execute(delete(LoginAttempt).where(LoginAttempt.email == key))
+    return user
+
+
+_DUMMY_HASH = hash_password("not-a-real-password-" + secrets.token_hex(8))
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    token: str  # goes in the cookie, never stored
+    csrf_token: str
+
+
+def start_session(session: Session, user: StaffUser, now: datetime) -> NewSession:
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    session.add(
+        StaffSession(
+            token_hash=_digest(token),
+            user_id=user.id,
+            csrf_token=csrf,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + SESSION_MAX,
+        )
+    )
+    return NewSession(token=token, csrf_token=csrf)
+
+
+def find_session(session: Session, token: str, now: datetime) -> StaffSession | None:
+    """The live session for a cookie token, extending its idle timer; None when expired."""
+    found = session.scalars(
+        select(StaffSession).where(StaffSession.token_hash == _digest(token))
+    ).one_or_none()
+    if found is None:
+        return None
+    if now >= found.expires_at or now - found.last_seen_at >= SESSION_IDLE:
+        session.delete(found)
+        return None
+    if not found.user.active:
+        return None
+    if now - found.last_seen_at > timedelta(minutes=1):
+        found.last_seen_at = now
+    return found
+
+
+def end_session(session: Session, token: str) -> None:
+    session.execute(delete(StaffSession).where(StaffSession.token_hash == _digest(token)))
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    id: int
+    token: str  # shown once
+
+
+def create_api_token(session: Session, user: StaffUser, name: str, now: datetime) -> NewToken:
+    if not name.strip():
+        raise AccountError("name: give the token a name, e.g. the tool that will use it")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(30)
+    token = ApiToken(
+        name=name.strip()[:120],
+        prefix=secret[:10],
+        token_hash=_digest(secret),
+        user_id=user.id,
+        created_at=now,
+    )
+    session.add(token)
+    session.flush()
+    return NewToken(id=token.id, token=secret)
+
+
+def find_api_token(session: Session, secret: str, now: datetime) -> ApiToken | None:
+    token = session.scalars(
+        select(ApiToken).where(ApiToken.token_hash == _digest(secret))
+    ).one_or_none()
+    if token is None or token.revoked_at is not None or not token.user.active:
+        return None
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        token.last_used_at = now
+    return token
+
+
+def revoke_api_token(session: Session, token_id: int, now: datetime) -> bool:
+    token = session.get(ApiToken, token_id)
+    if token is None or token.revoked_at is not None:
+        return False
+    token.revoked_at = now
+    return True
