@@ -136,3 +136,81 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0
     assert "database at revision 0001" in second.stdout
+
+
+def test_users_and_tokens_from_the_cli(tmp_path: Path) -> None:
+    env = {"RINGBACK_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    added = ringback(
+        "users",
+        "add",
+        "Owner@Glow.example",
+        "--name",
+        "Olivia Owner",
+        "--role",
+        "owner",
+        "--password-stdin",
+        stdin="a very long password\n",
+        env=env,
+    )
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == "created owner owner@glow.example"
+    staff = ringback(
+        "users",
+        "add",
+        "desk@glow.example",
+        "--name",
+        "Dee",
+        "--location",
+        "glow-downtown",
+        "--password-stdin",
+        stdin="another long password\n",
+        env=env,
+    )
+    assert staff.returncode == 0, staff.stderr
+    listed = ringback("users", "list", env=env)
+    assert "owner@glow.example\towner\tall locations" in listed.stdout
+    assert "desk@glow.example\tstaff\tglow-downtown" in listed.stdout
+    duplicate = ringback(
+        "users",
+        "add",
+        "owner@glow.example",
+        "--name",
+        "X",
+        "--role",
+        "owner",
+        "--password-stdin",
+        stdin="a very long password\n",
+        env=env,
+    )
+    assert duplicate.returncode == 2
+    assert "email: owner@glow.example already has an account" in duplicate.stderr
+    short = ringback(
+        "users", "reset-password", "desk@glow.example", "--password-stdin", stdin="short\n", env=env
+    )
+    assert short.returncode == 2
+    assert "password: use at least 12 characters" in short.stderr
+    reset = ringback(
+        "users",
+        "reset-password",
+        "desk@glow.example",
+        "--password-stdin",
+        stdin="a brand new password\n",
+        env=env,
+    )
+    assert reset.returncode == 0
+    created = ringback(
+        "tokens", "create", "--user", "desk@glow.example", "--name", "CRM sync", env=env
+    )
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.splitlines()[1]
+    assert secret.startswith("rb_")
+    tokens = ringback("tokens", "list", env=env)
+    assert "CRM sync" in tokens.stdout
+    assert secret not in tokens.stdout
+    assert "active" in tokens.stdout
+    revoked = ringback("tokens", "revoke", "1", env=env)
+    assert revoked.returncode == 0
+    assert "revoked" in ringback("tokens", "list", env=env).stdout
+    again = ringback("tokens", "revoke", "1", env=env)
+    assert again.returncode == 2
+    assert "no such active token" in again.stderr
