@@ -68,7 +68,11 @@ def _sqlite_begin_immediate(conn: Any) -> None:
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """Create the engine for ``url`` (SQLite file or PostgreSQL via psycopg)."""
+    """Create the engine for ``url`` (SQLite file or PostgreSQL via psycopg).
+
+    Statement parameters are hidden from error messages: they hold message bodies and
+    phone numbers, and errors end up in logs.
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
@@ -77,11 +81,14 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
             poolclass=NullPool if path in ("", ":memory:") else None,
+            hide_parameters=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

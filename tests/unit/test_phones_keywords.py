@@ -69,3 +69,17 @@ def test_twilio_opt_out_type() -> None:
     assert from_opt_out_type("HELP") == "help"
     assert from_opt_out_type(None) is None
     assert from_opt_out_type("other") is None
+
+
+def test_database_errors_never_carry_statement_parameters(tmp_path: object) -> None:
+    import sqlalchemy as sa
+
+    from ringback.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path}/x.db")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (body TEXT UNIQUE)"))
+        conn.execute(sa.text("INSERT INTO t VALUES (:b)"), {"b": "my lips are swelling"})
+    with pytest.raises(sa.exc.IntegrityError) as error, engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO t VALUES (:b)"), {"b": "my lips are swelling"})
+    assert "swelling" not in str(error.value)
