@@ -246,6 +246,7 @@ def make_service(
         now: datetime = OPEN_HOURS,
         public_url: str | None = None,
         run_worker: bool = True,
+        settings_overrides: dict[str, Any] | None = None,
     ) -> Service:
         config = yaml.safe_load(DEMO_LOCATIONS.read_text())
         if edit is not None:
@@ -266,6 +267,7 @@ def make_service(
             TWILIO_AUTH_TOKEN=AUTH_TOKEN,
             TWILIO_API_BASE_URL=fake_twilio.url,
             TWILIO_LOOKUP_BASE_URL=fake_twilio.url,
+            **(settings_overrides or {}),
         )
         clock = TestClock(now)
         runtime = build_runtime(settings, locations, clock=clock)

@@ -12,11 +12,12 @@ and what was expected, so the CLI can print it instead of a traceback.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -52,6 +53,83 @@ def _e164(value: str) -> str:
 
 
 E164 = Annotated[str, AfterValidator(_e164)]
+
+# A plain address (no display name): what alert email is sent to and from. Deliberately
+# narrow, so a typo or a pasted "Name <addr>" is caught at start-up, not by the SMTP server.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_LABEL}(?:\.{_LABEL})*$")
+
+
+def _email(value: str) -> str:
+    text = value.strip()
+    if len(text) > 254 or not _EMAIL.match(text):
+        raise ValueError(f"expected an email address like frontdesk@example.com, got {value!r}")
+    return text
+
+
+EmailAddress = Annotated[str, AfterValidator(_email)]
+
+SmtpSecurity = Literal["none", "starttls", "tls"]
+# scheme -> (how the connection is secured, default port)
+_SMTP_SCHEMES: dict[str, tuple[SmtpSecurity, int]] = {
+    "smtp": ("none", 25),
+    "smtp+starttls": ("starttls", 587),
+    "smtps": ("tls", 465),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpServer:
+    """Where alert email goes, parsed from ``RINGBACK_SMTP_URL``. The password is never shown."""
+
+    host: str
+    port: int
+    security: SmtpSecurity
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        scheme = {v[0]: k for k, v in _SMTP_SCHEMES.items()}[self.security]
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, fit for an error message."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*):[^@/?#]*@", r"\1:***@", url.strip())
+
+
+def parse_smtp_url(url: str) -> SmtpServer:
+    """Parse ``smtp://``, ``smtp+starttls://`` or ``smtps://[user[:password]@]host[:port]``.
+
+    ``smtp`` is plain (a relay on the same host or network), ``smtp+starttls`` upgrades
+    with STARTTLS (port 587 by default), ``smtps`` is TLS from the start (465). A user
+    name or password holding ``@``, ``:`` or ``/`` is percent-encoded (``%40``).
+    """
+    shown = redact_url(url)
+    expected = "expected smtp://, smtp+starttls:// or smtps:// then [user:password@]host[:port]"
+    parts = urlsplit(url.strip())
+    scheme = _SMTP_SCHEMES.get(parts.scheme.lower())
+    if scheme is None:
+        raise ValueError(f"{expected}, got {shown!r}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"expected a port from 1 to 65535, got {shown!r}") from exc
+    if not parts.hostname:
+        raise ValueError(f"{expected}; the host is missing in {shown!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(
+            f"{expected} and nothing after it (for STARTTLS use smtp+starttls://), got {shown!r}"
+        )
+    if parts.password is not None and not parts.username:
+        raise ValueError(f"expected a user name before the password in {shown!r}")
+    return SmtpServer(
+        host=parts.hostname,
+        port=port or scheme[1],
+        security=scheme[0],
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +257,9 @@ class Location(BaseModel):
     booking_url: str | None = None
     address: str | None = None
     staff_alert_numbers: tuple[E164, ...] = ()
+    staff_alert_emails: tuple[EmailAddress, ...] = ()
+    # The URL is the credential (anyone holding it can post), so it stays out of reprs.
+    slack_webhook_url: str | None = Field(default=None, repr=False)
     blocklist: tuple[E164, ...] = ()
     messages: Messages = Field(default_factory=Messages)
     services: tuple[Service, ...] = ()
@@ -238,7 +319,7 @@ class Location(BaseModel):
             raise ValueError("expected a window like '08:00-21:00', not 'closed'")
         return value
 
-    @field_validator("booking_url")
+    @field_validator("booking_url", "slack_webhook_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
@@ -414,7 +495,10 @@ def load_locations(path: Path) -> Locations:
 class Settings(BaseSettings):
     """Process-wide settings, from the environment (names in README)."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # Inputs stay out of ValidationError's text: RINGBACK_SMTP_URL may hold a password.
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     database_url: str = Field(default="", alias="RINGBACK_DATABASE_URL")
     queue_url: str = Field(default="", alias="RINGBACK_QUEUE_URL")
@@ -428,7 +512,6 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", alias="RINGBACK_LOG_LEVEL"
     )
-    verify_signatures: bool = Field(default=True, alias="RINGBACK_VERIFY_SIGNATURES")
     send_timeout_seconds: float = Field(default=10.0, gt=0, le=120, alias="RINGBACK_SEND_TIMEOUT")
     twilio_account_sid: str = Field(default="", alias="TWILIO_ACCOUNT_SID")
     twilio_auth_token: str = Field(default="", alias="TWILIO_AUTH_TOKEN", repr=False)
@@ -436,6 +519,8 @@ class Settings(BaseSettings):
     twilio_lookup_base_url: str = Field(
         default="https://lookups.twilio.com", alias="TWILIO_LOOKUP_BASE_URL"
     )
+    smtp_url: str = Field(default="", alias="RINGBACK_SMTP_URL", repr=False)
+    alert_from: EmailAddress = Field(default="ringback@localhost", alias="RINGBACK_ALERT_FROM")
 
     @field_validator("public_url", "twilio_api_base_url", "twilio_lookup_base_url")
     @classmethod
@@ -451,6 +536,18 @@ class Settings(BaseSettings):
             raise ValueError("expected 'AC' followed by 32 hex digits")
         return value
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str) -> str:
+        if value.strip():
+            parse_smtp_url(value)
+        return value.strip()
+
+    @property
+    def smtp_server(self) -> SmtpServer | None:
+        """The parsed ``RINGBACK_SMTP_URL``, or None when email alerts are off."""
+        return parse_smtp_url(self.smtp_url) if self.smtp_url else None
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'ringback.db'}"
@@ -458,6 +555,9 @@ class Settings(BaseSettings):
     @property
     def resolved_queue_url(self) -> str:
         return self.queue_url or f"sqlite:///{self.data_dir / 'queue.db'}"
+
+
+_SECRET_SETTINGS = frozenset({"RINGBACK_SMTP_URL", "smtp_url", "TWILIO_AUTH_TOKEN"})
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -469,5 +569,10 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             name = str(error["loc"][0]) if error["loc"] else "settings"
             message = error["msg"].removeprefix("Value error, ")
-            lines.append(f"environment: {name}: {message} (got {error.get('input')!r})")
+            # Secrets are never echoed (the SMTP URL's own message shows it without password),
+            # and a value the message already quotes is not quoted twice.
+            got = f" (got {error.get('input')!r})"
+            if name in _SECRET_SETTINGS or got[6:-1] in message:
+                got = ""
+            lines.append(f"environment: {name}: {message}{got}")
         raise ConfigError("\n".join(lines)) from exc

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from ringback.config import Locations
-from ringback.ports import CallerLookup, JobScheduler, SmsSender
+from ringback.ports import AlertEmailer, CallerLookup, ChatWebhook, JobScheduler, SmsSender
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,9 @@ class Deps:
     public_url: str
     clock: Callable[[], datetime]
     send_timeout_seconds: float = 10.0
+    # Staff alert channels beyond SMS; None when not configured (those alerts are skipped).
+    emailer: AlertEmailer | None = None
+    chat: ChatWebhook | None = None
 
     @property
     def sms_status_callback(self) -> str:

@@ -76,6 +76,36 @@ class LookupFailed(Exception):
     """The line-type lookup could not be done; callers carry on without it."""
 
 
+class AlertDeliveryFailed(Exception):
+    """A staff alert (email or chat post) did not go out.
+
+    ``retry`` is True when trying again later may work (refused connection, timeout, SMTP
+    4xx, HTTP 429/5xx) and False when it will not (address or URL refused, login refused).
+    ``detail`` names what happened, never the message, the addresses or the webhook URL.
+    """
+
+    def __init__(self, detail: str, *, retry: bool = True) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry = retry
+
+
+class AlertEmailer(Protocol):
+    """Sends plain-text email to clinic staff (SMTP)."""
+
+    def send(self, to: list[str], subject: str, body: str) -> None:
+        """Send one message to all of ``to``; raise :class:`AlertDeliveryFailed` if not sent."""
+        ...
+
+
+class ChatWebhook(Protocol):
+    """Posts a line of text to a team chat's incoming webhook (Slack and compatibles)."""
+
+    def post(self, url: str, text: str) -> None:
+        """Post ``text`` to ``url``; raise :class:`AlertDeliveryFailed` if it was not accepted."""
+        ...
+
+
 class JobScheduler(Protocol):
     """Hands work to the job queue. Calls made inside a transaction take effect on commit."""
 
@@ -93,4 +123,12 @@ class JobScheduler(Protocol):
 
     def conversation_timer(self, conversation_id: int, kind: str, at: datetime) -> None:
         """Fire a conversation's nudge or close timer at ``at``."""
+        ...
+
+    def email_staff_alert(self, conversation_id: int, reason: str, urgent: bool) -> None:
+        """Email the location's staff about a handoff or an urgent message (retried)."""
+        ...
+
+    def post_staff_alert(self, conversation_id: int, reason: str, urgent: bool) -> None:
+        """Post the alert to the location's chat webhook (retried)."""
         ...

@@ -24,13 +24,18 @@ from ringback.inbox import events
 from ringback.logs import log_event
 from ringback.messaging import outbox
 from ringback.messaging.inbound import NotReady
-from ringback.ports import CallerLookup, SmsSender
+from ringback.ports import AlertDeliveryFailed, AlertEmailer, CallerLookup, ChatWebhook, SmsSender
+from ringback.staff import alerts as staff_alerts
 from ringback.telephony.twilio_rest import TwilioRestClient
 
 log = logging.getLogger(__name__)
 
 EVENT_RETRIES = 8
 EVENT_RETRY_DELAY = 1
+# Staff alerts by email and chat: 1, 2, 4 ... 128 s apart, about four minutes in all.
+ALERT_RETRIES = 8
+ALERT_RETRY_DELAY = 1
+ALERT_RETRY_BACKOFF = 2
 
 
 def _now() -> datetime:
@@ -68,6 +73,37 @@ class HueyJobs:
         def conversation_timer(conversation_id: int, kind: str) -> None:
             conversation_service.timer_due(get_deps(), conversation_id, kind)  # type: ignore[arg-type]
 
+        alert_retries = {
+            "retries": ALERT_RETRIES,
+            "retry_delay": ALERT_RETRY_DELAY,
+            "retry_backoff": ALERT_RETRY_BACKOFF,
+            "context": True,
+        }
+
+        @huey.task(name="email_staff_alert", **alert_retries)
+        def email_staff_alert(conversation_id: int, reason: str, urgent: bool, task: Any) -> None:
+            _alert_attempt(
+                "email",
+                staff_alerts.deliver_email_alert,
+                get_deps(),
+                conversation_id,
+                reason,
+                urgent,
+                task.retries,
+            )
+
+        @huey.task(name="post_staff_alert", **alert_retries)
+        def post_staff_alert(conversation_id: int, reason: str, urgent: bool, task: Any) -> None:
+            _alert_attempt(
+                "chat",
+                staff_alerts.deliver_chat_alert,
+                get_deps(),
+                conversation_id,
+                reason,
+                urgent,
+                task.retries,
+            )
+
         @huey.periodic_task(crontab(minute="*"), name="sweep")
         def sweep() -> None:
             run_sweep(get_deps())
@@ -76,6 +112,8 @@ class HueyJobs:
         self._deliver_sms = deliver_sms
         self._reconcile_sms = reconcile_sms
         self._conversation_timer = conversation_timer
+        self._email_staff_alert = email_staff_alert
+        self._post_staff_alert = post_staff_alert
 
     def _at(self, task: Any, args: tuple[Any, ...], at: datetime | None) -> None:
         # Delays are measured on the domain's clock, so a test clock schedules correctly.
@@ -96,6 +134,41 @@ class HueyJobs:
 
     def conversation_timer(self, conversation_id: int, kind: str, at: datetime) -> None:
         self._at(self._conversation_timer, (conversation_id, kind), at)
+
+    def email_staff_alert(self, conversation_id: int, reason: str, urgent: bool) -> None:
+        self._email_staff_alert(conversation_id, reason, urgent)
+
+    def post_staff_alert(self, conversation_id: int, reason: str, urgent: bool) -> None:
+        self._post_staff_alert(conversation_id, reason, urgent)
+
+
+def _alert_attempt(
+    channel: str,
+    deliver: Callable[[Deps, int, str, bool], None],
+    deps: Deps,
+    conversation_id: int,
+    reason: str,
+    urgent: bool,
+    retries_left: int,
+) -> None:
+    """One try at a staff alert. A retryable failure is raised again so huey retries it
+    after a growing delay; a permanent one, or the last, is logged and dropped."""
+    fields = {"channel": channel, "conversation_id": conversation_id, "urgent": urgent}
+    try:
+        deliver(deps, conversation_id, reason, urgent)
+    except AlertDeliveryFailed as exc:
+        if exc.retry and retries_left > 0:
+            log_event(
+                log,
+                "staff_alert.retrying",
+                logging.WARNING,
+                detail=exc.detail,
+                retries_left=retries_left,
+                **fields,
+            )
+            raise
+        event = "staff_alert.gave_up" if exc.retry else "staff_alert.refused"
+        log_event(log, event, logging.ERROR, detail=exc.detail, **fields)
 
 
 def run_sweep(deps: Deps) -> dict[str, int]:
@@ -143,6 +216,8 @@ def build_runtime(
     sms: SmsSender | None = None,
     lookup: CallerLookup | None = None,
     clock: Callable[[], datetime] = _now,
+    emailer: AlertEmailer | None = None,
+    chat: ChatWebhook | None = None,
 ) -> Runtime:
     engine = make_engine(settings.resolved_database_url)
     sessions = make_sessionmaker(engine)
@@ -159,6 +234,15 @@ def build_runtime(
         closers.append(client.close)
         sms = sms or client
         lookup = lookup or client
+    smtp_server = settings.smtp_server
+    if emailer is None and smtp_server is not None:
+        emailer = staff_alerts.SmtpEmailer(
+            smtp_server, settings.alert_from, timeout=settings.send_timeout_seconds
+        )
+    if chat is None and any(location.slack_webhook_url for location in locations):
+        webhook = staff_alerts.HttpChatWebhook(timeout=settings.send_timeout_seconds)
+        closers.append(webhook.close)
+        chat = webhook
     holder: dict[str, Deps] = {}
     job_scheduler = HueyJobs(huey, lambda: holder["deps"])
     deps = Deps(
@@ -170,6 +254,8 @@ def build_runtime(
         public_url=settings.public_url,
         clock=clock,
         send_timeout_seconds=settings.send_timeout_seconds,
+        emailer=emailer,
+        chat=chat,
     )
     holder["deps"] = deps
     return Runtime(

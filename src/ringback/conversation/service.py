@@ -50,6 +50,7 @@ from ringback.logs import log_event
 from ringback.messaging.outbox import queue_sms
 from ringback.models import Appointment, Conversation, ConversationDecision, Message, Patient
 from ringback.phones import redact
+from ringback.staff.alerts import queue_staff_alerts
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +305,9 @@ def _carry_out(
                 conversation_id=conversation.id,
                 trigger_at=message.created_at if message else now,
             )
+        queue_staff_alerts(
+            session, deps, location, conversation.id, reason=command.reason, urgent=command.urgent
+        )
     elif isinstance(command, Qualified):
         conversation.treatment = command.treatment
         conversation.qualified_at = conversation.qualified_at or now
