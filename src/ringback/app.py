@@ -15,8 +15,14 @@ from starlette.concurrency import run_in_threadpool
 
 from ringback import jobs
 from ringback.api import v1 as api_v1
+from ringback.funnel import api as funnel_api
+from ringback.funnel import dashboard as funnel_dashboard
+from ringback.funnel import metrics as funnel_metrics
+from ringback.integrations import missed_calls_api, webhooks_pages
 from ringback.logs import log_event
+from ringback.records_pages import router as records_router
 from ringback.runtime import Runtime
+from ringback.staff import pages as staff_pages
 from ringback.staff import web as staff_web
 from ringback.telephony.webhooks import router as twilio_router
 
@@ -53,7 +59,14 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> FastAPI:
     app.state.auth_token = runtime.settings.twilio_auth_token
     app.include_router(twilio_router)
     app.include_router(staff_web.router)
+    app.include_router(staff_pages.router)
     app.include_router(api_v1.router)
+    app.include_router(funnel_api.router)
+    app.include_router(funnel_dashboard.router)
+    app.include_router(funnel_metrics.router)
+    app.include_router(missed_calls_api.router)
+    app.include_router(webhooks_pages.router)
+    app.include_router(records_router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.exception_handler(staff_web.NotSignedIn)

@@ -12,8 +12,11 @@ from typing import Annotated, Any
 import typer
 
 from ringback.config import ConfigError, Locations, Settings, load_locations, load_settings
+from ringback.funnel import cli as funnel_cli
+from ringback.integrations import webhooks_cli
 from ringback.jobs import QueueUrlError
 from ringback.logs import configure_logging
+from ringback.records_cli import records_app
 
 app = typer.Typer(
     name="ringback",
@@ -28,6 +31,8 @@ users_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 tokens_app = typer.Typer(help="API tokens for the JSON API.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(webhooks_cli.app, name="webhooks")
+app.add_typer(records_app, name="patients")
 log = logging.getLogger("ringback.cli")
 
 
@@ -411,6 +416,9 @@ def demo(
     from ringback.demo.run import run_demo
 
     run_demo(host=host, port=port, reset=reset)
+
+
+funnel_cli.register(app)  # report, export-calls, seed-demo-data
 
 
 def main() -> None:

@@ -113,9 +113,12 @@ def _run_after_commit(session: Session) -> None:
         action()
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_after_commit(session: Session) -> None:
-    session.info.pop("after_commit", None)
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_after_commit(session: Session, previous_transaction: Any) -> None:
+    # Only the outermost transaction's rollback drops the work: a savepoint rolled back
+    # (an insert race caught with begin_nested) leaves the rest of the transaction intact.
+    if previous_transaction.parent is None:
+        session.info.pop("after_commit", None)
 
 
 @contextmanager

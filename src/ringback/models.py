@@ -13,6 +13,8 @@ Shape of the data (the mission, read as rows):
   transaction as the decision to send, delivered by a job, keyed so nothing goes twice.
 * ``Appointment``: booked visits (imported or booked by Ringback); screening reads them.
 * ``LineTypeCache``: Twilio Lookup answers, so a number is looked up once.
+* ``WebhookEndpoint`` / ``WebhookDelivery``: the clinic's URLs for outbound webhooks, and
+  the outbox of events for them (one row per event and endpoint, with each attempt's outcome).
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
+    Date,
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -345,3 +351,202 @@ class LineTypeCache(Base):
     line_type: Mapped[str | None] = mapped_column(String(30))
     carrier_name: Mapped[str | None] = mapped_column(String(120))
     looked_up_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# --- funnel rollups (ringback.funnel) ------------------------------------------------------
+#
+# Pre-aggregated figures per location and *local* day of the missed call (the cohort: a
+# reply or a booking days later counts on the day of the call that started it). They are
+# a pure function of the rows above: ``ringback.funnel.rollup`` recomputes a day whenever
+# ``funnel_dirty`` says something that feeds it changed, so they can always be rebuilt.
+# Wide tables with one column per counter keep a year of 50 locations to a few hundred
+# thousand short rows that sum in milliseconds.
+
+# Screening outcomes that mean "no text will be sent for this call".
+FUNNEL_SCREENED_OUT = (
+    "anonymous",
+    "invalid_number",
+    "own_number",
+    "blocklisted",
+    "opted_out",
+    "wrong_number",
+    "not_textable",
+    "landline",
+    "cooldown",
+)
+# Upper bounds (inclusive, milliseconds) of the latency histogram's buckets; one more
+# bucket holds everything slower than the last bound.
+FUNNEL_LATENCY_BOUNDS_MS = (
+    100, 200, 300, 400, 500, 600, 800,
+    1_000, 1_250, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000, 6_000, 8_000,
+    10_000, 15_000, 20_000, 30_000, 45_000, 60_000, 90_000, 120_000, 180_000, 300_000,
+    600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000, 28_800_000, 43_200_000,
+    86_400_000,
+)  # fmt: skip
+FUNNEL_HOURS = tuple(f"h{hour:02d}" for hour in range(24))
+FUNNEL_BUCKETS = tuple(f"b{i:02d}" for i in range(len(FUNNEL_LATENCY_BOUNDS_MS) + 1))
+FUNNEL_DAILY_COUNTERS = (
+    "missed",
+    "pending",
+    "screened_out",
+    *(f"screened_{reason}" for reason in FUNNEL_SCREENED_OUT),
+    "screened_other",
+    "joined",
+    "to_text",
+    "texted",
+    "delivered",
+    "replied",
+    "qualified",
+    "booked_bot",
+    "booked_page",
+    "booked_staff",
+    "booked_other",
+    "handoffs",
+    "urgent",
+    "opted_out",
+    "wrong_number",
+    "no_reply",
+    "lost",
+)
+FUNNEL_VARIANT_COUNTERS = ("texted", "replied", "qualified", "booked")
+
+
+def _counter(name: str) -> Column[int]:
+    return Column(name, Integer, nullable=False, default=0, server_default="0")
+
+
+# One row per location, local day and miss reason: the funnel's counters, the screened-out
+# reasons, and the misses by local hour (h00-h23) for the hour-of-week heatmap.
+funnel_daily = Table(
+    "funnel_daily",
+    Base.metadata,
+    Column("location_id", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("miss_reason", String(20), primary_key=True),
+    Column("weekday", SmallInteger, nullable=False),  # 0 = Monday, of ``day``
+    *(_counter(name) for name in FUNNEL_DAILY_COUNTERS),
+    *(_counter(name) for name in FUNNEL_HOURS),
+)
+
+# Text-back template variants, counted over text-backs that were sent: the A/B comparison.
+funnel_variants = Table(
+    "funnel_variants",
+    Base.metadata,
+    Column("location_id", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("variant", String(20), primary_key=True),
+    *(_counter(name) for name in FUNNEL_VARIANT_COUNTERS),
+)
+
+# Speed-to-lead histograms: kind is "textback" (end of the missed call to the text-back
+# leaving) or "reply" (the patient's text to the bot's answer leaving).
+funnel_latency = Table(
+    "funnel_latency",
+    Base.metadata,
+    Column("location_id", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("kind", String(10), primary_key=True),
+    _counter("n"),
+    Column("sum_ms", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("max_ms", BigInteger, nullable=False, default=0, server_default="0"),
+    *(_counter(name) for name in FUNNEL_BUCKETS),
+)
+
+# Bookings by treatment, so revenue is priced from the location's catalogue when read
+# (``valued``/``value_cents``: bookings whose value staff entered, and its sum).
+funnel_bookings = Table(
+    "funnel_bookings",
+    Base.metadata,
+    Column("location_id", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("miss_reason", String(20), primary_key=True),
+    Column("variant", String(20), primary_key=True),
+    Column("treatment", String(80), primary_key=True),
+    _counter("booked"),
+    _counter("valued"),
+    Column("value_cents", BigInteger, nullable=False, default=0, server_default="0"),
+)
+
+# Rollups out of date, by location and the hour (UTC) the missed call behind the change
+# was missed in. Written when the transaction that changed a call, conversation or text
+# commits; an hour maps to one local day (two where a zone's offset is not whole hours).
+funnel_dirty = Table(
+    "funnel_dirty",
+    Base.metadata,
+    Column("location_id", String(64), primary_key=True),
+    Column("utc_hour", UTCDateTime(), primary_key=True),
+    Column("marked_at", UTCDateTime(), nullable=False),
+)
+
+# What the rollups look up: a conversation's calls, a call's text-back.
+Index("ix_calls_conversation_id", Call.conversation_id)
+Index("ix_messages_call_id", Message.call_id)
+
+
+# --- patient records (ringback.records) -----------------------------------------------------
+
+
+class SuppressedNumber(Base):
+    """An opt-out that outlived the deletion of a patient's record.
+
+    Deleting a patient erases their number, so the opt-out on their row would be lost. When
+    they had opted out, a one-way hash of location and number is kept here instead, and a
+    fresh record for that number (they called or texted again) starts opted out. The hash
+    is pseudonymous, not anonymous (phone numbers can be enumerated); it is kept only to
+    honour "don't text me".
+    """
+
+    __tablename__ = "suppressed_numbers"
+
+    location_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    number_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex
+    opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# --- outbound webhooks (ringback.integrations.webhooks) -------------------------------------
+#
+# An endpoint is a URL of the clinic's own systems (a CRM, a spreadsheet bridge) and the
+# events it wants. A delivery is the outbox row for one event to one endpoint: written in
+# the transaction that decided the event happened, then posted, retried and logged.
+
+
+class WebhookEndpoint(Base):
+    """A URL the clinic registered, the events it wants, and the secret that signs them."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    location_id: Mapped[str | None] = mapped_column(String(64))  # None: every location
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # A shared secret, stored as created (not hashed) because every delivery is signed with it.
+    secret: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # False once removed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: its payload, and every attempt's outcome so far."""
+
+    __tablename__ = "webhook_deliveries"
+    # One delivery per event and endpoint, however often the producing code runs again.
+    __table_args__ = (UniqueConstraint("endpoint_id", "event_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    event: Mapped[str] = mapped_column(String(40))  # missed_call.detected, ...
+    event_id: Mapped[str] = mapped_column(String(160))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the next attempt is due (while one runs: when it may be taken over); None once settled.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_response: Mapped[str | None] = mapped_column(String(1024))  # the body's first 1 KB
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+Index("ix_webhook_deliveries_due", WebhookDelivery.status, WebhookDelivery.next_attempt_at)

@@ -6,17 +6,22 @@ every text everywhere for that location.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ringback.db import insert_ignore
-from ringback.models import Appointment, Patient
+from ringback.models import Appointment, Patient, SuppressedNumber
+
+# Why a fresh record starts opted out: the number's earlier record was deleted on request
+# after its owner had opted out (see ``ringback.records.delete_patient``).
+KEPT_OPT_OUT = "kept_after_deletion"
 
 
 def get_or_create(session: Session, location_id: str, phone: str, now: datetime) -> Patient:
-    insert_ignore(
+    created = insert_ignore(
         session,
         Patient,
         {"location_id": location_id, "phone": phone, "created_at": now, "updated_at": now},
@@ -25,7 +30,17 @@ def get_or_create(session: Session, location_id: str, phone: str, now: datetime)
     patient = session.scalars(
         select(Patient).where(Patient.location_id == location_id, Patient.phone == phone)
     ).one()
+    if created is not None:
+        suppressed = session.get(SuppressedNumber, (location_id, number_hash(location_id, phone)))
+        if suppressed is not None:
+            opt_out(patient, suppressed.opted_out_at, KEPT_OPT_OUT)
+            patient.updated_at = now
     return patient
+
+
+def number_hash(location_id: str, phone: str) -> str:
+    """A one-way key for a number at a location: what a deleted record's opt-out keeps."""
+    return hashlib.sha256(f"{location_id}:{phone}".encode()).hexdigest()
 
 
 def find(session: Session, location_id: str, phone: str) -> Patient | None:

@@ -132,3 +132,7 @@ class JobScheduler(Protocol):
     def post_staff_alert(self, conversation_id: int, reason: str, urgent: bool) -> None:
         """Post the alert to the location's chat webhook (retried)."""
         ...
+
+    def deliver_webhook(self, delivery_id: int, at: datetime | None = None) -> None:
+        """Post an outbound webhook delivery to its endpoint now, or at ``at``."""
+        ...

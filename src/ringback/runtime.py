@@ -21,6 +21,7 @@ from ringback.conversation import service as conversation_service
 from ringback.db import make_engine, make_sessionmaker
 from ringback.deps import Deps
 from ringback.inbox import events
+from ringback.integrations import webhooks
 from ringback.logs import log_event
 from ringback.messaging import outbox
 from ringback.messaging.inbound import NotReady
@@ -104,6 +105,11 @@ class HueyJobs:
                 task.retries,
             )
 
+        # Returns at once: the POST runs on the webhook sender threads, never holding a worker.
+        @huey.task(name="deliver_webhook")
+        def deliver_webhook(delivery_id: int) -> None:
+            webhooks.dispatch(get_deps(), delivery_id)
+
         @huey.periodic_task(crontab(minute="*"), name="sweep")
         def sweep() -> None:
             run_sweep(get_deps())
@@ -114,6 +120,7 @@ class HueyJobs:
         self._conversation_timer = conversation_timer
         self._email_staff_alert = email_staff_alert
         self._post_staff_alert = post_staff_alert
+        self._deliver_webhook = deliver_webhook
 
     def _at(self, task: Any, args: tuple[Any, ...], at: datetime | None) -> None:
         # Delays are measured on the domain's clock, so a test clock schedules correctly.
@@ -140,6 +147,9 @@ class HueyJobs:
 
     def post_staff_alert(self, conversation_id: int, reason: str, urgent: bool) -> None:
         self._post_staff_alert(conversation_id, reason, urgent)
+
+    def deliver_webhook(self, delivery_id: int, at: datetime | None = None) -> None:
+        self._at(self._deliver_webhook, (delivery_id,), at)
 
 
 def _alert_attempt(
@@ -184,6 +194,7 @@ def run_sweep(deps: Deps) -> dict[str, int]:
     for conversation_id, kind in timers:
         deps.jobs.conversation_timer(conversation_id, kind, deps.clock())
     counts["timers"] = len(timers)
+    counts.update(webhooks.sweep(deps))
     if any(counts.values()):
         log_event(log, "sweep.redriven", **counts)
     return counts

@@ -31,6 +31,9 @@ API_PATHS = {
     "/api/v1/conversations",
     "/api/v1/conversations/{conversation_id}",
     "/api/v1/patients/{patient_id}",
+    "/api/v1/patients/{patient_id}/record",
+    "/api/v1/missed-calls",
+    "/api/v1/funnel",
 }
 
 

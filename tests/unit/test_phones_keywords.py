@@ -83,3 +83,27 @@ def test_database_errors_never_carry_statement_parameters(tmp_path: object) -> N
     with pytest.raises(sa.exc.IntegrityError) as error, engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO t VALUES (:b)"), {"b": "my lips are swelling"})
     assert "swelling" not in str(error.value)
+
+
+def test_after_commit_survives_a_rolled_back_savepoint_and_not_a_rollback(tmp_path: object) -> None:
+    import sqlalchemy as sa
+
+    from ringback.db import after_commit, make_engine, make_sessionmaker
+
+    engine = make_engine(f"sqlite:///{tmp_path}/y.db")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (x INTEGER UNIQUE)"))
+    sessions = make_sessionmaker(engine)
+    ran: list[str] = []
+    with sessions() as session:
+        after_commit(session, lambda: ran.append("kept"))
+        session.execute(sa.text("INSERT INTO t VALUES (1)"))
+        with pytest.raises(sa.exc.IntegrityError), session.begin_nested():
+            session.execute(sa.text("INSERT INTO t VALUES (1)"))
+        session.commit()
+    with sessions() as session:
+        after_commit(session, lambda: ran.append("dropped"))
+        session.execute(sa.text("INSERT INTO t VALUES (2)"))
+        session.rollback()
+        session.commit()
+    assert ran == ["kept"]

@@ -46,6 +46,8 @@ from ringback.conversation.machine import (
 from ringback.conversation.understand import understand
 from ringback.db import after_commit, transaction
 from ringback.deps import Deps
+from ringback.funnel import rollup as funnel
+from ringback.integrations import webhooks
 from ringback.logs import log_event
 from ringback.messaging.outbox import queue_sms
 from ringback.models import Appointment, Conversation, ConversationDecision, Message, Patient
@@ -72,6 +74,7 @@ def close(conversation: Conversation, at: datetime, reason: str) -> None:
     conversation.close_reason = reason
     conversation.closed_at = at
     conversation.next_timer_at = None
+    funnel.conversation_changed(conversation)
 
 
 def is_known_patient(session: Session, patient: Patient) -> bool:
@@ -217,6 +220,7 @@ def _apply(
     conversation.next_timer_at = (
         min(datetime.fromisoformat(t) for t in timers) if timers and conversation.is_open else None
     )
+    funnel.conversation_changed(conversation)
     if commands:
         log_event(
             log,
@@ -281,6 +285,9 @@ def _carry_out(
             reason=command.reason,
             urgent=command.urgent,
         )
+        webhooks.conversation_handed_off(
+            session, deps, conversation, urgent=command.urgent, decision_key=key
+        )
     elif isinstance(command, AlertStaff):
         what = (
             "URGENT message" if command.urgent else f"Handoff ({command.reason.replace('_', ' ')})"
@@ -311,16 +318,19 @@ def _carry_out(
     elif isinstance(command, Qualified):
         conversation.treatment = command.treatment
         conversation.qualified_at = conversation.qualified_at or now
+        webhooks.conversation_qualified(session, deps, conversation, key)
     elif isinstance(command, SetPatientStatus):
         patient.status = command.status
     elif isinstance(command, OptOut):
         if patients.opt_out(patient, now, "conversation"):
             log_event(log, "patient.opted_out", location=location.id, patient_id=patient.id)
+            webhooks.patient_opted_out(session, deps, patient, "conversation")
     elif isinstance(command, MarkWrongNumber):
         patient.wrong_number_at = now
         log_event(log, "patient.wrong_number", caller=redact(patient.phone))
     elif isinstance(command, Close):
         close(conversation, now, command.reason)
+        webhooks.conversation_closed(session, deps, conversation)
     elif isinstance(command, Schedule):
         conversation_id, kind, at = conversation.id, command.kind, command.at
         after_commit(session, lambda: deps.jobs.conversation_timer(conversation_id, kind, at))

@@ -24,7 +24,7 @@ from ringback.models import ProviderEvent
 
 log = logging.getLogger(__name__)
 
-KINDS = ("voice", "dial_result", "call_status", "sms", "sms_status")
+KINDS = ("voice", "dial_result", "call_status", "sms", "sms_status", "api_missed_call")
 # An event that failed this often is left for a person (see ``ringback replay``) rather
 # than re-driven by every sweep.
 MAX_SWEEP_ATTEMPTS = 20
@@ -40,6 +40,8 @@ def external_id(kind: str, payload: dict[str, Any]) -> str:
         return str(payload["MessageSid"])
     if kind == "sms_status":
         return f"{payload['MessageSid']}:{payload['MessageStatus']}"
+    if kind == "api_missed_call":  # another phone system's id, unique within its location
+        return missed_calls.reported_call_sid(payload["location_id"], payload["event_id"])
     raise ValueError(f"unknown event kind {kind!r}")
 
 
@@ -74,6 +76,19 @@ def record(
     return event_id
 
 
+def stored_payload(
+    session: Session, *, provider: str, kind: str, payload: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The payload stored first for this event's identity, to compare a repeat with."""
+    return session.scalars(
+        select(ProviderEvent.payload).where(
+            ProviderEvent.provider == provider,
+            ProviderEvent.kind == kind,
+            ProviderEvent.external_id == external_id(kind, payload),
+        )
+    ).one_or_none()
+
+
 def handle(deps: Deps, event_id: int) -> None:
     """Apply one stored event. Raises :class:`inbound.NotReady` to be retried later."""
     with transaction(deps.sessions) as session:
@@ -106,6 +121,8 @@ def handle(deps: Deps, event_id: int) -> None:
             inbound.on_inbound_sms(session, deps, location, payload, at)
         elif event.kind == "sms_status":
             inbound.on_sms_status(session, payload, at)
+        elif event.kind == "api_missed_call":
+            missed_calls.on_reported_miss(session, deps, location, payload)
         event.handled_at = deps.clock()
         event.last_error = None
 

@@ -19,6 +19,7 @@ from ringback.config import Location
 from ringback.conversation import service as conversation_service
 from ringback.db import insert_ignore
 from ringback.deps import Deps
+from ringback.integrations import webhooks
 from ringback.logs import log_event
 from ringback.messaging import keywords
 from ringback.messaging.outbox import advance_status, queue_sms
@@ -83,6 +84,7 @@ def on_inbound_sms(
     if word == "stop":
         if patients.opt_out(patient, at, "keyword"):
             log_event(log, "patient.opted_out", location=location.id, patient_id=patient.id)
+            webhooks.patient_opted_out(session, deps, patient, "keyword")
         if conversation is not None:
             conversation_service.close(conversation, at, "opted_out")
         return
@@ -109,6 +111,7 @@ def on_inbound_sms(
         session.execute(
             update(Message).where(Message.id == message_id).values(conversation_id=conversation.id)
         )
+    webhooks.conversation_replied(session, deps, conversation, at)  # before first_reply_at
     conversation.first_reply_at = conversation.first_reply_at or at
     conversation.last_inbound_at = at
     message = session.get(Message, message_id)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from ringback import patients
 from ringback.db import after_commit, insert_ignore, transaction
 from ringback.deps import Deps
+from ringback.funnel import rollup as funnel
 from ringback.logs import log_event
 from ringback.messaging.segments import prefer_gsm7
 from ringback.models import Message, Patient
@@ -167,6 +168,7 @@ def _record_sent(deps: Deps, message_id: int, sent: SentSms, kind: str) -> None:
             message.status = sent.status
         message.sent_at = message.sent_at or now
         message.status_at = now
+        funnel.message_changed(message)
         latency_ms = (
             round((now - message.trigger_at).total_seconds() * 1000) if message.trigger_at else None
         )
@@ -276,4 +278,5 @@ def advance_status(message: Message, status: str, now: datetime) -> bool:
         return False
     message.status = status
     message.status_at = now
+    funnel.message_changed(message)
     return True

@@ -20,6 +20,8 @@ from ringback.config import Location
 from ringback.conversation import service as conversation_service
 from ringback.db import insert_ignore
 from ringback.deps import Deps
+from ringback.funnel import rollup as funnel
+from ringback.integrations import webhooks
 from ringback.logs import log_event
 from ringback.messaging.outbox import queue_sms
 from ringback.missed_calls.screening import CallerFacts, screen
@@ -60,7 +62,13 @@ def call_mode(location: Location, now: datetime) -> CallMode:
 
 
 def _upsert_call(
-    session: Session, location: Location, payload: dict[str, Any], at: datetime, mode: str
+    session: Session,
+    location: Location,
+    payload: dict[str, Any],
+    at: datetime,
+    mode: str,
+    *,
+    provider: str = "twilio",
 ) -> Call:
     from_raw = str(payload.get("From", "")).strip()
     try:
@@ -71,7 +79,7 @@ def _upsert_call(
         session,
         Call,
         {
-            "provider": "twilio",
+            "provider": provider,
             "call_sid": payload["CallSid"],
             "location_id": location.id,
             "from_raw": from_raw[:40],
@@ -85,7 +93,7 @@ def _upsert_call(
     )
     call = session.scalars(
         select(Call)
-        .where(Call.provider == "twilio", Call.call_sid == payload["CallSid"])
+        .where(Call.provider == provider, Call.call_sid == payload["CallSid"])
         .with_for_update(of=Call)
     ).one()
     return call
@@ -148,6 +156,33 @@ def on_call_status(
         _missed(session, deps, location, call)
 
 
+def reported_call_sid(location_id: str, event_id: str) -> str:
+    """How a call another phone system reported is keyed: its id, within its location (two
+    clinics' phone systems may well both number their calls from 1)."""
+    return f"{location_id}:{event_id}"
+
+
+def reported_call(session: Session, location_id: str, event_id: str) -> Call | None:
+    return session.scalars(
+        select(Call).where(
+            Call.provider == "api", Call.call_sid == reported_call_sid(location_id, event_id)
+        )
+    ).one_or_none()
+
+
+def on_reported_miss(
+    session: Session, deps: Deps, location: Location, payload: dict[str, Any]
+) -> None:
+    """A missed call another phone system reported (``POST /api/v1/missed-calls``): the same
+    miss, screening and text-back as one Twilio told us about."""
+    at = datetime.fromisoformat(payload["occurred_at"])
+    call_sid = reported_call_sid(location.id, payload["event_id"])
+    fields = {"CallSid": call_sid, "From": payload["from"]}
+    call = _upsert_call(session, location, fields, at, "reported", provider="api")
+    if _mark_missed(call, payload.get("reason") or "no_answer", at):
+        _missed(session, deps, location, call)
+
+
 def _missed(session: Session, deps: Deps, location: Location, call: Call) -> None:
     log_event(
         log,
@@ -158,6 +193,8 @@ def _missed(session: Session, deps: Deps, location: Location, call: Call) -> Non
         caller=redact(call.from_number or call.from_raw),
     )
     screen_and_text(session, deps, location, call)
+    funnel.call_changed(call)
+    webhooks.call_missed(session, deps, call)
 
 
 def _cached_line_type(session: Session, deps: Deps, number: str) -> str | None:

@@ -1,0 +1,82 @@
+"""``GET /api/v1/funnel``: the recovery report as JSON, for a clinic's own dashboards.
+
+The same authentication as the rest of ``/api/v1`` (the router carries the same
+dependencies as :data:`ringback.api.v1.router`), and the same figures as ``ringback report
+--format json``: both serialize :class:`ringback.funnel.figures.Report` the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ringback.api import v1
+from ringback.deps import Deps
+from ringback.funnel.figures import Report
+from ringback.funnel.report import BadRange, load_report, report_json, resolve_range
+
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["funnel"],
+    dependencies=list(v1.router.dependencies),
+    responses=dict(v1.router.responses),
+)
+
+
+def _bad_query(name: str, value: object, message: str) -> RequestValidationError:
+    """A 422 shaped like FastAPI's own, naming the parameter."""
+    return RequestValidationError(
+        [
+            {
+                "type": "value_error",
+                "loc": ("query", name),
+                "msg": f"{name}: {message}",
+                "input": value,
+            }
+        ]
+    )
+
+
+@router.get(
+    "/funnel",
+    response_model=Report,
+    summary="The recovery funnel, reasons, speed-to-lead and template results",
+    description=(
+        "Figures for the missed calls of the local days `since`..`until` (inclusive; each "
+        "location's own time zone), for one location or every location you can see. Each "
+        "call counts on the day it was missed, with everything that followed from it. "
+        "Latency percentiles are upper bounds at the stored histogram's resolution "
+        "(`latency.bounds_ms`). Defaults: the 30 days up to today."
+    ),
+)
+def funnel(
+    request: Request,
+    caller: v1.Caller,
+    location: Annotated[
+        str | None, Query(max_length=64, description="Only this location id")
+    ] = None,
+    since: Annotated[date | None, Query(description="First local day, YYYY-MM-DD")] = None,
+    until: Annotated[date | None, Query(description="Last local day, YYYY-MM-DD")] = None,
+) -> JSONResponse:
+    deps: Deps = request.app.state.deps
+    visible = [loc for loc in deps.locations if caller.can_see(loc.id)]
+    chosen = visible
+    if location is not None:
+        chosen = [loc for loc in visible if loc.id == location]
+        if not chosen:  # unknown and not visible read the same
+            raise _bad_query("location", location, "no location with this id that you can see")
+    if not chosen:
+        raise _bad_query("location", location, "your account cannot see any location")
+    today = deps.clock().astimezone(chosen[0].zone).date()
+    try:
+        start, end = resolve_range(since, until, today)
+    except BadRange as exc:
+        raise _bad_query(
+            exc.field, str(since if exc.field == "since" else until), exc.problem
+        ) from None
+    report = load_report(deps.sessions, deps.locations, chosen, start, end, now=deps.clock())
+    return JSONResponse(report_json(report))

@@ -1,0 +1,161 @@
+"""The staff app's webhooks page (owners only): endpoints, the delivery log, Replay.
+
+Endpoints are added and removed with ``ringback webhooks``; this page is where an owner
+sees what was sent, what the receiver answered, and sends a delivery again once the
+receiver is fixed. Writes go through :mod:`ringback.integrations.webhooks`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ringback.db import transaction
+from ringback.deps import Deps
+from ringback.integrations import webhooks
+from ringback.logs import log_event
+from ringback.staff import inbox
+from ringback.staff.web import SignedIn, csrf_protected, staff_user
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/staff", include_in_schema=False)
+Viewer = Annotated[SignedIn, Depends(staff_user)]
+Poster = Annotated[SignedIn, Depends(csrf_protected)]
+
+PAGES = Environment(
+    loader=FileSystemLoader(Path(__file__).parents[1] / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+RECENT = 100
+UTC_ZONE = ZoneInfo("UTC")
+
+
+def _deps(request: Request) -> Deps:
+    deps: Deps = request.app.state.deps
+    return deps
+
+
+def _frame(deps: Deps, user: SignedIn) -> dict[str, Any]:
+    """What the signed-in layout (``staff/app.html``) shows around the page."""
+    visible = inbox.visible_location_ids(deps.locations, user)
+    with transaction(deps.sessions) as session:
+        counts = inbox.queue_counts(session, visible)
+    return {
+        "user": user,
+        "csrf_token": user.csrf_token,
+        "queues": [(q, inbox.QUEUE_LABELS[q]) for q in inbox.QUEUES],
+        "counts": counts,
+        "queue": None,
+        "location": None,
+        "marker": "",  # no live updates here: the log is read, not watched
+    }
+
+
+def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(PAGES.get_template(template).render(**context), status_code=status)
+
+
+def _owners_only(deps: Deps, user: SignedIn) -> HTMLResponse | None:
+    if user.role == "owner":
+        return None
+    return _render(
+        "staff/error.html",
+        403,
+        **_frame(deps, user),
+        title="Owners only",
+        message="Webhooks send patient events to other systems; only an owner can see them.",
+    )
+
+
+def _local(moment: datetime | None, zone: ZoneInfo) -> str:
+    if moment is None:
+        return ""
+    local = moment.astimezone(zone)
+    return f"{local:%b} {local.day}, {local.hour % 12 or 12}:{local:%M} {local:%p} {local:%Z}"
+
+
+@router.get("/webhooks", response_class=HTMLResponse)
+def webhooks_page(
+    request: Request, user: Viewer, status: str = "", replayed: int | None = None
+) -> Response:
+    deps = _deps(request)
+    refused = _owners_only(deps, user)
+    if refused is not None:
+        return refused
+    failed_only = status == "failed"
+    zones = {location.id: location.zone for location in deps.locations}
+    names = {location.id: location.name for location in deps.locations}
+    with transaction(deps.sessions) as session:
+        endpoints = webhooks.endpoints(session)
+        rows = webhooks.deliveries(session, failed_only=failed_only, limit=RECENT)
+        active = {endpoint.id for endpoint in endpoints}
+        deliveries = [
+            {
+                "id": d.id,
+                "event": d.event,
+                "endpoint_id": d.endpoint_id,
+                "status": d.status,
+                "attempts": d.attempts,
+                "code": d.last_status_code,
+                "response": d.last_response,
+                "error": d.last_error,
+                "created": _local(
+                    d.created_at, zones.get(str(d.payload.get("location_id")), UTC_ZONE)
+                ),
+                "next": _local(
+                    d.next_attempt_at if d.status == "pending" else None,
+                    zones.get(str(d.payload.get("location_id")), UTC_ZONE),
+                ),
+                "replayable": d.endpoint_id in active,
+            }
+            for d in rows
+        ]
+        listed = [
+            {
+                "id": e.id,
+                "url": e.url,
+                "location": names.get(e.location_id, e.location_id)
+                if e.location_id
+                else "All locations",
+                "events": e.events,
+                "created": _local(e.created_at, UTC_ZONE),
+            }
+            for e in endpoints
+        ]
+    return _render(
+        "staff/webhooks.html",
+        **_frame(deps, user),
+        endpoints=listed,
+        deliveries=deliveries,
+        failed_only=failed_only,
+        replayed=replayed,
+        error=None,
+        limit=RECENT,
+    )
+
+
+@router.post("/webhooks/deliveries/{delivery_id}/replay")
+def replay_delivery(request: Request, delivery_id: int, user: Poster) -> Response:
+    deps = _deps(request)
+    refused = _owners_only(deps, user)
+    if refused is not None:
+        return refused
+    try:
+        webhooks.replay(deps, delivery_id)
+    except webhooks.WebhookError as exc:
+        return _render(
+            "staff/error.html",
+            exc.status,
+            **_frame(deps, user),
+            title="Not sent again",
+            message=str(exc),
+        )
+    log_event(log, "staff.webhook_replayed", delivery_id=delivery_id, user_id=user.user_id)
+    return RedirectResponse(f"/staff/webhooks?replayed={delivery_id}", status_code=303)

@@ -1,0 +1,1444 @@
+"""Patient records: import from the clinic's system, export, erase on request, read whole.
+
+* **Import** (:func:`import_patients`, :func:`import_appointments`): rows of a CSV export
+  from the clinic's booking system, read through a :class:`ColumnMapping` (a preset for a
+  common system, adjusted column by column). A bad row is reported by its line in the file
+  and skipped; good rows are upserted (a patient by location and phone, an appointment by
+  location and the system's id, or by patient and start when the export has no id), so
+  importing the same file again updates and never duplicates. Imported patients count as
+  returning, and their upcoming appointments are what screening's "already booked" reads.
+* **Export** (:func:`export_patients`, :func:`csv_lines`): one row per patient, never a
+  deleted one.
+* **Deletion** (:func:`delete_patient`): the patient's personal data is erased, their rows
+  stay (anonymous, so counts and reports stay right), and an opt-out outlives the record as
+  a hash of the number (see :class:`ringback.models.SuppressedNumber`).
+* **The record** (:func:`patient_record`): everything about one patient, for the staff
+  page and the JSON API.
+
+Nothing here commits: the caller (a CLI command, a request) owns the transaction, so an
+import is all or nothing and ``--dry-run`` is a rollback.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, TypeVar
+
+import phonenumbers
+from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from ringback import patients
+from ringback.config import Location
+from ringback.db import utcnow
+from ringback.models import (
+    Appointment,
+    Call,
+    Conversation,
+    LineTypeCache,
+    Message,
+    Note,
+    Patient,
+    ProviderEvent,
+    StaffUser,
+    SuppressedNumber,
+)
+from ringback.phones import InvalidPhoneNumber, normalize_e164
+
+Kind = Literal["patients", "appointments"]
+_T = TypeVar("_T")
+KINDS: tuple[Kind, ...] = ("patients", "appointments")
+
+# What each kind of import can read, and what each field means (shown by the CLI's help).
+PATIENT_FIELDS: dict[str, str] = {
+    "phone": "the patient's phone number (required)",
+    "first_name": "first name",
+    "last_name": "last name",
+    "name": "full name, split at the first space (when first/last are not mapped)",
+    "external_id": "the patient's id in the clinic's system",
+    "status": "new or returning (default: returning)",
+}
+APPOINTMENT_FIELDS: dict[str, str] = {
+    "phone": "the patient's phone number (required)",
+    "first_name": "the patient's first name",
+    "last_name": "the patient's last name",
+    "name": "the patient's full name, split at the first space",
+    "patient_external_id": "the patient's id in the clinic's system",
+    "external_id": "the appointment's id in the clinic's system",
+    "start": "date and time the visit starts, in the location's time zone",
+    "date": "the visit's date (with a separate time column)",
+    "time": "the visit's start time (with a separate date column)",
+    "end": "when the visit ends: a time, or a date and time",
+    "duration": "length of the visit: 45, 45 min, 1h30, 1:30",
+    "service": "the treatment, matched to the location's services by name or alias (required)",
+    "provider": "who does the treatment",
+    "status": "booked or cancelled (default: booked)",
+    "price": "what the visit is worth, e.g. 480 or $480.00",
+}
+FIELDS: dict[Kind, dict[str, str]] = {
+    "patients": PATIENT_FIELDS,
+    "appointments": APPOINTMENT_FIELDS,
+}
+IGNORE = "-"  # ``--map Column=-``: read nothing from that column
+
+# Column names by field, for exports of common med-spa systems. These are best-effort
+# guesses from public help pages, not verified against each vendor's current export:
+# check them against a real file (the import prints which column each field came from)
+# and correct them with overrides. The first candidate present in the file is used.
+_Columns = dict[str, tuple[str, ...]]
+PRESETS: dict[str, dict[Kind, _Columns]] = {
+    "generic": {
+        "patients": {
+            "phone": ("phone",),
+            "first_name": ("first_name",),
+            "last_name": ("last_name",),
+            "name": ("name",),
+            "external_id": ("external_id", "id"),
+            "status": ("status",),
+        },
+        "appointments": {
+            "phone": ("phone",),
+            "first_name": ("first_name",),
+            "last_name": ("last_name",),
+            "name": ("name",),
+            "patient_external_id": ("patient_external_id", "patient_id"),
+            "external_id": ("external_id", "appointment_id", "id"),
+            "start": ("start", "starts_at"),
+            "date": ("date",),
+            "time": ("time",),
+            "end": ("end", "ends_at"),
+            "duration": ("duration", "minutes"),
+            "service": ("service",),
+            "provider": ("provider", "provider_name"),
+            "status": ("status",),
+            "price": ("price", "value"),
+        },
+    },
+    "boulevard": {
+        "patients": {
+            "phone": ("Mobile Phone", "Phone Number", "Phone"),
+            "first_name": ("First Name",),
+            "last_name": ("Last Name",),
+            "name": ("Client Name", "Name"),
+            "external_id": ("Client ID", "ID"),
+        },
+        "appointments": {
+            "phone": ("Client Mobile Phone", "Client Phone", "Mobile Phone", "Phone"),
+            "first_name": ("Client First Name", "First Name"),
+            "last_name": ("Client Last Name", "Last Name"),
+            "name": ("Client Name", "Client"),
+            "patient_external_id": ("Client ID",),
+            "external_id": ("Appointment ID", "ID"),
+            "start": ("Start Time", "Start", "Start At"),
+            "date": ("Date", "Appointment Date"),
+            "end": ("End Time", "End", "End At"),
+            "duration": ("Duration", "Duration (mins)"),
+            "service": ("Service", "Services", "Service Name"),
+            "provider": ("Staff", "Staff Member", "Provider"),
+            "status": ("Status", "Appointment Status"),
+            "price": ("Price", "Service Price", "Total"),
+        },
+    },
+    "mindbody": {
+        "patients": {
+            "phone": ("Mobile Phone", "Cell Phone", "Phone", "Home Phone"),
+            "first_name": ("First Name", "FirstName"),
+            "last_name": ("Last Name", "LastName"),
+            "name": ("Client Name", "Client"),
+            "external_id": ("Client ID", "ID", "ClientID"),
+        },
+        "appointments": {
+            "phone": ("Mobile Phone", "Cell Phone", "Phone", "Home Phone"),
+            "first_name": ("First Name",),
+            "last_name": ("Last Name",),
+            "name": ("Client", "Client Name"),
+            "patient_external_id": ("Client ID", "ClientID"),
+            "external_id": ("Appointment ID", "AppointmentID", "Visit ID"),
+            "start": ("Start Date/Time", "Start DateTime"),
+            "date": ("Date", "Appointment Date"),
+            "time": ("Start Time", "Time"),
+            "end": ("End Time", "End Date/Time"),
+            "duration": ("Duration", "Length"),
+            "service": ("Appointment Type", "Service", "Session Type"),
+            "provider": ("Staff", "Staff Member", "Provider"),
+            "status": ("Status", "Appointment Status"),
+            "price": ("Price", "Amount"),
+        },
+    },
+    "vagaro": {
+        "patients": {
+            "phone": ("Cell Phone", "Mobile", "Mobile Phone", "Phone", "Home Phone"),
+            "first_name": ("Customer First Name", "First Name"),
+            "last_name": ("Customer Last Name", "Last Name"),
+            "name": ("Customer Name", "Customer", "Name"),
+            "external_id": ("Customer ID", "ID"),
+        },
+        "appointments": {
+            "phone": ("Cell Phone", "Customer Cell Phone", "Mobile", "Phone"),
+            "first_name": ("Customer First Name", "First Name"),
+            "last_name": ("Customer Last Name", "Last Name"),
+            "name": ("Customer Name", "Customer"),
+            "patient_external_id": ("Customer ID",),
+            "external_id": ("Appointment ID", "Appointment #", "Booking ID"),
+            "start": ("Start Date Time", "Appointment Start"),
+            "date": ("Appointment Date", "Date"),
+            "time": ("Start Time", "Time"),
+            "end": ("End Time",),
+            "duration": ("Duration",),
+            "service": ("Service", "Service Name", "Service Title"),
+            "provider": ("Service Provider", "Provider", "Employee"),
+            "status": ("Status", "Appointment Status"),
+            "price": ("Price", "Service Price", "Amount"),
+        },
+    },
+    "zenoti": {
+        "patients": {
+            "phone": ("Mobile Number", "Mobile Phone", "Mobile", "Phone"),
+            "first_name": ("First Name", "Guest First Name"),
+            "last_name": ("Last Name", "Guest Last Name"),
+            "name": ("Guest Name", "Guest", "Name"),
+            "external_id": ("Guest Code", "Guest ID", "Code"),
+        },
+        "appointments": {
+            "phone": ("Mobile Number", "Guest Mobile", "Mobile Phone", "Phone"),
+            "first_name": ("Guest First Name", "First Name"),
+            "last_name": ("Guest Last Name", "Last Name"),
+            "name": ("Guest Name", "Guest"),
+            "patient_external_id": ("Guest Code", "Guest ID"),
+            "external_id": ("Appointment Id", "Appointment ID", "Invoice No"),
+            "start": ("Start Time", "Appointment Start", "Start"),
+            "date": ("Appointment Date", "Date"),
+            "end": ("End Time", "End"),
+            "duration": ("Duration", "Duration (mins)"),
+            "service": ("Service Name", "Service"),
+            "provider": ("Therapist", "Employee", "Provider"),
+            "status": ("Status", "Appointment Status"),
+            "price": ("Price", "Service Price", "Amount"),
+        },
+    },
+}
+
+
+# --- reading the file --------------------------------------------------------------------
+
+
+class CsvError(ValueError):
+    """The file cannot be read as CSV at all; the message says where."""
+
+
+class CsvRow(dict[str, str]):
+    """One record of the file by column name, with the line it starts on."""
+
+    def __init__(self, values: Mapping[str, str], line: int, extra_cells: int = 0) -> None:
+        super().__init__(values)
+        self.line = line
+        self.extra_cells = extra_cells
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    header: tuple[str, ...]
+    rows: list[CsvRow]
+    delimiter: str
+
+
+def read_csv(text: str) -> CsvTable:
+    """Parse an export: a header row, then one record per row.
+
+    The delimiter is whichever of comma, semicolon, tab or bar the header holds most of
+    (comma when none). Blank lines are skipped; a record's line is where it starts, so
+    a quoted field spanning lines still points at its row.
+    """
+    text = text.removeprefix("\ufeff")
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    if not first_line:
+        raise CsvError("the file is empty: expected a header row naming the columns")
+    delimiter = max(",;\t|", key=lambda d: (first_line.count(d), d == ","))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header: tuple[str, ...] | None = None
+    rows: list[CsvRow] = []
+    previous = 0
+    try:
+        for cells in reader:
+            start, previous = previous + 1, reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if header is None:
+                header = tuple(cell.strip() for cell in cells)
+                continue
+            values: dict[str, str] = {}
+            for index, name in enumerate(header):
+                if name and name not in values:  # a repeated column name: the first one
+                    values[name] = cells[index] if index < len(cells) else ""
+            extra = sum(1 for cell in cells[len(header) :] if cell.strip())
+            rows.append(CsvRow(values, line=start, extra_cells=extra))
+    except csv.Error as exc:
+        raise CsvError(f"line {reader.line_num}: not valid CSV ({exc})") from exc
+    if header is None:  # pragma: no cover - first_line guarantees a header
+        raise CsvError("the file is empty: expected a header row naming the columns")
+    return CsvTable(header=header, rows=rows, delimiter=delimiter)
+
+
+# --- column mapping ----------------------------------------------------------------------
+
+
+class MappingError(ValueError):
+    """The mapping does not fit the file: a field or column that does not exist, or no
+    column for a required field. The message names the field and the column."""
+
+
+class MissingColumn(MappingError):
+    """An override names a column the file does not have."""
+
+
+def _column_key(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which CSV column holds which field, for one kind of import.
+
+    ``columns`` lists candidate column names per field (matched case-insensitively; the
+    first present in the file wins). Fields named in an override must find their column.
+    """
+
+    kind: Kind
+    columns: Mapping[str, tuple[str, ...]]
+    explicit: frozenset[str] = frozenset()
+    ignored: frozenset[str] = frozenset()  # column keys read for nothing
+
+    @classmethod
+    def preset(cls, kind: Kind, name: str = "generic") -> ColumnMapping:
+        found = PRESETS.get(name.lower())
+        if found is None:
+            raise MappingError(f"no preset {name!r}; expected one of {', '.join(sorted(PRESETS))}")
+        return cls(kind=kind, columns=dict(found[kind]))
+
+    def overridden(self, overrides: Iterable[str]) -> ColumnMapping:
+        """Apply ``COLUMN=FIELD`` overrides (``COLUMN=-`` reads nothing from COLUMN)."""
+        columns = dict(self.columns)
+        explicit = set(self.explicit)
+        ignored = set(self.ignored)
+        fields = FIELDS[self.kind]
+        for item in overrides:
+            column, sep, name = item.rpartition("=")
+            column, name = column.strip(), name.strip()
+            if not sep or not column or not name:
+                raise MappingError(f"{item!r}: expected COLUMN=FIELD, e.g. 'Cell Phone=phone'")
+            if name == IGNORE:
+                ignored.add(_column_key(column))
+                continue
+            if name not in fields:
+                raise MappingError(
+                    f"{item!r}: unknown field {name!r}; fields for {self.kind}: {', '.join(fields)}"
+                )
+            columns[name] = (column,)
+            explicit.add(name)
+        return replace(
+            self, columns=columns, explicit=frozenset(explicit), ignored=frozenset(ignored)
+        )
+
+    def resolve(self, header: Sequence[str]) -> dict[str, str]:
+        """Field -> the exact header name it is read from, or :class:`MappingError`."""
+        present = {_column_key(name): name for name in reversed(header) if name}
+        listed = ", ".join(repr(name) for name in header if name)
+        resolved: dict[str, str] = {}
+        for name, candidates in self.columns.items():
+            for candidate in candidates:
+                key = _column_key(candidate)
+                if key in present and key not in self.ignored:
+                    resolved[name] = present[key]
+                    break
+            else:
+                if name in self.explicit:
+                    raise MissingColumn(
+                        f"column {candidates[0]!r} (for {name}): not in the file; "
+                        f"its columns are {listed}"
+                    )
+        for required in ("phone", "service") if self.kind == "appointments" else ("phone",):
+            if required not in resolved:
+                raise MappingError(
+                    f"{required}: no column for it (tried {_tried(self.columns, required)}); "
+                    f"the file's columns are {listed}"
+                )
+        if self.kind == "appointments" and "start" not in resolved:
+            missing = [name for name in ("date", "time") if name not in resolved]
+            if missing:
+                raise MappingError(
+                    "start: no column for the start (tried "
+                    f"{_tried(self.columns, 'start')}), and no {' or '.join(missing)} column "
+                    f"(tried {_tried(self.columns, missing[0])}); the file's columns are {listed}"
+                )
+        return resolved
+
+    def describe(self, header: Sequence[str]) -> list[tuple[str, str]]:
+        """(field, column) pairs in field order, for a report of what was read from where."""
+        resolved = self.resolve(header)
+        return [(name, resolved[name]) for name in FIELDS[self.kind] if name in resolved]
+
+
+def _tried(columns: Mapping[str, tuple[str, ...]], name: str) -> str:
+    candidates = columns.get(name, ())
+    return ", ".join(repr(c) for c in candidates) if candidates else "no column names"
+
+
+# --- import ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """Why one row was skipped: ``line N: field: problem (value)``."""
+
+    line: int
+    field: str
+    problem: str
+    value: str | None = None
+
+    def __str__(self) -> str:
+        shown = f" ({self.value!r})" if self.value is not None else ""
+        return f"line {self.line}: {self.field}: {self.problem}{shown}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did. ``rows`` = created + updated + unchanged + skipped."""
+
+    kind: Kind
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    patients_created: int = 0  # appointments only: patients first seen in this file
+    problems: list[RowProblem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = (
+            f"{self.rows} rows: {self.created} created, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {self.skipped} skipped"
+        )
+        if self.kind == "appointments":
+            text += f"; {self.patients_created} new patients"
+        return text
+
+
+class _BadField(Exception):
+    def __init__(self, field_name: str, problem: str, value: str | None = None) -> None:
+        super().__init__(problem)
+        self.field = field_name
+        self.problem = problem
+        self.value = value
+
+
+@dataclass(frozen=True)
+class _PatientFields:
+    phone: str
+    first_name: str | None
+    last_name: str | None
+    external_id: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class _AppointmentFields:
+    patient: _PatientFields
+    external_id: str | None
+    starts_at: datetime
+    ends_at: datetime
+    service: str
+    provider: str | None
+    status: str
+    value_cents: int | None
+
+
+_NEW_WORDS = frozenset({"new", "lead", "prospect"})
+_RETURNING_WORDS = frozenset(
+    {"returning", "existing", "active", "inactive", "client", "current", "regular", "member"}
+)
+_BOOKED_WORDS = frozenset(
+    {
+        "booked",
+        "confirmed",
+        "unconfirmed",
+        "scheduled",
+        "pending",
+        "requested",
+        "reserved",
+        "checked in",
+        "arrived",
+        "in progress",
+        "completed",
+        "complete",
+        "active",
+        "open",
+    }
+)
+_CANCELLED_WORDS = frozenset(
+    {
+        "cancelled",
+        "canceled",
+        "cancel",
+        "late cancel",
+        "late cancellation",
+        "no show",
+        "noshow",
+        "deleted",
+        "void",
+    }
+)
+_MAX_MINUTES = 24 * 60
+_DEFAULT_MINUTES = 30
+
+
+def _word(value: str) -> str:
+    return " ".join(value.casefold().replace("_", " ").replace("-", " ").split())
+
+
+class _BadRow(Exception):
+    def __init__(self, problems: list[_BadField]) -> None:
+        super().__init__(f"{len(problems)} problem(s)")
+        self.problems = problems
+
+
+class _Collector:
+    """Runs a row's checks one by one and keeps every problem, so one pass fixes the file."""
+
+    def __init__(self) -> None:
+        self.problems: list[_BadField] = []
+
+    def check(self, parse: Callable[[], _T]) -> _T | None:
+        try:
+            return parse()
+        except _BadField as bad:
+            if all(p.field != bad.field for p in self.problems):
+                self.problems.append(bad)
+            return None
+
+    def done(self) -> None:
+        if self.problems:
+            raise _BadRow(self.problems)
+
+
+class _Importer:
+    def __init__(
+        self,
+        session: Session,
+        location: Location,
+        mapping: ColumnMapping,
+        now: datetime,
+        kind: Kind,
+    ) -> None:
+        if mapping.kind != kind:
+            raise MappingError(f"mapping is for {mapping.kind}, not {kind}")
+        self.session = session
+        self.location = location
+        self.mapping = mapping
+        self.now = now
+        self.report = ImportReport(kind=kind)
+        self.resolved: dict[str, str] = {}
+        self.region = _region(location)
+        self.services: dict[str, str] = {}
+        for service in location.services:
+            for name in (service.name, *service.aliases):
+                self.services.setdefault(_word(name), service.name)
+        self.minutes = {service.name: service.minutes for service in location.services}
+
+    # -- reading a row --
+
+    def text(self, row: Mapping[str, str], name: str, limit: int | None = None) -> str | None:
+        column = self.resolved.get(name)
+        value = (row.get(column) or "").strip() if column else ""
+        if not value:
+            return None
+        if limit is not None and len(value) > limit:
+            raise _BadField(name, f"longer than {limit} characters", value)
+        return value
+
+    def phone(self, row: Mapping[str, str]) -> str:
+        raw = self.text(row, "phone")
+        if raw is None:
+            raise _BadField("phone", "missing")
+        try:
+            return normalize_e164(raw, self.region)
+        except InvalidPhoneNumber:
+            raise _BadField("phone", "not a valid phone number", raw) from None
+
+    def patient_status(self, row: Mapping[str, str]) -> str:
+        raw = self.text(row, "status") if self.report.kind == "patients" else None
+        if raw is None:
+            return "returning"
+        word = _word(raw)
+        if word in _NEW_WORDS:
+            return "new"
+        if word in _RETURNING_WORDS:
+            return "returning"
+        raise _BadField("status", "expected new or returning", raw)
+
+    def patient_fields(
+        self, row: Mapping[str, str], external_field: str, found: _Collector
+    ) -> _PatientFields | None:
+        phone = found.check(lambda: self.phone(row))
+        first = found.check(lambda: self.text(row, "first_name", 80))
+        last = found.check(lambda: self.text(row, "last_name", 80))
+        full = found.check(lambda: self.text(row, "name"))
+        if full and not first and not last:
+            parts = full.split(None, 1)
+            first = parts[0][:80]
+            last = parts[1][:80] if len(parts) > 1 else None
+        status = found.check(lambda: self.patient_status(row))
+        external_id = found.check(lambda: self.text(row, external_field, 120))
+        if phone is None or status is None:
+            return None
+        return _PatientFields(
+            phone=phone, first_name=first, last_name=last, external_id=external_id, status=status
+        )
+
+    def start(self, row: Mapping[str, str]) -> datetime:
+        zone = self.location.zone
+        raw_start = self.text(row, "start")
+        raw_date = self.text(row, "date")
+        if raw_start is not None:
+            clock = _parse_time(raw_start)
+            if clock is None:
+                return _parse_moment("start", raw_start, zone)
+            # A time alone in the start column: some exports split the date off.
+            if raw_date is None:
+                raise _BadField("date", "missing (the start column holds only a time)")
+            return datetime.combine(_parse_date(raw_date), clock, tzinfo=zone)
+        if raw_date is None:
+            raise _BadField("start" if "start" in self.resolved else "date", "missing")
+        raw_time = self.text(row, "time")
+        if raw_time is None:
+            raise _BadField("time", "missing")
+        clock = _parse_time(raw_time)
+        if clock is None:
+            raise _BadField("time", "expected a time like 14:30 or 2:30 PM", raw_time)
+        return datetime.combine(_parse_date(raw_date), clock, tzinfo=zone)
+
+    def service(self, row: Mapping[str, str]) -> str:
+        raw = self.text(row, "service", 80)
+        if raw is None:
+            raise _BadField("service", "missing")
+        return self.services.get(_word(raw), raw)
+
+    def end(self, row: Mapping[str, str], starts_at: datetime, service: str | None) -> datetime:
+        raw_end = self.text(row, "end")
+        if raw_end is not None:
+            return _parse_end(raw_end, starts_at, self.location.zone)
+        raw_duration = self.text(row, "duration")
+        if raw_duration is not None:
+            return starts_at + timedelta(minutes=_parse_minutes(raw_duration))
+        minutes = self.minutes.get(service or "", _DEFAULT_MINUTES)
+        return starts_at + timedelta(minutes=minutes)
+
+    def appointment_status(self, row: Mapping[str, str]) -> str:
+        raw = self.text(row, "status")
+        if raw is None:
+            return "booked"
+        word = _word(raw)
+        if word in _CANCELLED_WORDS:
+            return "cancelled"
+        if word in _BOOKED_WORDS:
+            return "booked"
+        raise _BadField(
+            "status",
+            "expected booked or cancelled (or confirmed, checked in, completed, no show)",
+            raw,
+        )
+
+    def price(self, row: Mapping[str, str]) -> int | None:
+        raw = self.text(row, "price")
+        return _parse_cents(raw) if raw is not None else None
+
+    def parse_patient(self, row: Mapping[str, str]) -> _PatientFields:
+        found = _Collector()
+        fields = self.patient_fields(row, "external_id", found)
+        found.done()
+        if fields is None:
+            raise _BadRow(found.problems)  # pragma: no cover - a None came with a problem
+        return fields
+
+    def parse_appointment(self, row: Mapping[str, str]) -> _AppointmentFields:
+        found = _Collector()
+        patient = self.patient_fields(row, "patient_external_id", found)
+        starts_at = found.check(lambda: self.start(row))
+        service = found.check(lambda: self.service(row))
+        ends_at = found.check(lambda: self.end(row, starts_at, service)) if starts_at else None
+        status = found.check(lambda: self.appointment_status(row))
+        value_cents = found.check(lambda: self.price(row))
+        external_id = found.check(lambda: self.text(row, "external_id", 120))
+        provider = found.check(lambda: self.text(row, "provider", 80))
+        found.done()
+        if patient is None or starts_at is None or ends_at is None or service is None:
+            raise _BadRow(found.problems)  # pragma: no cover - each None came with a problem
+        return _AppointmentFields(
+            patient=patient,
+            external_id=external_id,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            service=service,
+            provider=provider,
+            status=status or "booked",
+            value_cents=value_cents,
+        )
+
+    # -- the loop --
+
+    def run(self, rows: Iterable[Mapping[str, str]]) -> ImportReport:
+        report = self.report
+        for index, row in enumerate(rows):
+            line = row.line if isinstance(row, CsvRow) else index + 2
+            if not report.rows:
+                self.resolved = self.mapping.resolve(list(row.keys()))
+            report.rows += 1
+            problems: list[RowProblem] = []
+            if isinstance(row, CsvRow) and row.extra_cells:
+                problems.append(
+                    RowProblem(
+                        line,
+                        "row",
+                        f"{row.extra_cells} more cell(s) than the header has columns "
+                        "(a comma in an unquoted value?)",
+                    )
+                )
+            try:
+                if report.kind == "patients":
+                    parsed: _PatientFields | _AppointmentFields = self.parse_patient(row)
+                else:
+                    parsed = self.parse_appointment(row)
+            except _BadRow as bad:
+                problems.extend(RowProblem(line, p.field, p.problem, p.value) for p in bad.problems)
+            if problems:
+                report.skipped += 1
+                report.problems.extend(problems)
+                continue
+            if isinstance(parsed, _PatientFields):
+                _, created, changed = self.save_patient(parsed)
+            else:
+                created, changed = self.save_appointment(parsed)
+            if created:
+                report.created += 1
+            elif changed:
+                report.updated += 1
+            else:
+                report.unchanged += 1
+        return report
+
+    # -- saving --
+
+    def save_patient(self, fields: _PatientFields) -> tuple[Patient, bool, bool]:
+        """Upsert by location and phone; (patient, created, changed)."""
+        existing = patients.find(self.session, self.location.id, fields.phone)
+        patient = existing or patients.get_or_create(
+            self.session, self.location.id, fields.phone, self.now
+        )
+        changed = False
+        for name in ("first_name", "last_name", "external_id", "status"):
+            value = getattr(fields, name)
+            if value is not None and getattr(patient, name) != value:
+                setattr(patient, name, value)
+                changed = True
+        if changed:
+            patient.updated_at = self.now
+        return patient, existing is None, changed
+
+    def save_appointment(self, fields: _AppointmentFields) -> tuple[bool, bool]:
+        """Upsert by the system's id, else by patient and start; (created, changed)."""
+        patient, patient_created, _ = self.save_patient(fields.patient)
+        self.report.patients_created += patient_created
+        if fields.external_id is not None:
+            match = Appointment.external_id == fields.external_id
+        else:
+            match = and_(
+                Appointment.patient_id == patient.id, Appointment.starts_at == fields.starts_at
+            )
+        appointment = self.session.scalars(
+            select(Appointment).where(Appointment.location_id == self.location.id, match).limit(1)
+        ).first()
+        values: dict[str, Any] = {
+            "patient_id": patient.id,
+            "service": fields.service,
+            "starts_at": fields.starts_at,
+            "ends_at": fields.ends_at,
+            "status": fields.status,
+            "provider_name": fields.provider,
+            "value_cents": fields.value_cents,
+        }
+        if appointment is None:
+            self.session.add(
+                Appointment(
+                    location_id=self.location.id,
+                    external_id=fields.external_id,
+                    source="import",
+                    created_at=self.now,
+                    **values,
+                )
+            )
+            self.session.flush()
+            return True, False
+        changed = False
+        for name, value in values.items():
+            if value is None:
+                continue  # an empty cell keeps what was known
+            if getattr(appointment, name) != value:
+                setattr(appointment, name, value)
+                changed = True
+        return False, changed
+
+
+def import_patients(
+    session: Session,
+    location: Location,
+    rows: Iterable[Mapping[str, str]],
+    mapping: ColumnMapping,
+    now: datetime,
+) -> ImportReport:
+    """Upsert patients (by location and phone) from an export; bad rows are reported.
+
+    Imported patients are returning unless the file says new. Names and ids in the file
+    replace what was known; an empty cell keeps it. Consent is never changed by an import.
+    """
+    return _Importer(session, location, mapping, now, "patients").run(rows)
+
+
+def import_appointments(
+    session: Session,
+    location: Location,
+    rows: Iterable[Mapping[str, str]],
+    mapping: ColumnMapping,
+    now: datetime,
+) -> ImportReport:
+    """Upsert appointments (by the system's id, or patient and start) and their patients.
+
+    Times without an offset are in the location's zone and stored in UTC. A service is
+    matched to the location's menu by name or alias; an unknown one keeps the file's text.
+    """
+    return _Importer(session, location, mapping, now, "appointments").run(rows)
+
+
+# --- parsing dates, times and amounts ------------------------------------------------------
+
+_DATE_FORMATS = (
+    "%Y-%m-%d",
+    "%m/%d/%Y",
+    "%m/%d/%y",
+    "%Y/%m/%d",
+    "%m-%d-%Y",
+    "%b %d, %Y",
+    "%B %d, %Y",
+    "%b %d %Y",
+    "%B %d %Y",
+    "%d %b %Y",
+    "%d %B %Y",
+    "%a, %b %d, %Y",
+    "%a %b %d, %Y",
+    "%A, %B %d, %Y",
+)
+_TIME_FORMATS = ("%H:%M", "%H:%M:%S", "%I:%M %p", "%I:%M:%S %p", "%I %p")
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}")
+_MERIDIEM = re.compile(r"\s*([ap])\.?\s?m\.?$", re.IGNORECASE)
+_TIME_AT_END = re.compile(
+    r"^(?P<date>.+?)(?:\s*,\s*|\s+at\s+|\s+|T)"
+    r"(?P<time>\d{1,2}(?::\d{2}){1,2}(?:\.\d+)?(?:\s*[ap]\.?\s?m\.?)?|\d{1,2}\s*[ap]\.?\s?m\.?)$",
+    re.IGNORECASE,
+)
+_MOMENT_HINT = "expected a date and time like 2026-12-03 14:30 or 12/03/2026 2:30 PM"
+
+
+def _parse_time(text: str) -> time | None:
+    """'14:30', '2:30 PM', '2pm', '14:30:00' -> a time of day; None when not a time."""
+    value = re.sub(r"\.\d+$", "", text.strip())
+    value = _MERIDIEM.sub(lambda m: f" {m.group(1).upper()}M", value).strip()
+    for fmt in _TIME_FORMATS:
+        try:
+            return datetime.strptime(value, fmt).time()  # noqa: DTZ007 - a time of day only
+        except ValueError:
+            continue
+    return None
+
+
+def _parse_date(text: str) -> date:
+    value = " ".join(text.replace(".", "").split())
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(value, fmt).date()  # noqa: DTZ007 - a calendar date only
+        except ValueError:
+            continue
+    raise _BadField("date", "expected a date like 2026-12-03 or 12/03/2026 (month first)", text)
+
+
+def _parse_moment(name: str, text: str, zone: Any) -> datetime:
+    """A date and time; without an offset it is wall-clock time in ``zone``."""
+    value = " ".join(text.split())
+    if _ISO.match(value):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise _BadField(name, _MOMENT_HINT, text) from None
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+    match = _TIME_AT_END.match(value)
+    if match is None:
+        raise _BadField(name, _MOMENT_HINT, text)
+    clock = _parse_time(match.group("time"))
+    if clock is None:
+        raise _BadField(name, _MOMENT_HINT, text)
+    try:
+        day = _parse_date(match.group("date"))
+    except _BadField:
+        raise _BadField(name, _MOMENT_HINT, text) from None
+    return datetime.combine(day, clock, tzinfo=zone)
+
+
+def _parse_end(text: str, starts_at: datetime, zone: Any) -> datetime:
+    clock = _parse_time(text)
+    if clock is not None:
+        local_day = starts_at.astimezone(zone).date()
+        ends_at = datetime.combine(local_day, clock, tzinfo=zone)
+    else:
+        ends_at = _parse_moment("end", text, zone)
+    if ends_at <= starts_at:
+        raise _BadField("end", "is not after the start", text)
+    return ends_at
+
+
+_DURATION = re.compile(
+    r"^(?:(?P<hours>\d+(?:\.\d+)?)\s*(?:h|hr|hrs|hour|hours)(?![a-z])\.?)?\s*"
+    r"(?:(?P<minutes>\d+)\s*(?:m|min|mins|minute|minutes)?\.?)?$",
+    re.IGNORECASE,
+)
+
+
+def _parse_minutes(text: str) -> int:
+    """'45', '45 min', '1h30', '1.5 hours', '1:30' -> minutes."""
+    value = text.strip()
+    clock = re.fullmatch(r"(\d{1,2}):(\d{2})", value)
+    minutes: float | None = None
+    if clock:
+        minutes = int(clock.group(1)) * 60 + int(clock.group(2))
+    else:
+        match = _DURATION.match(value)
+        if match and (match.group("hours") or match.group("minutes")):
+            minutes = float(match.group("hours") or 0) * 60 + int(match.group("minutes") or 0)
+    if minutes is None or not 0 < minutes <= _MAX_MINUTES:
+        raise _BadField(
+            "duration", "expected minutes (45, 45 min) or hours (1h30, 1:30) up to 24 h", text
+        )
+    return round(minutes)
+
+
+def _parse_cents(text: str) -> int:
+    value = text.strip().replace("$", "").replace(",", "").strip()
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise _BadField("price", "expected an amount like 480 or $480.00", text) from None
+    if not amount.is_finite() or amount < 0 or amount >= 10_000_000:
+        raise _BadField("price", "expected an amount like 480 or $480.00", text)
+    return int((amount * 100).quantize(Decimal(1)))
+
+
+def _region(location: Location) -> str:
+    """Numbers without a country code are read as local to the location's own number."""
+    parsed = phonenumbers.parse(location.phone_number, None)
+    return str(phonenumbers.region_code_for_number(parsed) or "US")
+
+
+# --- export --------------------------------------------------------------------------------
+
+EXPORT_COLUMNS = (
+    "id",
+    "location_id",
+    "phone",
+    "first_name",
+    "last_name",
+    "status",
+    "external_id",
+    "opted_out_at",
+    "opt_out_source",
+    "opted_in_at",
+    "not_textable_reason",
+    "created_at",
+    "calls",
+    "last_call_at",
+    "conversations",
+    "appointments",
+    "next_appointment_at",
+)
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment is not None else ""
+
+
+def export_patients(
+    session: Session, location_ids: Sequence[str], now: datetime | None = None
+) -> Iterator[dict[str, str]]:
+    """One row per patient of the locations (never a deleted one), oldest first.
+
+    Times are ISO-8601 in UTC. The columns ``phone``, ``first_name``, ``last_name``,
+    ``external_id`` and ``status`` read back with the ``generic`` preset.
+    """
+    moment = now or utcnow()
+    calls = (
+        select(
+            Call.patient_id.label("patient_id"),
+            func.count().label("n"),
+            func.max(Call.started_at).label("last_at"),
+        )
+        .where(Call.location_id.in_(location_ids), Call.patient_id.is_not(None))
+        .group_by(Call.patient_id)
+        .subquery()
+    )
+    conversations = (
+        select(Conversation.patient_id.label("patient_id"), func.count().label("n"))
+        .where(Conversation.location_id.in_(location_ids))
+        .group_by(Conversation.patient_id)
+        .subquery()
+    )
+    upcoming = and_(Appointment.status == "booked", Appointment.starts_at >= moment)
+    appointments = (
+        select(
+            Appointment.patient_id.label("patient_id"),
+            func.count().label("n"),
+            func.min(case((upcoming, Appointment.starts_at))).label("next_at"),
+        )
+        .where(Appointment.location_id.in_(location_ids))
+        .group_by(Appointment.patient_id)
+        .subquery()
+    )
+    statement = (
+        select(
+            Patient,
+            calls.c.n,
+            calls.c.last_at,
+            conversations.c.n,
+            appointments.c.n,
+            appointments.c.next_at,
+        )
+        .outerjoin(calls, calls.c.patient_id == Patient.id)
+        .outerjoin(conversations, conversations.c.patient_id == Patient.id)
+        .outerjoin(appointments, appointments.c.patient_id == Patient.id)
+        .where(Patient.location_id.in_(location_ids), Patient.deleted_at.is_(None))
+        .order_by(Patient.id)
+        .execution_options(yield_per=500)
+    )
+    for patient, n_calls, last_call, n_conv, n_appt, next_at in session.execute(statement):
+        yield {
+            "id": str(patient.id),
+            "location_id": patient.location_id,
+            "phone": patient.phone,
+            "first_name": patient.first_name or "",
+            "last_name": patient.last_name or "",
+            "status": patient.status or "",
+            "external_id": patient.external_id or "",
+            "opted_out_at": _iso(patient.opted_out_at),
+            "opt_out_source": patient.opt_out_source or "",
+            "opted_in_at": _iso(patient.opted_in_at),
+            "not_textable_reason": patients.why_not_textable(patient) or "",
+            "created_at": _iso(patient.created_at),
+            "calls": str(n_calls or 0),
+            "last_call_at": _iso(last_call),
+            "conversations": str(n_conv or 0),
+            "appointments": str(n_appt or 0),
+            "next_appointment_at": _iso(next_at),
+        }
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: str) -> str:
+    """Keep a spreadsheet from running a cell as a formula (a name like '=HYPERLINK(..)').
+
+    E.164 numbers start with '+' but are only digits after it, which no spreadsheet runs.
+    """
+    if value.startswith(_FORMULA_START) and not re.fullmatch(r"\+\d+", value):
+        return "'" + value
+    return value
+
+
+def csv_lines(rows: Iterable[Mapping[str, str]], columns: Sequence[str]) -> Iterator[str]:
+    """The rows as CSV text, a line at a time (header first), for a file or a response."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    yield buffer.getvalue()
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow([_cell(row.get(name, "")) for name in columns])
+        yield buffer.getvalue()
+
+
+# --- deletion ------------------------------------------------------------------------------
+
+ERASED = "[deleted]"
+# Provider payload keys kept after deletion: ids and statuses, which replay and receipts
+# match on. Everything else (the body, caller name, city, zip...) is dropped; a number
+# that was the patient's is replaced by the placeholder.
+_KEPT_PAYLOAD_KEYS = frozenset(
+    {
+        "AccountSid",
+        "ApiVersion",
+        "CallSid",
+        "CallStatus",
+        "DialCallStatus",
+        "Direction",
+        "ErrorCode",
+        "MessageSid",
+        "MessageStatus",
+        "SmsSid",
+        "SmsStatus",
+        "From",
+        "To",
+        "Caller",
+        "Called",
+    }
+)
+
+
+class RecordError(Exception):
+    """An expected refusal, with the HTTP status it means and a message naming the thing."""
+
+    status = 400
+
+
+class PatientNotFound(RecordError):
+    status = 404
+
+
+class AlreadyDeleted(RecordError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class DeletionReport:
+    patient_id: int
+    location_id: str
+    messages: int
+    notes: int
+    calls: int
+    appointments: int
+    conversations_closed: int
+    events: int
+    opt_out_kept: bool
+
+    def summary(self) -> str:
+        kept = "; opt-out kept as a hash of the number" if self.opt_out_kept else ""
+        return (
+            f"patient {self.patient_id}: personal data erased ({self.messages} texts, "
+            f"{self.notes} notes, {self.calls} calls, {self.appointments} appointments, "
+            f"{self.events} provider events; {self.conversations_closed} open conversations "
+            f"closed){kept}"
+        )
+
+
+def placeholder(patient_id: int) -> str:
+    """What a deleted patient's phone number becomes: unique, and not a number."""
+    return f"deleted:{patient_id}"
+
+
+def delete_patient(
+    session: Session, patient_id: int, now: datetime, *, stop_texts: bool = False
+) -> DeletionReport:
+    """Erase a patient's personal data on request, keeping anonymous rows for the counts.
+
+    Erased: the number (replaced by :func:`placeholder` everywhere it was theirs, which
+    frees it, so a later call from it is a new, unknown caller), names, the clinic's id,
+    every text's body (to and from them, and staff alerts about them), staff notes, the
+    webhook payloads that carried them, the cached line type of the number. Kept: the
+    rows themselves with times, statuses, treatments and appointment times and values, so
+    the funnel and reports still count them. Open conversations are closed. When the
+    patient had opted out (or ``stop_texts``), the opt-out is kept as a hash of location
+    and number (:class:`ringback.models.SuppressedNumber`), so a fresh record for the
+    number starts opted out.
+    """
+    patient = session.get(Patient, patient_id, with_for_update=True)
+    if patient is None:
+        raise PatientNotFound(f"patient {patient_id}: not found")
+    if patient.deleted_at is not None:
+        raise AlreadyDeleted(
+            f"patient {patient_id}: already deleted on {patient.deleted_at:%Y-%m-%d}"
+        )
+    phone, location_id, gone = patient.phone, patient.location_id, placeholder(patient.id)
+    conversation_ids = select(Conversation.id).where(Conversation.patient_id == patient.id)
+    theirs = or_(Message.patient_id == patient.id, Message.conversation_id.in_(conversation_ids))
+    their_calls = or_(
+        Call.patient_id == patient.id,
+        and_(Call.location_id == location_id, Call.from_number == phone),
+    )
+    message_sids = [
+        sid
+        for sid in session.scalars(
+            select(Message.provider_sid).where(theirs, Message.provider_sid.is_not(None))
+        )
+        if sid
+    ]
+    call_sids = list(session.scalars(select(Call.call_sid).where(their_calls)))
+    events = _scrub_events(session, [*message_sids, *call_sids], phone, gone, now)
+
+    session.execute(
+        update(Message)
+        .where(theirs, Message.status == "pending")
+        .values(status="suppressed", error_detail="deleted")
+    )
+    messages = _rowcount(session.execute(update(Message).where(theirs).values(body=ERASED)))
+    session.execute(
+        update(Message).where(theirs, Message.from_number == phone).values(from_number=gone)
+    )
+    session.execute(
+        update(Message).where(theirs, Message.to_number == phone).values(to_number=gone)
+    )
+    calls = _rowcount(
+        session.execute(update(Call).where(their_calls).values(from_raw=gone, from_number=gone))
+    )
+    notes = _rowcount(
+        session.execute(
+            delete(Note).where(
+                or_(Note.patient_id == patient.id, Note.conversation_id.in_(conversation_ids))
+            )
+        )
+    )
+    appointments = _rowcount(
+        session.execute(
+            update(Appointment).where(Appointment.patient_id == patient.id).values(external_id=None)
+        )
+    )
+    closed = 0
+    for conversation in session.scalars(
+        select(Conversation).where(Conversation.patient_id == patient.id)
+    ):
+        if conversation.lost_reason:
+            conversation.lost_reason = ERASED
+        if conversation.is_open:
+            conversation.is_open = False
+            conversation.status = "closed"
+            conversation.close_reason = "deleted"
+            conversation.closed_at = now
+            conversation.next_timer_at = None
+            closed += 1
+    session.execute(delete(LineTypeCache).where(LineTypeCache.phone == phone))
+
+    key = (location_id, patients.number_hash(location_id, phone))
+    suppressed = session.get(SuppressedNumber, key)
+    keep = patient.opted_out_at is not None or stop_texts
+    if keep:
+        opted_out_at = patient.opted_out_at or now
+        if suppressed is None:
+            session.add(
+                SuppressedNumber(
+                    location_id=location_id,
+                    number_hash=key[1],
+                    opted_out_at=opted_out_at,
+                    created_at=now,
+                )
+            )
+        else:
+            suppressed.opted_out_at = opted_out_at
+        if patient.opted_out_at is None:
+            patients.opt_out(patient, now, "deletion_request")
+    elif suppressed is not None:
+        session.delete(suppressed)  # they had opted back in since an earlier deletion
+
+    patient.phone = gone
+    patient.first_name = None
+    patient.last_name = None
+    patient.external_id = None
+    patient.deleted_at = now
+    patient.updated_at = now
+    session.flush()
+    return DeletionReport(
+        patient_id=patient.id,
+        location_id=location_id,
+        messages=messages,
+        notes=notes,
+        calls=calls,
+        appointments=appointments,
+        conversations_closed=closed,
+        events=events,
+        opt_out_kept=keep,
+    )
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _scrub_events(session: Session, sids: list[str], phone: str, gone: str, now: datetime) -> int:
+    """Strip personal data from the stored webhooks of these calls and texts.
+
+    Events are keyed by the provider's id, or the id and a status (``CA…:completed``).
+    """
+    count = 0
+    for start in range(0, len(sids), 200):
+        batch = sids[start : start + 200]
+        events = session.scalars(
+            select(ProviderEvent).where(
+                or_(
+                    ProviderEvent.external_id.in_(batch),
+                    *(
+                        ProviderEvent.external_id.startswith(f"{sid}:", autoescape=True)
+                        for sid in batch
+                    ),
+                )
+            )
+        )
+        for event in events:
+            event.payload = _scrubbed(event.payload, phone, gone, now)
+            count += 1
+    return count
+
+
+def _scrubbed(payload: Mapping[str, Any], phone: str, gone: str, now: datetime) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key, value in payload.items():
+        if key in _KEPT_PAYLOAD_KEYS or key.startswith("_ringback"):
+            kept[key] = gone if _same_number(value, phone) else value
+    kept["_ringback_erased_at"] = now.isoformat()
+    return kept
+
+
+def _same_number(value: object, phone: str) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return value == phone or normalize_e164(value) == phone
+    except InvalidPhoneNumber:
+        return False
+
+
+# --- the whole record ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Whether the patient may be texted, and since when and how that was decided."""
+
+    opted_out_at: datetime | None
+    opt_out_source: str | None
+    opted_in_at: datetime | None
+    wrong_number_at: datetime | None
+    not_textable_reason: str | None
+    blocked: str | None  # :func:`ringback.patients.why_not_textable`: None = may be texted
+
+
+@dataclass(frozen=True)
+class ConversationEntry:
+    conversation: Conversation
+    texts: int
+
+
+@dataclass(frozen=True)
+class NoteEntry:
+    note: Note
+    author: str | None
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """Everything about one patient, newest first: calls, conversations, visits, notes."""
+
+    patient: Patient
+    consent: Consent
+    calls: list[Call]
+    conversations: list[ConversationEntry]
+    appointments: list[Appointment]
+    notes: list[NoteEntry]
+
+
+def patient_record(session: Session, patient_id: int) -> PatientRecord | None:
+    """The record, or None when there is no such patient or their data was deleted.
+
+    Whether the reader may see the patient's location is the caller's check.
+    """
+    patient = session.get(Patient, patient_id)
+    if patient is None or patient.deleted_at is not None:
+        return None
+    calls = session.scalars(
+        select(Call)
+        .where(Call.patient_id == patient.id)
+        .order_by(Call.started_at.desc(), Call.id.desc())
+    ).all()
+    texts = (
+        select(Message.conversation_id, func.count().label("n"))
+        .where(Message.patient_id == patient.id)
+        .group_by(Message.conversation_id)
+        .subquery()
+    )
+    conversations = session.execute(
+        select(Conversation, texts.c.n)
+        .outerjoin(texts, texts.c.conversation_id == Conversation.id)
+        .where(Conversation.patient_id == patient.id)
+        .order_by(Conversation.opened_at.desc(), Conversation.id.desc())
+    ).all()
+    appointments = session.scalars(
+        select(Appointment)
+        .where(Appointment.patient_id == patient.id)
+        .order_by(Appointment.starts_at.desc(), Appointment.id.desc())
+    ).all()
+    notes = session.execute(
+        select(Note, StaffUser.name)
+        .outerjoin(StaffUser, StaffUser.id == Note.author_id)
+        .where(Note.patient_id == patient.id)
+        .order_by(Note.created_at.desc(), Note.id.desc())
+    ).all()
+    return PatientRecord(
+        patient=patient,
+        consent=Consent(
+            opted_out_at=patient.opted_out_at,
+            opt_out_source=patient.opt_out_source,
+            opted_in_at=patient.opted_in_at,
+            wrong_number_at=patient.wrong_number_at,
+            not_textable_reason=patient.not_textable_reason,
+            blocked=patients.why_not_textable(patient),
+        ),
+        calls=list(calls),
+        conversations=[ConversationEntry(c, int(n or 0)) for c, n in conversations],
+        appointments=list(appointments),
+        notes=[NoteEntry(note, author) for note, author in notes],
+    )
+
+
+SEARCH_LIMIT = 50
+
+
+def search_patients(
+    session: Session, location_ids: Sequence[str], query: str, limit: int = SEARCH_LIMIT
+) -> list[Patient]:
+    """Patients of these locations whose number or name matches ``query`` (deleted never).
+
+    Three or more digits search the number (any formatting); words search names, each
+    word matching a first or last name. An empty query lists the recently changed.
+    """
+    statement = select(Patient).where(
+        Patient.location_id.in_(location_ids), Patient.deleted_at.is_(None)
+    )
+    text = query.strip()
+    digits = re.sub(r"\D", "", text)
+    if len(digits) >= 3 and not re.search(r"[^\d\s().+-]", text):
+        statement = statement.where(Patient.phone.contains(digits, autoescape=True))
+    elif text:
+        for word in text.casefold().split():
+            pattern = f"%{_escape_like(word)}%"
+            statement = statement.where(
+                or_(
+                    func.lower(Patient.first_name).like(pattern, escape="\\"),
+                    func.lower(Patient.last_name).like(pattern, escape="\\"),
+                )
+            )
+    return list(
+        session.scalars(
+            statement.order_by(Patient.updated_at.desc(), Patient.id.desc()).limit(limit)
+        )
+    )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

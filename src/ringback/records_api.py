@@ -1,0 +1,196 @@
+"""``GET /api/v1/patients/{id}/record``: a patient's whole record as JSON.
+
+Same rules as the rest of ``/api/v1`` (:mod:`ringback.api.v1`): a bearer API token or a
+signed-in session, only the caller's locations, and one 404 for missing, deleted or not
+visible. Timestamps are ISO-8601 in UTC.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Request
+from pydantic import BaseModel, Field
+
+from ringback import records
+from ringback.api import v1
+from ringback.api.v1 import Caller, Problem, Timestamp
+from ringback.db import transaction
+from ringback.deps import Deps
+
+# The JSON API's own checks and documentation: its bearer scheme in OpenAPI, ``api_user``
+# on every route, and the 401 it answers.
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["api"],
+    dependencies=list(v1.router.dependencies),
+    responses=dict(v1.router.responses),
+)
+MAX_ID = 2**63 - 1
+
+
+class RecordConsent(BaseModel):
+    textable: bool = Field(description="True when Ringback may text this patient")
+    not_textable_reason: str | None = Field(
+        description="Why not: opted_out, not_textable (carrier said so); null when textable"
+    )
+    opted_out_at: Timestamp | None
+    opt_out_source: str | None = Field(
+        description="How they opted out: keyword (STOP), conversation, carrier, "
+        "kept_after_deletion or deletion_request"
+    )
+    opted_in_at: Timestamp | None = Field(description="When they last texted START")
+    wrong_number_at: Timestamp | None = Field(description="When they said it was a wrong number")
+
+
+class RecordCall(BaseModel):
+    id: int
+    call_sid: str
+    started_at: Timestamp
+    outcome: str = Field(description="pending, missed or answered")
+    miss_reason: str | None
+    after_hours: bool
+    screening: str | None = Field(description="What screening decided, e.g. texted, cooldown")
+    conversation_id: int | None
+
+
+class RecordConversation(BaseModel):
+    id: int
+    status: str = Field(description="active, needs_staff, urgent, booked or closed")
+    is_open: bool
+    treatment: str | None
+    opened_at: Timestamp
+    closed_at: Timestamp | None
+    close_reason: str | None
+    booked_value_cents: int | None
+    texts: int = Field(description="Texts to and from the patient in this conversation")
+
+
+class RecordAppointment(BaseModel):
+    id: int
+    service: str
+    provider_name: str | None
+    starts_at: Timestamp
+    ends_at: Timestamp
+    status: str = Field(description="booked or cancelled")
+    source: str = Field(description="import, bot, page or staff")
+    value_cents: int | None
+    external_id: str | None = Field(description="The appointment's id in the clinic's system")
+
+
+class RecordNote(BaseModel):
+    body: str
+    author: str | None
+    created_at: Timestamp
+    conversation_id: int | None
+
+
+class FullPatientRecord(BaseModel):
+    id: int
+    location_id: str
+    phone: str = Field(description="E.164", examples=["+12135550142"])
+    first_name: str | None
+    last_name: str | None
+    status: str | None = Field(description="new or returning, once known")
+    external_id: str | None = Field(description="The patient's id in the clinic's system")
+    created_at: Timestamp
+    consent: RecordConsent
+    calls: list[RecordCall] = Field(description="Newest first")
+    conversations: list[RecordConversation] = Field(description="Newest first")
+    appointments: list[RecordAppointment] = Field(description="Latest start first")
+    notes: list[RecordNote] = Field(description="Newest first")
+
+
+def _deps(request: Request) -> Deps:
+    deps: Deps = request.app.state.deps
+    return deps
+
+
+def _out(record: records.PatientRecord) -> FullPatientRecord:
+    patient, consent = record.patient, record.consent
+    return FullPatientRecord(
+        id=patient.id,
+        location_id=patient.location_id,
+        phone=patient.phone,
+        first_name=patient.first_name,
+        last_name=patient.last_name,
+        status=patient.status,
+        external_id=patient.external_id,
+        created_at=patient.created_at,
+        consent=RecordConsent(
+            textable=consent.blocked is None,
+            not_textable_reason=consent.blocked,
+            opted_out_at=consent.opted_out_at,
+            opt_out_source=consent.opt_out_source,
+            opted_in_at=consent.opted_in_at,
+            wrong_number_at=consent.wrong_number_at,
+        ),
+        calls=[
+            RecordCall(
+                id=c.id,
+                call_sid=c.call_sid,
+                started_at=c.started_at,
+                outcome=c.outcome,
+                miss_reason=c.miss_reason,
+                after_hours=c.after_hours,
+                screening=c.screening,
+                conversation_id=c.conversation_id,
+            )
+            for c in record.calls
+        ],
+        conversations=[
+            RecordConversation(
+                id=e.conversation.id,
+                status=e.conversation.status,
+                is_open=e.conversation.is_open,
+                treatment=e.conversation.treatment,
+                opened_at=e.conversation.opened_at,
+                closed_at=e.conversation.closed_at,
+                close_reason=e.conversation.close_reason,
+                booked_value_cents=e.conversation.booked_value_cents,
+                texts=e.texts,
+            )
+            for e in record.conversations
+        ],
+        appointments=[
+            RecordAppointment(
+                id=a.id,
+                service=a.service,
+                provider_name=a.provider_name,
+                starts_at=a.starts_at,
+                ends_at=a.ends_at,
+                status=a.status,
+                source=a.source,
+                value_cents=a.value_cents,
+                external_id=a.external_id,
+            )
+            for a in record.appointments
+        ],
+        notes=[
+            RecordNote(
+                body=n.note.body,
+                author=n.author,
+                created_at=n.note.created_at,
+                conversation_id=n.note.conversation_id,
+            )
+            for n in record.notes
+        ],
+    )
+
+
+@router.get(
+    "/patients/{patient_id}/record",
+    response_model=FullPatientRecord,
+    responses={404: {"model": Problem, "description": "Not found, deleted, or not yours to see"}},
+    summary="A patient's whole record: consent, calls, conversations, appointments, notes",
+)
+def get_record(
+    request: Request,
+    caller: Caller,
+    patient_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+) -> FullPatientRecord:
+    with transaction(_deps(request).sessions) as session:
+        record = records.patient_record(session, patient_id)
+        if record is None or not caller.can_see(record.patient.location_id):
+            raise HTTPException(404, f"patient {patient_id}: not found")
+        return _out(record)

@@ -1,0 +1,205 @@
+"""``ringback patients``: import from the clinic's system, export, delete on request.
+
+The commands only read files and print; the work is :mod:`ringback.records`. Exit codes:
+0 when the file was read (bad rows are reported, the good ones imported), 2 when nothing
+could be done (unreadable file, unknown preset, location, field or column), naming it.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ringback import records
+from ringback.config import ConfigError, Location, Locations, load_locations, load_settings
+from ringback.logs import configure_logging
+
+records_app = typer.Typer(
+    help="Patient records: import from your booking system, export, delete on request.",
+    no_args_is_help=True,
+)
+
+_FIELD_HELP = "; ".join(f"{kind}: {', '.join(fields)}" for kind, fields in records.FIELDS.items())
+_ENCODINGS = ("utf-8-sig", "cp1252")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"ringback: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _open() -> tuple[Locations, Any]:
+    """The locations and a session factory on a migrated database."""
+    from ringback.db import make_engine, make_sessionmaker
+    from ringback.schema import upgrade
+
+    try:
+        settings = load_settings()
+        locations = load_locations(settings.config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    configure_logging(settings.log_level)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    return locations, make_sessionmaker(engine)
+
+
+def _location(locations: Locations, location_id: str) -> Location:
+    found = locations.get(location_id)
+    if found is None:
+        known = ", ".join(loc.id for loc in locations)
+        raise _fail(f"--location: no location {location_id!r} (known: {known})")
+    return found
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise _fail(f"{path}: file not found") from None
+    except OSError as exc:
+        raise _fail(f"{path}: cannot be read: {exc.strerror}") from None
+    for encoding in _ENCODINGS:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise _fail(f"{path}: not text (expected UTF-8 or Windows-1252 CSV)")  # pragma: no cover
+
+
+@records_app.command("import")
+def import_file(
+    file: Annotated[Path, typer.Argument(help="The CSV export to read.")],
+    location: Annotated[str, typer.Option("--location", "-l", help="Location id.")],
+    kind: Annotated[
+        str, typer.Option(help="What the file holds: patients or appointments.")
+    ] = "patients",
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Column names of a known export: generic, boulevard, mindbody, vagaro, zenoti "
+            "(best-effort guesses: check the 'columns' line the import prints)."
+        ),
+    ] = "generic",
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help=f"COLUMN=FIELD, repeatable; overrides the preset (COLUMN=- ignores a column). "
+            f"Fields: {_FIELD_HELP}.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and count, save nothing.")
+    ] = False,
+) -> None:
+    """Import patients or appointments from a CSV export of the clinic's booking system.
+
+    Re-importing updates what is there and never duplicates. Bad rows are listed by line
+    and skipped; the good rows are imported in one transaction.
+    """
+    if kind not in records.KINDS:
+        raise _fail(f"--kind: expected patients or appointments, got {kind!r}")
+    what: records.Kind = "patients" if kind == "patients" else "appointments"
+    try:
+        columns = records.ColumnMapping.preset(what, preset)
+    except records.MappingError as exc:
+        raise _fail(f"--preset: {exc}") from None
+    try:
+        columns = columns.overridden(mapping or [])
+    except records.MappingError as exc:
+        raise _fail(f"--map {exc}") from None
+    text = _read_text(file)
+    try:
+        table = records.read_csv(text)
+        used = columns.describe(table.header)
+    except records.CsvError as exc:
+        raise _fail(f"{file}: {exc}") from None
+    except records.MissingColumn as exc:
+        raise _fail(f"--map: {exc}") from None
+    except records.MappingError as exc:
+        raise _fail(f"{file}: {exc} (say which with --map COLUMN=FIELD)") from None
+    locations, sessions = _open()
+    place = _location(locations, location)
+    now = datetime.now(UTC)
+    importer = records.import_patients if what == "patients" else records.import_appointments
+    # One transaction for the whole file: committed, or rolled back for a dry run.
+    with sessions() as session:
+        report = importer(session, place, table.rows, columns, now)
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    typer.echo(f"{what} from {file} into {place.id} (preset {preset})")
+    typer.echo("columns: " + ", ".join(f"{name} <- {column!r}" for name, column in used))
+    typer.echo(("dry run, nothing saved: " if dry_run else "") + report.summary())
+    for problem in report.problems:
+        typer.echo(str(problem))
+
+
+@records_app.command("export")
+def export(
+    location: Annotated[
+        list[str], typer.Option("--location", "-l", help="Location id (repeatable).")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+) -> None:
+    """Export patient records as CSV (deleted patients are never included)."""
+    locations, sessions = _open()
+    ids = [_location(locations, location_id).id for location_id in location]
+    count = 0
+    with sessions() as session:
+        rows = records.export_patients(session, ids, datetime.now(UTC))
+
+        def counted() -> Any:
+            nonlocal count
+            for row in rows:
+                count += 1
+                yield row
+
+        lines = records.csv_lines(counted(), records.EXPORT_COLUMNS)
+        if output is None:
+            for line in lines:
+                sys.stdout.write(line)
+        else:
+            try:
+                with output.open("w", encoding="utf-8", newline="") as out:
+                    out.writelines(lines)
+            except OSError as exc:
+                raise _fail(f"--output: {output}: cannot be written: {exc.strerror}") from None
+    typer.echo(f"exported {count} patient(s)", err=True)
+
+
+@records_app.command("delete")
+def delete(
+    patient_id: Annotated[int, typer.Argument(help="The patient's id (see export).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this cannot be undone.")] = False,
+    stop_texts: Annotated[
+        bool,
+        typer.Option(
+            "--stop-texts",
+            help="Also never text this number again (kept as a hash of the number). "
+            "Always so when the patient had opted out.",
+        ),
+    ] = False,
+) -> None:
+    """Erase a patient's personal data on request (their rows stay, anonymous, for counts)."""
+    from ringback.db import transaction
+
+    if not yes:
+        raise _fail(f"patient {patient_id}: not deleted; add --yes to confirm (cannot be undone)")
+    _, sessions = _open()
+    try:
+        with transaction(sessions) as session:
+            report = records.delete_patient(
+                session, patient_id, datetime.now(UTC), stop_texts=stop_texts
+            )
+    except records.RecordError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(report.summary())

@@ -1,0 +1,228 @@
+"""Patient records in the staff app: search, one patient's whole record, CSV export, and
+deletion of a patient's data on request (owners only).
+
+Only HTTP lives here: the queries and the erasure are :mod:`ringback.records`. A patient
+at a location the viewer may not see is the same 404 as one that does not exist. The
+JSON form of the record is :mod:`ringback.records_api`; :data:`router` carries both.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+
+from ringback import records, records_api
+from ringback.config import Location
+from ringback.db import transaction
+from ringback.deps import Deps
+from ringback.logs import log_event
+from ringback.patients import KEPT_OPT_OUT
+from ringback.staff import inbox
+from ringback.staff.actions import NOT_TEXTABLE_WHY
+from ringback.staff.pages import PAGES
+from ringback.staff.web import SignedIn, csrf_protected, staff_user
+
+log = logging.getLogger(__name__)
+
+pages = APIRouter(prefix="/staff", include_in_schema=False)
+Viewer = Annotated[SignedIn, Depends(staff_user)]
+Poster = Annotated[SignedIn, Depends(csrf_protected)]
+
+CONFIRM_WORD = "DELETE"
+OPT_OUT_SOURCES = {
+    "keyword": "replied STOP",
+    "carrier": "their carrier reported an opt-out",
+    "conversation": "asked the bot to stop texting",
+    KEPT_OPT_OUT: "kept from a record deleted on request",
+    "deletion_request": "asked when their data was deleted",
+}
+
+
+def _deps(request: Request) -> Deps:
+    deps: Deps = request.app.state.deps
+    return deps
+
+
+def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(PAGES.get_template(template).render(**context), status_code=status)
+
+
+def _frame(request: Request, user: SignedIn, **extra: Any) -> dict[str, Any]:
+    """What the staff layout shows around a page: who is signed in and the queues."""
+    deps = _deps(request)
+    visible = inbox.visible_location_ids(deps.locations, user)
+    with transaction(deps.sessions) as session:
+        counts = inbox.queue_counts(session, visible)
+    locations = [loc for loc in deps.locations if user.can_see(loc.id)]
+    return {
+        "user": user,
+        "csrf_token": user.csrf_token,
+        "queues": [(q, inbox.QUEUE_LABELS[q]) for q in inbox.QUEUES],
+        "counts": counts,
+        "queue": None,
+        "location": None,
+        "marker": "",
+        "locations": locations,
+        "multi_location": len(locations) > 1,
+        "location_names": {loc.id: loc.name for loc in locations},
+        **extra,
+    }
+
+
+def _not_found(request: Request, user: SignedIn, message: str, status: int = 404) -> Response:
+    title = {403: "Not allowed", 404: "Not found"}.get(status, "Cannot do that")
+    return _render(
+        "staff/error.html", status, **_frame(request, user, title=title, message=message)
+    )
+
+
+def _zone(location: Location | None) -> ZoneInfo:
+    return location.zone if location else ZoneInfo("UTC")
+
+
+@pages.get("/patients", response_class=HTMLResponse)
+def patients_page(
+    request: Request, user: Viewer, q: str = "", location: str = "", deleted: int = 0
+) -> Response:
+    deps = _deps(request)
+    visible = inbox.visible_location_ids(deps.locations, user)
+    if location and location not in visible:
+        return _not_found(request, user, f"location: no location {location!r} you can see")
+    scope = [location] if location else visible
+    with transaction(deps.sessions) as session:
+        found = records.search_patients(session, scope, q[:100])
+    zones = {loc.id: loc.zone for loc in deps.locations}
+    return _render(
+        "staff/patients.html",
+        **_frame(
+            request,
+            user,
+            q=q,
+            chosen=location,
+            results=found,
+            zones=zones,
+            limit=records.SEARCH_LIMIT,
+            deleted=deleted,
+        ),
+    )
+
+
+@pages.get("/patients/export.csv")
+def export_csv(request: Request, user: Viewer, location: str = "") -> Response:
+    """Every patient of the chosen (or every visible) location, as CSV."""
+    deps = _deps(request)
+    visible = inbox.visible_location_ids(deps.locations, user)
+    if location and location not in visible:
+        return _not_found(request, user, f"location: no location {location!r} you can see")
+    scope = [location] if location else visible
+    now = deps.clock()
+
+    def body() -> Iterator[str]:
+        with transaction(deps.sessions) as session:
+            rows = records.export_patients(session, scope, now)
+            yield from records.csv_lines(rows, records.EXPORT_COLUMNS)
+
+    log_event(log, "records.exported", user_id=user.user_id, locations=scope)
+    name = f"patients-{location or 'all'}-{now:%Y-%m-%d}.csv"
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _patient_page(
+    request: Request,
+    user: SignedIn,
+    patient_id: int,
+    *,
+    status: int = 200,
+    error: str | None = None,
+) -> Response:
+    deps = _deps(request)
+    with transaction(deps.sessions) as session:
+        record = records.patient_record(session, patient_id)
+    # Outside the transaction: on SQLite a second one would wait for this one's lock.
+    if record is None or not user.can_see(record.patient.location_id):
+        return _not_found(request, user, f"patient: no patient {patient_id}")
+    location = deps.locations.get(record.patient.location_id)
+    blocked = record.consent.blocked
+    return _render(
+        "staff/patient.html",
+        status,
+        **_frame(
+            request,
+            user,
+            r=record,
+            patient=record.patient,
+            location_obj=location,
+            zone=_zone(location),
+            blocked_why=NOT_TEXTABLE_WHY.get(blocked, blocked) if blocked else None,
+            opt_out_how=OPT_OUT_SOURCES,
+            can_delete=user.role == "owner",
+            confirm_word=CONFIRM_WORD,
+            error=error,
+        ),
+    )
+
+
+@pages.get("/patients/{patient_id}", response_class=HTMLResponse)
+def patient_page(request: Request, patient_id: int, user: Viewer) -> Response:
+    return _patient_page(request, user, patient_id)
+
+
+@pages.post("/patients/{patient_id}/delete")
+def delete_patient(
+    request: Request,
+    patient_id: int,
+    user: Poster,
+    confirm: Annotated[str, Form()] = "",
+    stop_texts: Annotated[str, Form()] = "",
+) -> Response:
+    """Erase the patient's personal data. Owners only; the form must be confirmed."""
+    deps = _deps(request)
+    with transaction(deps.sessions) as session:
+        record = records.patient_record(session, patient_id)
+        visible = record is not None and user.can_see(record.patient.location_id)
+    if not visible:
+        return _not_found(request, user, f"patient: no patient {patient_id}")
+    if user.role != "owner":
+        return _not_found(request, user, "Only an owner can delete a patient's data.", status=403)
+    if confirm.strip().upper() != CONFIRM_WORD:
+        return _patient_page(
+            request,
+            user,
+            patient_id,
+            status=400,
+            error=f"confirm: type {CONFIRM_WORD} to delete this patient's data"
+            + (f", got {confirm.strip()!r}" if confirm.strip() else ""),
+        )
+    try:
+        with transaction(deps.sessions) as session:
+            report = records.delete_patient(
+                session, patient_id, deps.clock(), stop_texts=bool(stop_texts)
+            )
+    except records.RecordError as exc:
+        return _not_found(request, user, str(exc), status=exc.status)
+    log_event(
+        log,
+        "records.deleted",
+        user_id=user.user_id,
+        patient_id=patient_id,
+        location=report.location_id,
+        opt_out_kept=report.opt_out_kept,
+    )
+    return RedirectResponse(f"/staff/patients?deleted={patient_id}", status_code=303)
+
+
+router = APIRouter()
+router.include_router(pages)
+router.include_router(records_api.router)
