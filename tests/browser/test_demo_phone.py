@@ -111,3 +111,26 @@ def test_hanging_up_while_it_rings_still_gets_a_textback(demo_url: str, phone: P
     expect(status).to_contain_text("Call ended", timeout=TEXTBACK_TIMEOUT_MS)
     expect(page.get_by_role("button", name="Call")).to_be_enabled()
     assert phone.errors == []
+
+
+def test_the_same_conversation_shows_in_the_staff_inbox(demo_url: str, phone: Phone) -> None:
+    from ringback.demo import DEMO_OWNER_EMAIL, DEMO_OWNER_PASSWORD
+
+    page = open_demo(phone, demo_url)
+    page.get_by_role("button", name="Call").click()
+    expect_textback(page)
+    page.locator("#reply-body").fill("can someone call me about botox?")
+    page.get_by_role("button", name="Send").click()
+    expect(texts_from_spa(page).filter(has_text="Someone from our team")).to_have_count(
+        1, timeout=TEXTBACK_TIMEOUT_MS
+    )
+    # Another tab: the front desk signs in with the demo's printed account.
+    inbox = page.context.new_page()
+    inbox.goto(f"{demo_url}/staff")
+    inbox.get_by_label("Email").fill(DEMO_OWNER_EMAIL)
+    inbox.get_by_label("Password").fill(DEMO_OWNER_PASSWORD)
+    inbox.get_by_role("button", name="Sign in").click()
+    expect(inbox.locator("#queue-needs_staff .count")).to_have_text("1", timeout=10_000)
+    inbox.locator("#queue-needs_staff").click()
+    inbox.get_by_text("(213) 555-0123").first.click()
+    expect(inbox.get_by_text("can someone call me about botox?")).to_be_visible()

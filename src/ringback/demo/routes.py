@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field, field_validator
 
+from ringback.demo import DEMO_OWNER_EMAIL, DEMO_OWNER_PASSWORD
 from ringback.demo.network import PhoneNetwork
 from ringback.phones import InvalidPhoneNumber, normalize_e164
 
@@ -57,7 +58,13 @@ class TextRequest(BaseModel):
 async def phone_page(request: Request) -> HTMLResponse:
     network = _network(request)
     template = TEMPLATES.get_template("demo_phone.html")
-    return HTMLResponse(template.render(locations=list(network.locations)))
+    return HTMLResponse(
+        template.render(
+            locations=list(network.locations),
+            owner_email=DEMO_OWNER_EMAIL,
+            owner_password=DEMO_OWNER_PASSWORD,
+        )
+    )
 
 
 @router.post("/api/calls")

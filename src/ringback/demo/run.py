@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
 
 from ringback.app import create_app
 from ringback.config import Locations, Settings, load_locations
-from ringback.demo import routes
+from ringback.db import transaction
+from ringback.demo import DEMO_OWNER_EMAIL, DEMO_OWNER_PASSWORD, routes
 from ringback.demo.network import PhoneNetwork
 from ringback.integrations.twilio_fake import FakeTwilio, create_fake_twilio_app
 from ringback.logs import configure_logging
 from ringback.runtime import build_runtime
 from ringback.schema import upgrade
+from ringback.staff import auth
 
 DEMO_LOCATIONS = Path(__file__).parent / "locations.yaml"
 DEMO_ACCOUNT_SID = "AC" + "de" * 16
@@ -65,6 +69,7 @@ def build_demo_app(*, public_url: str, data_dir: Path, ring_seconds: int | None 
     )
     runtime = build_runtime(settings, locations)
     upgrade(runtime.engine)
+    _ensure_demo_owner(runtime.deps.sessions, locations)
     app = create_app(runtime)
     app.state.demo_network = PhoneNetwork(
         public_url, DEMO_AUTH_TOKEN, DEMO_ACCOUNT_SID, twilio, locations
@@ -72,6 +77,21 @@ def build_demo_app(*, public_url: str, data_dir: Path, ring_seconds: int | None 
     app.include_router(routes.router)
     app.mount("/demo/network", create_fake_twilio_app(twilio))
     return app
+
+
+def _ensure_demo_owner(sessions: sessionmaker[Session], locations: Locations) -> None:
+    with transaction(sessions) as session:
+        if auth.find_user(session, DEMO_OWNER_EMAIL) is None:
+            auth.create_user(
+                session,
+                email=DEMO_OWNER_EMAIL,
+                name="Demo Owner",
+                role="owner",
+                password=DEMO_OWNER_PASSWORD,
+                location_ids=[],
+                known_locations={loc.id for loc in locations},
+                now=datetime.now(UTC),
+            )
 
 
 def run_demo(*, host: str, port: int, reset: bool, data_dir: Path = Path("var/demo")) -> None:
@@ -82,5 +102,10 @@ def run_demo(*, host: str, port: int, reset: bool, data_dir: Path = Path("var/de
     # the app inside pytest, whose log capture must stay as it is).
     configure_logging(demo_settings(public_url=public_url, data_dir=data_dir).log_level)
     app = build_demo_app(public_url=public_url, data_dir=data_dir)
-    print(f"Ringback demo: open {public_url}/demo  (Ctrl-C to stop)", flush=True)
+    print(
+        f"Ringback demo: the phone is at {public_url}/demo\n"
+        f"the staff inbox is at {public_url}/staff "
+        f"(sign in as {DEMO_OWNER_EMAIL} / {DEMO_OWNER_PASSWORD})\n(Ctrl-C to stop)",
+        flush=True,
+    )
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
