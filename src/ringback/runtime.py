@@ -127,11 +127,14 @@ class HueyJobs:
         delay = 0.0 if at is None else (at - self._get_deps().clock()).total_seconds()
         if delay <= 0:
             task(*args)
+            bell = jobs.doorbell(self.huey)
+            if bell is not None:
+                bell.ring()
         else:
             task.schedule(args=args, delay=delay)
 
     def handle_event(self, event_id: int) -> None:
-        self._handle_event(event_id)
+        self._at(self._handle_event, (event_id,), None)
 
     def deliver_sms(self, message_id: int, at: datetime | None = None) -> None:
         self._at(self._deliver_sms, (message_id,), at)
@@ -143,10 +146,10 @@ class HueyJobs:
         self._at(self._conversation_timer, (conversation_id, kind), at)
 
     def email_staff_alert(self, conversation_id: int, reason: str, urgent: bool) -> None:
-        self._email_staff_alert(conversation_id, reason, urgent)
+        self._at(self._email_staff_alert, (conversation_id, reason, urgent), None)
 
     def post_staff_alert(self, conversation_id: int, reason: str, urgent: bool) -> None:
-        self._post_staff_alert(conversation_id, reason, urgent)
+        self._at(self._post_staff_alert, (conversation_id, reason, urgent), None)
 
     def deliver_webhook(self, delivery_id: int, at: datetime | None = None) -> None:
         self._at(self._deliver_webhook, (delivery_id,), at)

@@ -229,3 +229,19 @@ def test_staff_takeover_pauses_the_bot_until_handed_back(service: Service) -> No
     assert hand_back(service.runtime.deps, conv.id)
     text_in(service, caller, "friday morning")
     assert "first time" in next_text(service, caller, 2)
+
+
+def test_a_nudge_hours_away_is_fired_by_the_sweep(service: Service) -> None:
+    from datetime import timedelta
+
+    from ringback.runtime import run_sweep
+
+    caller = caller_number(82)
+    miss(service, caller)
+    next_text(service, caller, 1)
+    settle(0.5)
+    assert len(texts_to(service, caller)) == 1  # 120 minutes: nothing queued for now
+    service.clock.advance(timedelta(minutes=121))
+    assert run_sweep(service.runtime.deps)["timers"] == 1
+    assert "Just checking in" in next_text(service, caller, 2)
+    assert run_sweep(service.runtime.deps)["timers"] == 0

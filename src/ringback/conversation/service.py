@@ -55,6 +55,7 @@ from ringback.phones import redact
 from ringback.staff.alerts import queue_staff_alerts
 
 log = logging.getLogger(__name__)
+TIMER_JOB_HORIZON = timedelta(minutes=5)
 
 
 def clinic(location: Location) -> Clinic:
@@ -331,7 +332,9 @@ def _carry_out(
     elif isinstance(command, Close):
         close(conversation, now, command.reason)
         webhooks.conversation_closed(session, deps, conversation)
-    elif isinstance(command, Schedule):
+    elif isinstance(command, Schedule) and command.at - now <= TIMER_JOB_HORIZON:
+        # Timers live on the conversation (next_timer_at) and the minute sweep fires them;
+        # only a timer due sooner than the sweep can promise gets its own queued job.
         conversation_id, kind, at = conversation.id, command.kind, command.at
         after_commit(session, lambda: deps.jobs.conversation_timer(conversation_id, kind, at))
     if conversation.treatment is None and state.treatment:
