@@ -435,19 +435,19 @@ class Stage:
 STAGES = (
     (
         "edge",
-        "sent -> event stored (HTTP, form, signature, thread pool)",
+        "sent -> event stamped (HTTP, form, signature, thread pool)",
         "sent",
         "event_received",
     ),
     (
         "to handler",
-        "event stored -> screened (commit, enqueue, queue wait, handler)",
+        "event stamped -> screened (insert, commit, enqueue, queue wait)",
         "event_received",
         "screened",
     ),
     (
         "handler",
-        "screened -> event handled (conversation, outbox row)",
+        "screened -> event handled (conversation, outbox row, ...)",
         "screened",
         "handled",
     ),
@@ -467,7 +467,12 @@ STAGES = (
 
 
 def stored_moments(database_url: str) -> dict[str, dict[str, datetime | None]]:
-    """Per CallSid, the moments the service stored while handling the call (wall clock)."""
+    """Per CallSid, the moments the service stored while handling the call (wall clock).
+
+    Each is read from the clock before the write that stores it: ``received_at`` before
+    the event's insert (so before waiting for SQLite's write lock), ``screened_at`` and
+    ``handled_at`` inside the handler's transaction, ``claimed_at`` before the claim commits.
+    """
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
@@ -684,11 +689,12 @@ class Backends:
             names.add("redis-server")
         return frozenset(names)
 
-    def describe(self, workers: int) -> str:
+    def describe(self, workers: int, worker_processes: bool = False) -> str:
         database = "PostgreSQL" if self.database_url.startswith("postgresql") else "SQLite"
         if self.embedded_queue:
             return f"embedded: {database} + SQLite queue, {workers} workers in the web process"
-        return f"production: {database} + Redis queue, {workers} workers in ringback worker"
+        where = "worker processes" if worker_processes else "workers in ringback worker"
+        return f"production: {database} + Redis queue, {workers} {where}"
 
 
 @contextlib.contextmanager
@@ -737,14 +743,37 @@ def _machine_jiffies() -> tuple[int, int] | None:
     return sum(ticks) - idle, sum(ticks)
 
 
-def _process_ticks(pid: int) -> int | None:
-    """User + system clock ticks a process (all its threads) has used, from /proc."""
+def _process_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, user + system clock ticks of all its threads), from /proc."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+    return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+def _process_ticks(pid: int, *, descendants: bool = True) -> int | None:
+    """Clock ticks used so far by a process and its live descendants (worker processes)."""
+    if not descendants:
+        own = _process_stat(pid)
+        return None if own is None else own[1]
+    stats = {
+        int(entry.name): stat
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and (stat := _process_stat(int(entry.name))) is not None
+    }
+    if pid not in stats:
+        return None
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(child)
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        total += stats[current][1]
+        pending.extend(children.get(current, []))
+    return total
 
 
 def _server_ticks(commands: frozenset[str]) -> int:
@@ -757,8 +786,9 @@ def _server_ticks(commands: frozenset[str]) -> int:
             command = (entry / "comm").read_text(encoding="ascii").strip()
         except OSError:
             continue
-        if command in commands:
-            total += _process_ticks(int(entry.name)) or 0
+        stat = _process_stat(int(entry.name)) if command in commands else None
+        if stat is not None:
+            total += stat[1]
     return total
 
 
@@ -782,10 +812,14 @@ class CpuMeter:
         self._ticks: dict[str, int | None] = {}
         self._server_ticks = 0
 
+    def _ticks_of(self, pid: int) -> int | None:
+        # The services are this process's children: count them apart, not in its total.
+        return _process_ticks(pid, descendants=pid != os.getpid())
+
     def start(self) -> None:
         self._started_at = time.monotonic()
         self._machine = _machine_jiffies()
-        self._ticks = {name: _process_ticks(pid) for name, pid in self._processes.items()}
+        self._ticks = {name: self._ticks_of(pid) for name, pid in self._processes.items()}
         self._server_ticks = _server_ticks(self._servers) if self._servers else 0
 
     def stop(self) -> dict[str, float]:
@@ -795,7 +829,7 @@ class CpuMeter:
         hertz = os.sysconf("SC_CLK_TCK")
         usage: dict[str, float] = {}
         for name, pid in self._processes.items():
-            before, after = self._ticks.get(name), _process_ticks(pid)
+            before, after = self._ticks.get(name), self._ticks_of(pid)
             if before is not None and after is not None:
                 usage[name] = 100 * (after - before) / hertz / elapsed
         if self._servers:
@@ -925,9 +959,10 @@ def run_ringback(
         wait_until_healthy(base_url, service)
         processes = [service]
         if not backends.embedded_queue:
-            worker = ManagedProcess(
-                "ringback worker", [command, "worker"], env, logdir / "worker.log"
-            )
+            argv = [command, "worker"]
+            if args.worker_processes:
+                argv.append("--processes")
+            worker = ManagedProcess("ringback worker", argv, env, logdir / "worker.log")
             stack.callback(worker.stop)
             processes.append(worker)
             progress(f"ringback worker: pid {worker.pid}")
@@ -999,7 +1034,7 @@ def report(
         if plan.contract
         else "contract check OFF (credentials only)"
     )
-    print(f"Ringback text-back latency ({backends.describe(args.workers)})")
+    print(f"Ringback text-back latency ({backends.describe(args.workers, args.worker_processes)})")
     print(
         f"rate {plan.rate:g}/s for {plan.seconds:g} s "
         f"(achieved {result.achieved_rate:.1f}/s, sender lag p99 {ms(result.send_lag.p99)}, "
@@ -1062,7 +1097,7 @@ def report(
         f"nothing lost or duplicated: {'MET' if met else 'NOT MET'}"
     )
     return {
-        "mode": backends.describe(args.workers),
+        "mode": backends.describe(args.workers, args.worker_processes),
         "workers": args.workers,
         "contract_checked": plan.contract,
         "warmup_calls": plan.warmup,
@@ -1105,6 +1140,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "runs ringback worker as a separate process",
     )
     parser.add_argument("--workers", type=int, default=4, help="job workers (RINGBACK_WORKERS)")
+    parser.add_argument(
+        "--worker-processes",
+        action="store_true",
+        help="on a Redis queue, run ringback worker --processes (one process per worker)",
+    )
     parser.add_argument("--skip-floor", action="store_true", help="do not measure the floor")
     parser.add_argument(
         "--floor-seconds", type=float, help="length of the floor's timed phase (default --seconds)"
