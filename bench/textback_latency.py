@@ -453,13 +453,13 @@ STAGES = (
     ),
     (
         "to sender",
-        "event handled -> text claimed (commit, enqueue, queue wait)",
+        "event handled -> text claimed (0: claimed by the handler)",
         "handled",
         "claimed",
     ),
     (
         "send",
-        "text claimed -> Messages request received (commit, HTTP)",
+        "handled and claimed -> Messages request received (commit, HTTP)",
         "claimed",
         "fake_received",
     ),
@@ -472,6 +472,9 @@ def stored_moments(database_url: str) -> dict[str, dict[str, datetime | None]]:
     Each is read from the clock before the write that stores it: ``received_at`` before
     the event's insert (so before waiting for SQLite's write lock), ``screened_at`` and
     ``handled_at`` inside the handler's transaction, ``claimed_at`` before the claim commits.
+    The handler claims the text-back itself, in its own transaction (before ``handled_at``);
+    a text that went through a delivery job (a retry) is claimed after it. "claimed" is the
+    later of the two: when the text was both decided and claimed.
     """
     engine = make_engine(database_url)
     try:
@@ -500,10 +503,16 @@ def stored_moments(database_url: str) -> dict[str, dict[str, datetime | None]]:
             "event_received": _utc(row.received_at),
             "screened": _utc(row.screened_at),
             "handled": _utc(row.handled_at),
-            "claimed": _utc(row.claimed_at),
+            "claimed": _later(_utc(row.handled_at), _utc(row.claimed_at)),
         }
         for row in rows
     }
+
+
+def _later(handled: datetime | None, claimed: datetime | None) -> datetime | None:
+    if handled is None or claimed is None:
+        return claimed
+    return max(handled, claimed)
 
 
 def per_call_timings(

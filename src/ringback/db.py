@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    MetaData,
+    TextClause,
+    TypeDecorator,
+    bindparam,
+    create_engine,
+    event,
+    select,
+)
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
+
+from ringback.logs import log_event
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -52,19 +72,156 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
+class WriterQueue:
+    """This process's writers to one SQLite file, served first come, first served.
+
+    SQLite lets one write transaction run at a time, and a writer that finds the lock
+    taken sleeps in its busy handler (1, 2, 5 ... 100 ms) and tries again: a late
+    arrival can win while an early one sleeps, and the lock sits free while everyone
+    sleeps. Under load that made the tail of the text-back latency seconds long. Here a
+    writer waits its turn in line and is woken the moment the one before it ends.
+    Other processes still meet SQLite's busy timeout.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._mutex = threading.Lock()
+        self._line: deque[threading.Lock] = deque()
+        self._held = False
+        self._owner: int | None = None
+
+    def acquire(self, timeout: float) -> bool:
+        """Wait for this thread's turn; False if it did not come within ``timeout`` s."""
+        with self._mutex:
+            if not self._held:
+                self._held, self._owner = True, threading.get_ident()
+                return True
+            if self._owner == threading.get_ident():
+                # One thread, two write transactions: waiting for itself would never end.
+                return False
+            baton = threading.Lock()
+            baton.acquire()
+            self._line.append(baton)
+        got = baton.acquire(timeout=timeout)
+        with self._mutex:
+            if not got:
+                try:
+                    self._line.remove(baton)
+                except ValueError:
+                    got = True  # handed over just as the wait ran out
+                else:
+                    return False
+            self._owner = threading.get_ident()
+        return True
+
+    def release(self) -> None:
+        """End this turn: hand it to the next writer in line, if any."""
+        with self._mutex:
+            self._owner = None
+            if self._line:
+                self._line.popleft().release()  # still held: it passes straight on
+            else:
+                self._held = False
+
+
+_writer_queues: dict[str, WriterQueue] = {}
+_writer_queues_mutex = threading.Lock()
+
+
+def _reset_writer_queues_after_fork() -> None:
+    # A forked worker process starts with none of its parent's transactions, so with no
+    # turns taken (a lock copied while held would never be released in the child).
+    global _writer_queues_mutex
+    _writer_queues_mutex = threading.Lock()
+    for queue in _writer_queues.values():
+        queue._reset()
+
+
+os.register_at_fork(after_in_child=_reset_writer_queues_after_fork)
+
+
+def writer_queue(path: str) -> WriterQueue:
+    """The one queue of this process's writers to the SQLite file at ``path``."""
+    key = os.path.realpath(path)
+    with _writer_queues_mutex:
+        queue = _writer_queues.get(key)
+        if queue is None:
+            queue = _writer_queues[key] = WriterQueue()
+        return queue
+
+
+class QueuedWriterConnection(sqlite3.Connection):
+    """A sqlite3 connection that holds its :class:`WriterQueue` turn while its write
+    transaction is open, and gives it up the moment that transaction ends."""
+
+    writer_queue: WriterQueue | None = None
+    _turn: WriterQueue | None = None
+
+    def begin_immediate(self) -> None:
+        queue = self.writer_queue
+        if queue is not None and self._turn is None:
+            started = time.monotonic()
+            if queue.acquire(SQLITE_BUSY_TIMEOUT_SECONDS):
+                self._turn = queue
+            else:  # leave it to SQLite's busy timeout, which raises "database is locked"
+                waited = round(time.monotonic() - started, 3)
+                log_event(log, "db.writer_queue_bypassed", logging.WARNING, waited_s=waited)
+        try:
+            self.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._end_turn()
+            raise
+
+    def _end_turn(self) -> None:
+        turn = self._turn
+        if turn is not None and not self.in_transaction:
+            self._turn = None
+            turn.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._end_turn()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._end_turn()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            turn, self._turn = self._turn, None
+            if turn is not None:
+                turn.release()
+
+
 def _sqlite_begin_immediate(conn: Any) -> None:
-    # Take the write lock at BEGIN so two writers queue on busy_timeout instead of one
-    # failing with "database is locked" when it upgrades a read transaction.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Take the write lock at BEGIN so two writers queue instead of one failing with
+    # "database is locked" when it upgrades a read transaction; in this process they
+    # queue in order of arrival (WriterQueue), other processes on busy_timeout.
+    dbapi_connection = conn.connection.dbapi_connection
+    if isinstance(dbapi_connection, QueuedWriterConnection):
+        dbapi_connection.begin_immediate()
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -77,13 +234,29 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # A file named plainly (not in memory, not a ``file:`` URI) gets a writer queue.
+        queued = path not in ("", ":memory:") and not path.startswith("file:")
+        connect_args: dict[str, Any] = {
+            "check_same_thread": False,
+            "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+            "isolation_level": None,
+        }
+        if queued:
+            connect_args["factory"] = QueuedWriterConnection
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+            connect_args=connect_args,
             poolclass=NullPool if path in ("", ":memory:") else None,
             hide_parameters=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        if queued:
+            queue = writer_queue(path)
+
+            def _join_writer_queue(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.writer_queue = queue
+
+            event.listen(engine, "connect", _join_writer_queue)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(
@@ -157,3 +330,46 @@ def insert_ignore(
     )
     result = session.execute(stmt).scalar_one_or_none()
     return int(result) if result is not None else None
+
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+# Built once per call site (model, columns, conflict target, dialect) and reused: building
+# an ORM INSERT and its cache key afresh cost more than running it.
+_insert_statements: dict[tuple[Any, ...], Any] = {}
+
+
+def insert_returning(
+    session: Session,
+    model: type[ModelT],
+    values: dict[str, Any],
+    conflict: list[str],
+    *,
+    conflict_where: ColumnElement[bool] | TextClause | None = None,
+) -> ModelT | None:
+    """Insert a row unless one with the same ``conflict`` columns exists (in the unique
+    index they name, partial when ``conflict_where`` is given), and return it loaded.
+
+    The new row comes back as an object in the session from the one statement, with its
+    defaults filled in; None when the row already existed (the caller selects it). Safe
+    under concurrency like :func:`insert_ignore`. Pending changes in the session are
+    flushed first unless autoflush is off.
+    """
+    dialect = session.get_bind().dialect.name
+    where_key = None if conflict_where is None else str(conflict_where)
+    key = (model, dialect, tuple(values), tuple(conflict), where_key)
+    statement = _insert_statements.get(key)
+    if statement is None:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        table: Any = model.__table__
+        core = (
+            insert(table)
+            .values({table.c[name]: bindparam(name) for name in values})
+            .on_conflict_do_nothing(index_elements=conflict, index_where=conflict_where)
+            .returning(*table.c)
+        )
+        statement = _insert_statements[key] = select(model).from_statement(core)
+    return session.scalars(statement, values).one_or_none()

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ringback.db import insert_ignore
+from ringback.db import insert_returning
 from ringback.models import Appointment, Patient, SuppressedNumber
 
 # Why a fresh record starts opted out: the number's earlier record was deleted on request
@@ -21,21 +21,30 @@ KEPT_OPT_OUT = "kept_after_deletion"
 
 
 def get_or_create(session: Session, location_id: str, phone: str, now: datetime) -> Patient:
-    created = insert_ignore(
+    return find_or_create(session, location_id, phone, now)[0]
+
+
+def find_or_create(
+    session: Session, location_id: str, phone: str, now: datetime
+) -> tuple[Patient, bool]:
+    """The record for this number at this location, and True when it was created just now
+    (so nothing else, no thread, text or appointment, can refer to it yet)."""
+    patient = insert_returning(
         session,
         Patient,
         {"location_id": location_id, "phone": phone, "created_at": now, "updated_at": now},
         ["location_id", "phone"],
     )
-    patient = session.scalars(
-        select(Patient).where(Patient.location_id == location_id, Patient.phone == phone)
-    ).one()
-    if created is not None:
-        suppressed = session.get(SuppressedNumber, (location_id, number_hash(location_id, phone)))
-        if suppressed is not None:
-            opt_out(patient, suppressed.opted_out_at, KEPT_OPT_OUT)
-            patient.updated_at = now
-    return patient
+    if patient is None:
+        existing = session.scalars(
+            select(Patient).where(Patient.location_id == location_id, Patient.phone == phone)
+        ).one()
+        return existing, False
+    suppressed = session.get(SuppressedNumber, (location_id, number_hash(location_id, phone)))
+    if suppressed is not None:
+        opt_out(patient, suppressed.opted_out_at, KEPT_OPT_OUT)
+        patient.updated_at = now
+    return patient, True
 
 
 def number_hash(location_id: str, phone: str) -> str:

@@ -259,6 +259,8 @@ class _Notes:
     call_ids: set[int] = field(default_factory=set)
     conversation_ids: set[int] = field(default_factory=set)
     unflushed: list[Any] = field(default_factory=list)
+    # Conversations opened in this transaction, with the one call (hour) behind each.
+    opened: dict[int, tuple[str, datetime]] = field(default_factory=dict)
 
 
 def _notes(session: Session) -> _Notes:
@@ -290,6 +292,15 @@ def conversation_changed(conversation: Conversation) -> None:
         _notes(session).conversation_ids.add(conversation.id)
 
 
+def conversation_opened(conversation: Conversation, call: Call) -> None:
+    """``call`` opened ``conversation`` in this transaction. Until it commits, that call is
+    the thread's only one, so the thread's days are known without looking its calls up."""
+    session = object_session(conversation)
+    if session is None or call.missed_at is None:
+        return
+    _notes(session).opened[conversation.id] = (call.location_id, hour_of(call.missed_at))
+
+
 def message_changed(message: Message) -> None:
     """A text-back or bot reply was sent or its delivery status moved."""
     if message.kind not in ("textback", "reply"):
@@ -313,6 +324,9 @@ def _mark_dirty_days(session: Session) -> None:
     conversation_ids = set(notes.conversation_ids)
     conversation_ids.update(c.id for c in notes.unflushed if c.id is not None)
     hours = set(notes.hours)
+    for conversation_id, hour in notes.opened.items():
+        conversation_ids.discard(conversation_id)
+        hours.add(hour)
     for location_id, missed_at in queries.cohort_moments(session, notes.call_ids, conversation_ids):
         hours.add((location_id, hour_of(missed_at)))
     queries.mark_dirty(session, hours, datetime.now(UTC))

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ringback.db import after_commit, insert_ignore, transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
-from ringback.messaging import inbound
+from ringback.messaging import inbound, outbox
 from ringback.missed_calls import service as missed_calls
 from ringback.models import ProviderEvent
 
@@ -90,41 +90,57 @@ def stored_payload(
 
 
 def handle(deps: Deps, event_id: int) -> None:
-    """Apply one stored event. Raises :class:`inbound.NotReady` to be retried later."""
+    """Apply one stored event. Raises :class:`inbound.NotReady` to be retried later.
+
+    The texts the event causes (a text-back, a reply) are claimed in its transaction and
+    sent by this job once that commits, rather than queued for another worker: the queue
+    would add a write, a wait and a read to every text-back.
+    """
     with transaction(deps.sessions) as session:
-        event = session.get(ProviderEvent, event_id, with_for_update=True)
-        if event is None or event.handled_at is not None:
-            return
+        texts = outbox.send_inline(session)
+        _apply(session, deps, event_id)
+    outbox.deliver_now(deps, texts)
+
+
+def _apply(session: Session, deps: Deps, event_id: int) -> None:
+    event = session.get(ProviderEvent, event_id, with_for_update=True)
+    if event is None or event.handled_at is not None:
+        return
+    location = deps.locations.get(event.location_id or "")
+    if location is None:
         event.attempts += 1
-        location = deps.locations.get(event.location_id or "")
-        if location is None:
-            event.handled_at = deps.clock()
-            event.last_error = f"unknown location {event.location_id!r}"
-            return
-        payload = dict(event.payload)
-        at = event.received_at
-        if event.kind == "voice":
-            mode = payload.get("_ringback_mode", missed_calls.call_mode(location, at))
-            missed_calls.on_voice(session, deps, location, payload, at, mode)
-        elif event.kind == "dial_result":
-            missed_calls.on_dial_result(session, deps, location, payload, at)
-        elif event.kind == "call_status":
-            seen = session.scalar(
-                select(ProviderEvent.id).where(
-                    ProviderEvent.provider == event.provider,
-                    ProviderEvent.kind == "dial_result",
-                    ProviderEvent.external_id == payload["CallSid"],
-                )
-            )
-            missed_calls.on_call_status(session, deps, location, payload, at, seen is not None)
-        elif event.kind == "sms":
-            inbound.on_inbound_sms(session, deps, location, payload, at)
-        elif event.kind == "sms_status":
-            inbound.on_sms_status(session, payload, at)
-        elif event.kind == "api_missed_call":
-            missed_calls.on_reported_miss(session, deps, location, payload)
         event.handled_at = deps.clock()
-        event.last_error = None
+        event.last_error = f"unknown location {event.location_id!r}"
+        return
+    payload = dict(event.payload)
+    # Which network the event came from (twilio, signalwire, api): calls and texts keep it.
+    payload["_provider"] = event.provider
+    at = event.received_at
+    if event.kind == "voice":
+        mode = payload.get("_ringback_mode", missed_calls.call_mode(location, at))
+        missed_calls.on_voice(session, deps, location, payload, at, mode)
+    elif event.kind == "dial_result":
+        missed_calls.on_dial_result(session, deps, location, payload, at)
+    elif event.kind == "call_status":
+        seen = session.scalar(
+            select(ProviderEvent.id).where(
+                ProviderEvent.provider == event.provider,
+                ProviderEvent.kind == "dial_result",
+                ProviderEvent.external_id == payload["CallSid"],
+            )
+        )
+        missed_calls.on_call_status(session, deps, location, payload, at, seen is not None)
+    elif event.kind == "sms":
+        inbound.on_inbound_sms(session, deps, location, payload, at)
+    elif event.kind == "sms_status":
+        inbound.on_sms_status(session, payload, at)
+    elif event.kind == "api_missed_call":
+        missed_calls.on_reported_miss(session, deps, location, payload)
+    # Counted here, not on the way in, so the event's row is written once: an attempt
+    # that fails rolls back with everything else either way.
+    event.attempts += 1
+    event.handled_at = deps.clock()
+    event.last_error = None
 
 
 def note_failure(deps: Deps, event_id: int, error: str) -> None:

@@ -61,7 +61,7 @@ def on_inbound_sms(
             "from_number": phone,
             "to_number": location.phone_number,
             "body": body,
-            "provider": "twilio",
+            "provider": str(payload.get("_provider") or location.provider),
             "provider_sid": payload["MessageSid"],
             "status": "received",
             "created_at": at,
@@ -133,9 +133,10 @@ def _open_conversation_for(
 
 def on_sms_status(session: Session, payload: dict[str, Any], at: datetime) -> None:
     sid = payload["MessageSid"]
+    provider = str(payload.get("_provider") or "twilio")
     message = session.scalars(
         select(Message)
-        .where(Message.provider == "twilio", Message.provider_sid == sid)
+        .where(Message.provider == provider, Message.provider_sid == sid)
         .with_for_update()
     ).one_or_none()
     if message is None:
@@ -154,4 +155,4 @@ def on_sms_status(session: Session, payload: dict[str, Any], at: datetime) -> No
     if code in OPTED_OUT_CODES:
         patients.opt_out(patient, at, "carrier")
     elif code in UNREACHABLE_CODES:
-        patients.mark_not_textable(patient, f"twilio_{code}", at)
+        patients.mark_not_textable(patient, f"{provider}_{code}", at)

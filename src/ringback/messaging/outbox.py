@@ -1,24 +1,26 @@
-"""The outbox: every outbound text is a row first, then a delivery job.
+"""The outbox: every outbound text is a row first, then a send.
 
 ``queue_sms`` writes the row in the caller's transaction (keyed by an idempotency key, so
 a retried decision never queues a second text) and enqueues delivery after commit.
 ``deliver`` claims the row (``pending`` -> ``sending``) in its own transaction before
-calling the provider, so two workers can never both send it. A send whose outcome is
-unknown (timeout, worker killed) is reconciled against the provider's message list
-before it is ever sent again.
+calling the provider, so two workers can never both send it. The event handler, which
+sends its texts itself (:func:`send_inline`), writes them claimed instead, in the
+transaction that decided them. A send whose outcome is unknown (timeout, worker killed)
+is reconciled against the provider's message list before it is ever sent again.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ringback import patients
-from ringback.db import after_commit, insert_ignore, transaction
+from ringback.db import after_commit, insert_returning, transaction
 from ringback.deps import Deps
 from ringback.funnel import rollup as funnel
 from ringback.logs import log_event
@@ -30,6 +32,7 @@ from ringback.ports import OutboundSms, SendFailure, SentSms
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
+_INLINE_SENDS = "ringback.outbox.inline_sends"
 RECONCILE_AFTER = timedelta(seconds=5)
 
 # Twilio's message statuses in the order they happen; a late callback never moves back.
@@ -52,6 +55,12 @@ def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
     """Exponential backoff with full jitter: 1 s, 2 s, 4 s ... capped at 5 minutes."""
     ceiling = min(2.0 ** max(attempt - 1, 0), 300.0)
     return timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))
+
+
+def _provider_of(deps: Deps, location_id: str) -> str:
+    """The network that sends the location's texts (its receipts come back tagged so)."""
+    location = deps.locations.get(location_id)
+    return location.provider if location is not None else "twilio"
 
 
 def queue_sms(
@@ -81,7 +90,11 @@ def queue_sms(
     if patient is None and to_number is None:
         raise ValueError("queue_sms needs a patient or a to_number")
     blocked = patients.why_not_textable(patient) if patient is not None else None
-    new_id = insert_ignore(
+    at = send_after if send_after and send_after > now else None
+    inline: list[ClaimedSms] | None = session.info.get(_INLINE_SENDS)
+    # Sent by this job after commit: claimed in the very transaction that writes it.
+    claim = inline is not None and at is None and not blocked
+    message = insert_returning(
         session,
         Message,
         {
@@ -89,32 +102,79 @@ def queue_sms(
             "conversation_id": conversation_id,
             "patient_id": patient.id if patient is not None else None,
             "call_id": call_id,
+            "provider": _provider_of(deps, location_id),
             "direction": "outbound",
             "kind": kind,
             "from_number": from_number,
             "to_number": patient.phone if patient is not None else to_number,
             "body": prefer_gsm7(body),
             "idempotency_key": idempotency_key,
-            "status": "suppressed" if blocked else "pending",
+            "status": "suppressed" if blocked else "sending" if claim else "pending",
             "error_detail": blocked,
+            "attempts": 1 if claim else 0,
             "created_at": now,
             "trigger_at": trigger_at,
             "send_after": send_after or now,
+            "claimed_at": now if claim else None,
         },
         ["idempotency_key"],
     )
-    message = session.scalars(
-        select(Message).where(Message.idempotency_key == idempotency_key)
-    ).one()
-    if new_id is None:
-        return message
+    if message is None:
+        return session.scalars(
+            select(Message).where(Message.idempotency_key == idempotency_key)
+        ).one()
     if blocked:
         log_event(log, "sms.suppressed", message_id=message.id, kind=kind, reason=blocked)
         return message
-    at = send_after if send_after and send_after > now else None
     mid = message.id
-    after_commit(session, lambda: deps.jobs.deliver_sms(mid, at))
+    if claim and inline is not None:
+        claimed = ClaimedSms(mid, _outbound(message, deps), kind)
+        after_commit(session, lambda: inline.append(claimed))
+    else:
+        after_commit(session, lambda: deps.jobs.deliver_sms(mid, at))
     return message
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedSms:
+    """A text written already claimed (``sending``), for its writer to send after commit."""
+
+    message_id: int
+    sms: OutboundSms
+    kind: str
+
+
+def send_inline(session: Session) -> list[ClaimedSms]:
+    """Have the texts this session queues for now sent by its caller, not by delivery jobs.
+
+    For a job that queues texts and can send them itself the moment its transaction
+    commits (the event handler: a text-back, a reply). Each such text is written claimed
+    (``sending``, one attempt), so the claim is part of the transaction that decided to
+    send it: no sweep or job can send it too. The returned list fills with them on commit
+    (and stays empty on rollback); pass it to :func:`deliver_now`. A text for later is
+    still written ``pending`` and scheduled as a delivery job.
+    """
+    inline: list[ClaimedSms] = []
+    session.info[_INLINE_SENDS] = inline
+    return inline
+
+
+def deliver_now(deps: Deps, claimed: list[ClaimedSms]) -> None:
+    """Send the texts a committed transaction claimed (see :func:`send_inline`).
+
+    Saves a write, a wait in the queue and a read on the way to the provider. If this
+    process dies before a send is settled, the sweep finds the claim unsettled and
+    reconciles it with the provider's message list before ever sending it again, as for
+    a worker that died mid-send; an unexpected error here schedules that reconcile.
+    """
+    for text in claimed:
+        try:
+            _send(deps, text.message_id, text.sms, text.kind)
+        except Exception:
+            log.exception(
+                "sms.inline_send_failed", extra={"fields": {"message_id": text.message_id}}
+            )
+            deps.jobs.reconcile_sms(text.message_id, deps.clock() + RECONCILE_AFTER)
 
 
 def _outbound(message: Message, deps: Deps) -> OutboundSms:
@@ -149,6 +209,11 @@ def deliver(deps: Deps, message_id: int) -> None:
         message.attempts += 1
         sms = _outbound(message, deps)
         kind = message.kind
+    _send(deps, message_id, sms, kind)
+
+
+def _send(deps: Deps, message_id: int, sms: OutboundSms, kind: str) -> None:
+    """Send a claimed text and record what the provider said."""
     try:
         sent = deps.sms.send(sms)
     except SendFailure as failure:
@@ -211,7 +276,7 @@ def _record_failure(deps: Deps, message_id: int, failure: SendFailure) -> None:
             if patient is not None and failure.kind == "opted_out":
                 patients.opt_out(patient, now, "carrier")
             elif patient is not None and failure.kind == "not_textable":
-                patients.mark_not_textable(patient, f"twilio_{failure.code}", now)
+                patients.mark_not_textable(patient, f"{message.provider}_{failure.code}", now)
             log_event(log, "sms.failed", logging.WARNING, kind=failure.kind, **fields)
 
 

@@ -11,14 +11,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from ringback import patients
 from ringback.config import Location
 from ringback.conversation import service as conversation_service
-from ringback.db import insert_ignore
+from ringback.db import insert_returning
 from ringback.deps import Deps
 from ringback.funnel import rollup as funnel
 from ringback.integrations import webhooks
@@ -68,14 +67,15 @@ def _upsert_call(
     at: datetime,
     mode: str,
     *,
-    provider: str = "twilio",
+    provider: str | None = None,
 ) -> Call:
+    provider = provider or str(payload.get("_provider") or location.provider)
     from_raw = str(payload.get("From", "")).strip()
     try:
         from_number = None if is_anonymous(from_raw) else normalize_e164(from_raw)
     except InvalidPhoneNumber:
         from_number = None
-    insert_ignore(
+    call = insert_returning(
         session,
         Call,
         {
@@ -91,12 +91,13 @@ def _upsert_call(
         },
         ["provider", "call_sid"],
     )
-    call = session.scalars(
+    if call is not None:
+        return call  # new in this transaction: no one else can hold it
+    return session.scalars(
         select(Call)
         .where(Call.provider == provider, Call.call_sid == payload["CallSid"])
         .with_for_update(of=Call)
     ).one()
-    return call
 
 
 def _mark_missed(call: Call, reason: str, at: datetime) -> bool:
@@ -192,9 +193,12 @@ def _missed(session: Session, deps: Deps, location: Location, call: Call) -> Non
         reason=call.miss_reason,
         caller=redact(call.from_number or call.from_raw),
     )
-    screen_and_text(session, deps, location, call)
+    # Held here so the webhook below finds the patient in the session rather than
+    # loading it again (the session keeps unchanged rows only while they are in use).
+    patient = screen_and_text(session, deps, location, call)
     funnel.call_changed(call)
     webhooks.call_missed(session, deps, call)
+    del patient
 
 
 def _cached_line_type(session: Session, deps: Deps, number: str) -> str | None:
@@ -217,39 +221,59 @@ def _cached_line_type(session: Session, deps: Deps, number: str) -> str | None:
 
 
 def _open_conversation(session: Session, location_id: str, patient_id: int) -> Conversation | None:
+    # ``is_open`` as the plain column, the partial unique index's own predicate, so the
+    # planner can answer from that index (``is_open IS true`` does not match it).
     return session.scalars(
         select(Conversation).where(
             Conversation.location_id == location_id,
             Conversation.patient_id == patient_id,
-            Conversation.is_open.is_(True),
+            Conversation.is_open,
         )
     ).one_or_none()
 
 
 def open_conversation(
-    session: Session, location_id: str, patient: Patient, now: datetime, variant: str | None
+    session: Session,
+    location_id: str,
+    patient: Patient,
+    now: datetime,
+    variant: str | None,
+    *,
+    known_none_open: bool = False,
 ) -> tuple[Conversation, bool]:
     """The patient's open conversation, creating it if there is none; True when created.
 
     One thread per caller is a partial unique index, so two simultaneous misses from one
-    caller cannot open two threads: the loser of the race joins the winner's.
+    caller cannot open two threads: the loser of the race joins the winner's (its insert
+    does nothing, and it reads the winner's row). ``known_none_open`` skips the first
+    look when the caller has just looked in this transaction.
     """
-    existing = _open_conversation(session, location_id, patient.id)
-    if existing is not None:
-        return existing, False
-    conversation = Conversation(
-        location_id=location_id, patient_id=patient.id, opened_at=now, variant=variant, state={}
-    )
-    try:
-        with session.begin_nested():
-            session.add(conversation)
-            session.flush()
-    except IntegrityError:
+    if not known_none_open:
         existing = _open_conversation(session, location_id, patient.id)
-        if existing is None:
-            raise
-        return existing, False
-    return conversation, True
+        if existing is not None:
+            return existing, False
+    conversation = insert_returning(
+        session,
+        Conversation,
+        {
+            "location_id": location_id,
+            "patient_id": patient.id,
+            "opened_at": now,
+            "variant": variant,
+            "state": {},
+        },
+        ["location_id", "patient_id"],
+        conflict_where=text("is_open"),  # the partial unique index's predicate
+    )
+    if conversation is not None:
+        return conversation, True
+    existing = _open_conversation(session, location_id, patient.id)
+    if existing is None:
+        raise RuntimeError(
+            f"no open conversation for patient {patient.id} at {location_id!r}, "
+            "yet opening one conflicted"
+        )
+    return existing, False
 
 
 def _last_textback_at(session: Session, patient_id: int) -> datetime | None:
@@ -277,58 +301,77 @@ def textback_body(location: Location, variant_index: int, appointment_at: dateti
     return body
 
 
-def screen_and_text(session: Session, deps: Deps, location: Location, call: Call) -> None:
-    """Screen a missed call once and, when it is recoverable, queue the text-back."""
+def screen_and_text(session: Session, deps: Deps, location: Location, call: Call) -> Patient | None:
+    """Screen a missed call once and, when it is recoverable, queue the text-back.
+
+    Returns the caller's patient record (None for a withheld or invalid number, or when
+    the call was screened before).
+    """
     if call.screening is not None:
-        return
+        return None
     now = deps.clock()
     number = call.from_number
-    patient = patients.get_or_create(session, location.id, number, now) if number else None
-    call.patient_id = patient.id if patient else None
-    open_conv = _open_conversation(session, location.id, patient.id) if patient else None
-    appointment = (
-        patients.upcoming_appointment(
-            session, patient.id, now, now + timedelta(hours=location.appointment_window_hours)
+    # The look-ups below read nothing this transaction has changed, so the call's changes
+    # (missed, screened, its patient and thread) wait and go out as one UPDATE.
+    with session.no_autoflush:
+        patient, new_patient = (
+            patients.find_or_create(session, location.id, number, now) if number else (None, False)
         )
-        if patient
-        else None
-    )
-    facts = CallerFacts(
-        anonymous=is_anonymous(call.from_raw),
-        number=number,
-        own_number=number in location.own_numbers(),
-        blocklisted=number in location.blocklist,
-        opted_out=bool(patient and patient.opted_out_at),
-        wrong_number=bool(patient and patient.wrong_number_at),
-        not_textable=bool(patient and (patient.not_textable_reason or patient.deleted_at)),
-        open_conversation_id=open_conv.id if open_conv else None,
-        last_textback_at=_last_textback_at(session, patient.id) if patient else None,
-        upcoming_appointment_at=appointment.starts_at if appointment else None,
-    )
-    line_type = (
-        (lambda: _cached_line_type(session, deps, number))
-        if location.skip_landlines and number
-        else None
-    )
-    decision = screen(facts, now=now, cooldown_hours=location.cooldown_hours, line_type=line_type)
-    call.screening = decision.outcome
-    call.screening_detail = decision.detail
-    call.screened_at = now
-    if open_conv is not None:
-        call.conversation_id = open_conv.id
-    log_event(log, "missed_call.screened", call_id=call.id, outcome=decision.outcome)
-    if not decision.texts or patient is None or number is None:
-        return
-    variants = 1 + len(location.messages.textback_variants)
-    variant_index = call.id % variants
-    conversation, created = open_conversation(
-        session, location.id, patient, now, variant="ABCDEFGH"[variant_index % 8]
-    )
-    call.conversation_id = conversation.id
-    if not created:
-        call.screening = "joined_conversation"
-        call.screening_detail = f"joined open conversation {conversation.id}"
-        return
+        # A record created just now has no thread, text or appointment to look up.
+        known = patient if patient is not None and not new_patient else None
+        open_conv = _open_conversation(session, location.id, known.id) if known else None
+        appointment = (
+            patients.upcoming_appointment(
+                session, known.id, now, now + timedelta(hours=location.appointment_window_hours)
+            )
+            if known
+            else None
+        )
+        facts = CallerFacts(
+            anonymous=is_anonymous(call.from_raw),
+            number=number,
+            own_number=number in location.own_numbers(),
+            blocklisted=number in location.blocklist,
+            opted_out=bool(patient and patient.opted_out_at),
+            wrong_number=bool(patient and patient.wrong_number_at),
+            not_textable=bool(patient and (patient.not_textable_reason or patient.deleted_at)),
+            open_conversation_id=open_conv.id if open_conv else None,
+            last_textback_at=_last_textback_at(session, known.id) if known else None,
+            upcoming_appointment_at=appointment.starts_at if appointment else None,
+        )
+        line_type = (
+            (lambda: _cached_line_type(session, deps, number))
+            if location.skip_landlines and number
+            else None
+        )
+        decision = screen(
+            facts, now=now, cooldown_hours=location.cooldown_hours, line_type=line_type
+        )
+        call.patient_id = patient.id if patient else None
+        call.screening = decision.outcome
+        call.screening_detail = decision.detail
+        call.screened_at = now
+        if open_conv is not None:
+            call.conversation_id = open_conv.id
+        log_event(log, "missed_call.screened", call_id=call.id, outcome=decision.outcome)
+        if not decision.texts or patient is None or number is None:
+            return patient
+        variants = 1 + len(location.messages.textback_variants)
+        variant_index = call.id % variants
+        conversation, created = open_conversation(
+            session,
+            location.id,
+            patient,
+            now,
+            variant="ABCDEFGH"[variant_index % 8],
+            known_none_open=open_conv is None,
+        )
+        call.conversation_id = conversation.id
+        if not created:
+            call.screening = "joined_conversation"
+            call.screening_detail = f"joined open conversation {conversation.id}"
+            return patient
+        funnel.conversation_opened(conversation, call)
     send_after = None
     if location.hold_textback_outside_texting_hours:
         send_after = location.next_texting_time(now)
@@ -346,7 +389,6 @@ def screen_and_text(session: Session, deps: Deps, location: Location, call: Call
         trigger_at=call.missed_at,
         send_after=send_after,
     )
-    conversation.last_outbound_at = now
     conversation_service.texted_back(
         session,
         deps,
@@ -355,3 +397,6 @@ def screen_and_text(session: Session, deps: Deps, location: Location, call: Call
         patient,
         about_appointment=facts.upcoming_appointment_at is not None,
     )
+    # Set after the machine's step, so the new thread is updated once, not twice.
+    conversation.last_outbound_at = now
+    return patient
