@@ -38,11 +38,16 @@ from ringback.db import Base, make_engine
 from ringback.integrations.twilio_fake import FakeTwilio, FakeTwilioServer
 from ringback.runtime import Runtime, build_runtime
 from ringback.schema import upgrade
+from ringback.telephony.senders import build_telephony
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_LOCATIONS = REPO / "src" / "ringback" / "demo" / "locations.yaml"
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+# A SignalWire project (Space URL points at the fake_signalwire server when asked for).
+SIGNALWIRE_PROJECT_ID = "5f0c7a4e-1b2d-4c3e-8f9a-0b1c2d3e4f5a"
+SIGNALWIRE_API_TOKEN = "PT-test-api-token-0123456789"
+SIGNALWIRE_SIGNING_KEY = "PSK_test-signing-key-abcdef"
 DATABASE = os.environ.get("RINGBACK_TEST_DATABASE", "sqlite")
 QUEUE = os.environ.get("RINGBACK_TEST_QUEUE", "sqlite")
 PG_URL = os.environ.get("RINGBACK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -140,6 +145,19 @@ def fake_twilio() -> Iterator[FakeTwilioServer]:
     assert state.violations == [], f"requests Twilio would refuse: {state.violations}"
 
 
+@pytest.fixture
+def fake_signalwire() -> Iterator[FakeTwilioServer]:
+    """The fake playing a SignalWire Space; ``make_service(signalwire=True)`` uses it."""
+    state = FakeTwilio.signalwire(
+        project_id=SIGNALWIRE_PROJECT_ID,
+        api_token=SIGNALWIRE_API_TOKEN,
+        signing_key=SIGNALWIRE_SIGNING_KEY,
+    )
+    with FakeTwilioServer(state) as server:
+        yield server
+    assert state.violations == [], f"requests SignalWire would refuse: {state.violations}"
+
+
 # --- the service -----------------------------------------------------------------------
 
 
@@ -187,6 +205,8 @@ class Service:
     http: httpx.Client
     locations: Locations
     sent: list[str] = field(default_factory=list)
+    # The fake SignalWire Space, when started with ``signalwire=True``.
+    signalwire: FakeTwilio | None = None
 
     def sign(self, path: str, params: dict[str, str]) -> str:
         return str(RequestValidator(AUTH_TOKEN).compute_signature(self.public_url + path, params))
@@ -236,7 +256,11 @@ def settle(seconds: float = 0.6) -> None:
 
 @pytest.fixture
 def make_service(
-    database_url: str, queue_url: str, fake_twilio: FakeTwilioServer, tmp_path: Path
+    database_url: str,
+    queue_url: str,
+    fake_twilio: FakeTwilioServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Callable[..., Service]]:
     started: list[tuple[ServerThread, Runtime, httpx.Client]] = []
 
@@ -247,6 +271,7 @@ def make_service(
         public_url: str | None = None,
         run_worker: bool = True,
         settings_overrides: dict[str, Any] | None = None,
+        signalwire: bool = False,
     ) -> Service:
         config = yaml.safe_load(DEMO_LOCATIONS.read_text())
         if edit is not None:
@@ -270,7 +295,25 @@ def make_service(
             **(settings_overrides or {}),
         )
         clock = TestClock(now)
-        runtime = build_runtime(settings, locations, clock=clock)
+        fake_sw: FakeTwilioServer | None = None
+        if signalwire:
+            fake_sw = request.getfixturevalue("fake_signalwire")
+            settings = settings.model_copy(
+                update={
+                    "signalwire_project_id": SIGNALWIRE_PROJECT_ID,
+                    "signalwire_api_token": SIGNALWIRE_API_TOKEN,
+                    "signalwire_space_url": fake_sw.url,
+                    "signalwire_signing_key": SIGNALWIRE_SIGNING_KEY,
+                }
+            )
+            # Texts go through the provider of the location they are from.
+            telephony = build_telephony(settings, locations)
+            runtime = build_runtime(
+                settings, locations, clock=clock, sms=telephony.sms, lookup=telephony.lookup
+            )
+            runtime.closers.append(telephony.close)
+        else:
+            runtime = build_runtime(settings, locations, clock=clock)
         server = ServerThread(create_app(runtime, run_worker=run_worker), port).__enter__()
         http = httpx.Client(timeout=10)
         started.append((server, runtime, http))
@@ -283,6 +326,7 @@ def make_service(
             clock=clock,
             http=http,
             locations=locations,
+            signalwire=fake_sw.state if fake_sw is not None else None,
         )
 
     yield start

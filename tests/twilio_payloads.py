@@ -27,3 +27,24 @@ def new_message_sid() -> str:
 def caller_number(index: int) -> str:
     """Distinct valid US mobile-looking numbers for tests (555-01xx is reserved for fiction)."""
     return f"+1213555{index % 10000:04d}"
+
+
+# SignalWire's compatibility webhooks post Twilio's fields; its ids are UUIDs (calls,
+# messages, and the project as AccountSid).
+_SIGNALWIRE_IDS = ("CallSid", "DialCallSid", "MessageSid", "SmsSid", "SmsMessageSid")
+
+
+def new_signalwire_sid() -> str:
+    return str(uuid.uuid4())
+
+
+def signalwire_payload(name: str, project_id: str, **overrides: str) -> dict[str, str]:
+    """A recorded Twilio example as SignalWire would post it (one fresh id per payload)."""
+    data = payload(name)
+    data["AccountSid"] = project_id
+    sid = new_signalwire_sid()
+    for key in _SIGNALWIRE_IDS:
+        if key in data:
+            data[key] = new_signalwire_sid() if key == "DialCallSid" else sid
+    data.update(overrides)
+    return data

@@ -11,7 +11,15 @@ from typing import Annotated, Any
 
 import typer
 
-from ringback.config import ConfigError, Locations, Settings, load_locations, load_settings
+from ringback import booking_cli as calendars_cli
+from ringback.config import (
+    ConfigError,
+    Locations,
+    Settings,
+    check_provider_settings,
+    load_locations,
+    load_settings,
+)
 from ringback.funnel import cli as funnel_cli
 from ringback.integrations import webhooks_cli
 from ringback.jobs import QueueUrlError
@@ -33,6 +41,7 @@ tokens_app = typer.Typer(help="API tokens for the JSON API.", no_args_is_help=Tr
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(records_app, name="patients")
+app.add_typer(calendars_cli.app, name="calendars")
 log = logging.getLogger("ringback.cli")
 
 
@@ -47,6 +56,7 @@ def _load(config: Path | None = None) -> tuple[Settings, Locations]:
         if config is not None:
             settings = settings.model_copy(update={"config": config})
         locations = load_locations(settings.config)
+        check_provider_settings(settings, locations)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     configure_logging(settings.log_level)
@@ -77,7 +87,7 @@ def serve(
     from ringback.schema import upgrade
 
     settings, locations = _load(config)
-    if not settings.twilio_auth_token:
+    if not settings.twilio_auth_token and any(loc.provider == "twilio" for loc in locations):
         raise _fail("TWILIO_AUTH_TOKEN is not set: webhooks cannot be verified (see README)")
     try:
         runtime = build_runtime(settings, locations)

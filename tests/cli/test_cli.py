@@ -135,7 +135,7 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     second = ringback("db", "upgrade", env=env)
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0
-    assert "database at revision 0001" in second.stdout
+    assert "database at revision 0003" in second.stdout  # the newest migration
 
 
 def test_users_and_tokens_from_the_cli(tmp_path: Path) -> None:
@@ -214,3 +214,25 @@ def test_users_and_tokens_from_the_cli(tmp_path: Path) -> None:
     again = ringback("tokens", "revoke", "1", env=env)
     assert again.returncode == 2
     assert "no such active token" in again.stderr
+
+
+def test_check_config_names_missing_signalwire_settings(tmp_path: Path) -> None:
+    import yaml
+
+    config = yaml.safe_load(DEMO.read_text())
+    config["locations"][1]["provider"] = "signalwire"
+    path = tmp_path / "locations.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {
+        "RINGBACK_CONFIG": str(path),
+        "SIGNALWIRE_PROJECT_ID": "",
+        "SIGNALWIRE_API_TOKEN": "",
+        "SIGNALWIRE_SPACE_URL": "",
+        "SIGNALWIRE_SIGNING_KEY": "",
+    }
+    result = ringback("check-config", env=env)
+    assert result.returncode == 2
+    assert "SIGNALWIRE_PROJECT_ID" in result.stderr
+    assert "SIGNALWIRE_SIGNING_KEY" in result.stderr
+    assert "glow-westside use provider signalwire" in result.stderr
+    assert "Traceback" not in result.stderr

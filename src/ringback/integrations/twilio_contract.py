@@ -215,12 +215,16 @@ class TwilioContract:
         authorization: str | None,
         expected_account_sid: str,
         expected_auth_token: str,
+        *,
+        path_rules: Mapping[str, ValueRule] | None = None,
     ) -> list[str]:
         """Every way this request breaks the contract, as sentences; empty if it is valid.
 
         ``path`` is the percent-decoded path, ``form`` the decoded
         ``application/x-www-form-urlencoded`` body (``None`` when there is none) and
-        ``authorization`` the raw ``Authorization`` header.
+        ``authorization`` the raw ``Authorization`` header. ``path_rules`` replaces the
+        spec's rule for the named path parameters: a provider that mirrors this API with
+        ids of its own shape (SignalWire's UUIDs) is held to everything else.
         """
         violations = self.check_request(
             method,
@@ -230,6 +234,7 @@ class TwilioContract:
             authorization,
             expected_account_sid,
             expected_auth_token,
+            path_rules=path_rules,
         )
         return [violation.message for violation in violations]
 
@@ -242,6 +247,8 @@ class TwilioContract:
         authorization: str | None,
         expected_account_sid: str,
         expected_auth_token: str,
+        *,
+        path_rules: Mapping[str, ValueRule] | None = None,
     ) -> list[ContractViolation]:
         """Like :meth:`check`, keeping the kind, field and Twilio error code of each."""
         method = method.upper()
@@ -282,7 +289,7 @@ class TwilioContract:
                         twilio_code=20003,
                     )
                 )
-        violations += _path_violations(operation, path_values)
+        violations += _path_violations(operation, path_values, path_rules or {})
         violations += _query_violations(operation, query)
         violations += _body_violations(operation, form)
         rule = _BUSINESS_RULES.get(operation.operation_id)
@@ -468,11 +475,11 @@ def _auth_violations(
 
 
 def _path_violations(
-    operation: _Operation, path_values: Mapping[str, str]
+    operation: _Operation, path_values: Mapping[str, str], overrides: Mapping[str, ValueRule]
 ) -> list[ContractViolation]:
     violations: list[ContractViolation] = []
     for name, value in path_values.items():
-        rule = operation.path_rules.get(name)
+        rule = overrides.get(name, operation.path_rules.get(name))
         problem = rule.problem_with(value) if rule is not None else None
         if problem is not None:
             violations.append(

@@ -12,6 +12,12 @@ Typical use::
     with FakeTwilioServer(state) as server:
         ...  # point the Twilio base URLs at server.url
     assert state.violations == []
+
+The same fake also plays SignalWire (:meth:`FakeTwilio.signalwire`): SignalWire's
+compatibility REST API is Twilio's API v2010 under ``https://{space}/api/laml`` with the
+Project ID and an API token for basic auth, UUIDs for ids, and status callbacks signed
+with the project's signing key in ``X-SignalWire-Signature``. Requests are held to the
+same Twilio OpenAPI contract, with only the id rules swapped for UUIDs.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from ringback.integrations.twilio_contract import (
     FORM_MEDIA_TYPE,
     ContractViolation,
     TwilioContract,
+    ValueRule,
     basic_auth_problem,
     parse_twilio_datetime,
 )
@@ -62,6 +69,15 @@ MAX_PAGE_SIZE = 1000
 GENERIC_BAD_REQUEST_CODE = 70002
 
 FakeOperation = Literal["create_message", "list_messages", "fetch_message", "lookup"]
+# Which provider the fake plays: Twilio itself, or SignalWire's compatibility API.
+Dialect = Literal["twilio", "signalwire"]
+SIGNALWIRE_API_PREFIX = "/api/laml"
+_UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# SignalWire's ids in Twilio's path templates: the project (AccountSid) and message (Sid).
+_SIGNALWIRE_PATH_RULES: Mapping[str, ValueRule] = {
+    "AccountSid": ValueRule(type="string", pattern=re.compile(_UUID_PATTERN)),
+    "Sid": ValueRule(type="string", pattern=re.compile(_UUID_PATTERN)),
+}
 FinalDeliveryStatus = Literal["delivered", "undelivered", "failed"]
 
 # What Twilio answers for the errors tests script most, as (HTTP status, message).
@@ -147,6 +163,7 @@ class RecordedMessage:
     # When the request reached the fake: wall clock (UTC) and ``time.monotonic()``.
     received_at: datetime
     received_monotonic: float
+    dialect: Dialect = "twilio"
 
     @property
     def date_sent(self) -> datetime:
@@ -155,6 +172,10 @@ class RecordedMessage:
 
     @property
     def uri(self) -> str:
+        if self.dialect == "signalwire":
+            # As in SignalWire's sample Message object: under /api/laml, no ".json".
+            path = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}"
+            return SIGNALWIRE_API_PREFIX + path
         return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}.json"
 
     def to_twilio_json(self) -> dict[str, object]:
@@ -167,7 +188,12 @@ class RecordedMessage:
             "date_sent": format_datetime(self.date_sent),
             "date_updated": format_datetime(self.date_updated),
             "direction": "outbound-api",
-            "error_code": self.error_code,
+            # SignalWire documents error_code as a string.
+            "error_code": (
+                str(self.error_code)
+                if self.dialect == "signalwire" and self.error_code is not None
+                else self.error_code
+            ),
             "error_message": None,
             "from": self.from_,
             "messaging_service_sid": self.messaging_service_sid,
@@ -248,9 +274,17 @@ class FakeTwilio:
         delivery_step_seconds: float = 0.05,
         delay_seconds: float = 0.0,
         on_message: Callable[[RecordedMessage], None] | None = None,
+        dialect: Dialect = "twilio",
+        signing_key: str | None = None,
     ) -> None:
-        self.account_sid = account_sid or "AC" + secrets.token_hex(16)
+        self.dialect: Dialect = dialect
+        if dialect == "signalwire":
+            # The Project ID and an API token; ``signing_key`` signs status callbacks.
+            self.account_sid = account_sid or str(uuid.uuid4())
+        else:
+            self.account_sid = account_sid or "AC" + secrets.token_hex(16)
         self.auth_token = auth_token or secrets.token_hex(16)
+        self.signing_key = signing_key or secrets.token_hex(16)
         self.contract = contract
         self.lookup_contract = lookup_contract
         # After accepting a message, move it to sent then delivered (or the scripted
@@ -295,6 +329,31 @@ class FakeTwilio:
             lookup_contract=TwilioContract.lookups_v2(),
             simulate_delivery=simulate_delivery,
             on_message=on_message,
+        )
+
+    @classmethod
+    def signalwire(
+        cls,
+        *,
+        project_id: str | None = None,
+        api_token: str | None = None,
+        signing_key: str | None = None,
+        simulate_delivery: bool = False,
+        on_message: Callable[[RecordedMessage], None] | None = None,
+    ) -> FakeTwilio:
+        """A fake SignalWire Space, checking requests against Twilio's API v2010 contract.
+
+        It serves ``/api/laml/2010-04-01/Accounts/{ProjectID}/Messages...`` only (no
+        Lookup: SignalWire has no Twilio-compatible one); point the Space URL at ``url``.
+        """
+        return cls(
+            account_sid=project_id,
+            auth_token=api_token,
+            contract=TwilioContract.api_v2010(),
+            simulate_delivery=simulate_delivery,
+            on_message=on_message,
+            dialect="signalwire",
+            signing_key=signing_key,
         )
 
     # --- scripting -------------------------------------------------------------------
@@ -542,7 +601,10 @@ class _Background:
 
 
 def create_fake_twilio_app(state: FakeTwilio) -> Starlette:
-    """The fake as an ASGI app: Messages and Lookup v2, behind the contract check."""
+    """The fake as an ASGI app: Messages and Lookup v2, behind the contract check.
+
+    Playing SignalWire, it serves Messages under ``/api/laml`` and no Lookup.
+    """
     background = _Background()
 
     async def create_message(state: FakeTwilio, call: _Call) -> Response:
@@ -552,8 +614,9 @@ def create_fake_twilio_app(state: FakeTwilio) -> Starlette:
         ("POST", _MESSAGES_PATH, "create_message", create_message),
         ("GET", _MESSAGES_PATH, "list_messages", _list_messages),
         ("GET", _MESSAGE_PATH, "fetch_message", _fetch_message),
-        ("GET", _LOOKUP_PATH, "lookup", _lookup),
     ]
+    if state.dialect == "twilio":
+        handlers.append(("GET", _LOOKUP_PATH, "lookup", _lookup))
 
     async def front_door(request: Request) -> Response:
         received_monotonic = time.monotonic()
@@ -583,13 +646,14 @@ def create_fake_twilio_app(state: FakeTwilio) -> Starlette:
                 )
             )
 
-        refusal = _refusal(state, request, path, query, form, body, is_form)
+        api_path = _api_path(state, path)
+        refusal = _refusal(state, request, path, api_path, query, form, body, is_form)
         if refusal is not None:
             record(None, refusal.http_status)
             return refusal.response()
-        routed = _route(handlers, method, path)
+        routed = _route(handlers, method, api_path or path)
         if routed is None:
-            message = f"{method} {path}: the fake Twilio does not implement this endpoint"
+            message = f"{method} {path}: the fake {state.dialect} does not implement this endpoint"
             state._record_violations([message])
             record(None, 404)
             return TwilioError(404, 20404, message).response()
@@ -646,10 +710,20 @@ def _route(
     return None
 
 
+def _api_path(state: FakeTwilio, path: str) -> str | None:
+    """The path in Twilio's terms; ``None`` for a SignalWire path outside ``/api/laml``."""
+    if state.dialect == "twilio":
+        return path
+    if path.startswith(SIGNALWIRE_API_PREFIX + "/"):
+        return path.removeprefix(SIGNALWIRE_API_PREFIX)
+    return None
+
+
 def _refusal(
     state: FakeTwilio,
     request: Request,
     path: str,
+    api_path: str | None,
     query: Mapping[str, str],
     form: Mapping[str, list[str]] | None,
     body: bytes,
@@ -657,8 +731,18 @@ def _refusal(
 ) -> TwilioError | None:
     """Check the request against the contract (or, without one, just the credentials)."""
     authorization = request.headers.get("authorization")
-    contract = state.lookup_contract if path.startswith("/v2/") else state.contract
     violations: list[ContractViolation] = []
+    if api_path is None:
+        violations.append(
+            ContractViolation(
+                "unknown_path",
+                f"{request.method} {path}: SignalWire serves its compatibility API "
+                f"under {SIGNALWIRE_API_PREFIX}/{API_VERSION}/...",
+                twilio_code=20404,
+            )
+        )
+        api_path = path
+    contract = state.lookup_contract if api_path.startswith("/v2/") else state.contract
     if body and not is_form:
         content_type = request.headers.get("content-type", "none")
         violations.append(
@@ -671,12 +755,13 @@ def _refusal(
     if contract is not None:
         violations += contract.check_request(
             request.method,
-            path,
+            api_path,
             query,
             form,
             authorization,
             state.account_sid,
             state.auth_token,
+            path_rules=_SIGNALWIRE_PATH_RULES if state.dialect == "signalwire" else None,
         )
     else:
         problem = basic_auth_problem(authorization, state.account_sid, state.auth_token)
@@ -712,7 +797,11 @@ async def _create_message(state: FakeTwilio, call: _Call, background: _Backgroun
     media_urls = tuple(form.get("MediaUrl", []))
     accepted_at = _now_to_the_second()
     message = RecordedMessage(
-        sid=("MM" if media_urls else "SM") + uuid.uuid4().hex,
+        sid=(
+            str(uuid.uuid4())
+            if state.dialect == "signalwire"
+            else ("MM" if media_urls else "SM") + uuid.uuid4().hex
+        ),
         account_sid=state.account_sid,
         to=to_number,
         from_=first("From"),
@@ -729,6 +818,7 @@ async def _create_message(state: FakeTwilio, call: _Call, background: _Backgroun
         date_updated=accepted_at,
         received_at=call.received_at,
         received_monotonic=call.received_monotonic,
+        dialect=state.dialect,
     )
     state._store_message(message)
     if state.on_message is not None:
@@ -950,14 +1040,19 @@ async def _post_status_callback(
         params["MessagingServiceSid"] = message.messaging_service_sid
     if message.error_code is not None:
         params["ErrorCode"] = str(message.error_code)
-    signature = str(RequestValidator(state.auth_token).compute_signature(url, params))
+    if state.dialect == "signalwire":
+        # SignalWire signs with the project's signing key, in its own header.
+        key, header, agent = state.signing_key, "X-SignalWire-Signature", "SignalWire"
+    else:
+        key, header, agent = state.auth_token, "X-Twilio-Signature", "TwilioProxy/1.1"
+    signature = str(RequestValidator(key).compute_signature(url, params))
     response_status: int | None = None
     error: str | None = None
     try:
         response = await client.post(
             url,
             data=params,
-            headers={"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"},
+            headers={header: signature, "User-Agent": agent},
         )
         response_status = response.status_code
     except httpx.HTTPError as exc:

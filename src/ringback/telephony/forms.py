@@ -1,17 +1,36 @@
-"""Twilio's webhook forms, validated at the edge. Unknown extra fields are kept, not refused."""
+"""Webhook forms, validated at the edge. Unknown extra fields are kept, not refused.
+
+Twilio and SignalWire post the same fields; only the shape of their ids differs (Twilio's
+``CA``/``SM``/``AC`` SIDs, SignalWire's UUIDs), so the provider is passed as validation
+context (see :func:`parse_form`).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from ringback.phones import InvalidPhoneNumber, normalize_e164
 
 CALL_SID = r"^CA[0-9a-fA-F]{32}$"
 MESSAGE_SID = r"^(SM|MM)[0-9a-fA-F]{32}$"
 ACCOUNT_SID = r"^AC[0-9a-fA-F]{32}$"
+# SignalWire names calls, messages and projects (its AccountSid) with UUIDs.
+UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+SID_PATTERNS: Mapping[str, Mapping[str, str]] = {
+    "twilio": {"CallSid": CALL_SID, "MessageSid": MESSAGE_SID, "AccountSid": ACCOUNT_SID},
+    "signalwire": {"CallSid": UUID, "MessageSid": UUID, "AccountSid": UUID},
+}
 
 
 class FormError(ValueError):
@@ -26,7 +45,18 @@ class FormError(ValueError):
 class _Form(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    AccountSid: str | None = Field(default=None, pattern=ACCOUNT_SID)
+    AccountSid: str | None = None
+
+    @field_validator("AccountSid", "CallSid", "MessageSid", check_fields=False)
+    @classmethod
+    def _sid(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        provider = (info.context or {}).get("provider", "twilio")
+        pattern = SID_PATTERNS[provider][str(info.field_name)]
+        if not re.match(pattern, value):
+            raise ValueError(f"{value[:40]!r} is not a {provider} id matching {pattern}")
+        return value
 
 
 def _e164(value: str) -> str:
@@ -40,7 +70,7 @@ F = TypeVar("F", bound="_Form")
 
 
 class VoiceForm(_Form):
-    CallSid: str = Field(pattern=CALL_SID)
+    CallSid: str
     From: str = Field(default="", max_length=64)
     To: str
 
@@ -69,7 +99,7 @@ class CallStatusForm(VoiceForm):
 
 
 class SmsForm(_Form):
-    MessageSid: str = Field(pattern=MESSAGE_SID)
+    MessageSid: str
     From: str = Field(min_length=1, max_length=64)
     To: str
     Body: str = Field(default="", max_length=1600)
@@ -82,7 +112,7 @@ class SmsForm(_Form):
 
 
 class SmsStatusForm(_Form):
-    MessageSid: str = Field(pattern=MESSAGE_SID)
+    MessageSid: str
     MessageStatus: Literal[
         "accepted",
         "scheduled",
@@ -113,14 +143,14 @@ class SmsStatusForm(_Form):
         if value in (None, ""):
             return None
         if not re.fullmatch(r"\d{1,6}", value):
-            raise ValueError("expected a numeric Twilio error code")
+            raise ValueError("expected a numeric error code")
         return value
 
 
-def parse_form(model: type[F], data: dict[str, Any]) -> F:
+def parse_form(model: type[F], data: dict[str, Any], *, provider: str = "twilio") -> F:
     """Validate ``data`` as ``model`` or raise :class:`FormError` naming the first bad field."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"provider": provider})
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"]) or "form"

@@ -1,7 +1,8 @@
 """Twilio's REST API, spoken with httpx: Messages (send, list) and Lookup v2 line type.
 
 Kept to the shapes in Twilio's OpenAPI description (``../shared/twilio-openapi``); the
-test suite's fake Twilio checks every request we make against it.
+test suite's fake Twilio checks every request we make against it. The Messages half is
+shared with SignalWire's compatibility API (:mod:`ringback.telephony.signalwire_rest`).
 """
 
 from __future__ import annotations
@@ -24,22 +25,29 @@ NOT_TEXTABLE_CODES = frozenset({21211, 21614, 21612, 21408})
 RATE_LIMIT_CODES = frozenset({20429, 14107})
 
 
-class TwilioRestClient:
-    """Satisfies :class:`ringback.ports.SmsSender` and :class:`ringback.ports.CallerLookup`."""
+class CompatibleMessagesClient:
+    """Satisfies :class:`ringback.ports.SmsSender` over a Twilio-shaped Messages API.
+
+    Twilio's own API and SignalWire's compatibility API (same paths under ``/api/laml``,
+    same form fields, same JSON) are both spoken through this class; subclasses name the
+    provider and the error codes it documents.
+    """
+
+    provider_name = "Twilio"
+    opted_out_codes: frozenset[int] = OPTED_OUT_CODES
+    not_textable_codes: frozenset[int] = NOT_TEXTABLE_CODES
 
     def __init__(
         self,
         account_sid: str,
         auth_token: str,
         *,
-        api_base_url: str = "https://api.twilio.com",
-        lookup_base_url: str = "https://lookups.twilio.com",
+        api_base_url: str,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.account_sid = account_sid
         self._api = api_base_url.rstrip("/")
-        self._lookup = lookup_base_url.rstrip("/")
         self._client = httpx.Client(
             auth=(account_sid, auth_token),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
@@ -55,22 +63,27 @@ class TwilioRestClient:
     def _messages_url(self) -> str:
         return f"{self._api}/2010-04-01/Accounts/{self.account_sid}/Messages.json"
 
+    def _status_callback(self, sms: OutboundSms) -> str | None:
+        return sms.status_callback
+
     def send(self, sms: OutboundSms) -> SentSms:
         form = {"To": sms.to, "From": sms.from_, "Body": sms.body}
-        if sms.status_callback:
-            form["StatusCallback"] = sms.status_callback
+        status_callback = self._status_callback(sms)
+        if status_callback:
+            form["StatusCallback"] = status_callback
+        name = self.provider_name
         try:
             response = self._client.post(self._messages_url, data=form)
         except httpx.ConnectError as exc:
-            # The request never reached Twilio: safe to send again.
-            raise SendFailure("retry", f"cannot connect to Twilio: {exc}") from exc
+            # The request never reached the provider: safe to send again.
+            raise SendFailure("retry", f"cannot connect to {name}: {exc}") from exc
         except httpx.TransportError as exc:
-            # Timeouts and dropped connections after the request went out: Twilio may have it.
-            raise SendFailure("ambiguous", f"no answer from Twilio: {type(exc).__name__}") from exc
+            # Timeouts and dropped connections after the request went out: it may have it.
+            raise SendFailure("ambiguous", f"no answer from {name}: {type(exc).__name__}") from exc
         if response.status_code in (200, 201):
             body = response.json()
             return SentSms(sid=str(body["sid"]), status=str(body.get("status") or "queued"))
-        raise _failure(response)
+        raise self._failure(response)
 
     def find_sent(self, sms: OutboundSms, since: datetime) -> SentSms | None:
         day = (since.astimezone(UTC) - timedelta(days=1)).date().isoformat()
@@ -80,11 +93,37 @@ class TwilioRestClient:
         except httpx.TransportError as exc:
             raise SendFailure("ambiguous", f"cannot list messages: {type(exc).__name__}") from exc
         if response.status_code != 200:
-            raise _failure(response)
+            raise self._failure(response)
         for item in response.json().get("messages", []):
             if item.get("body") == sms.body and item.get("status") not in ("failed", "canceled"):
                 return SentSms(sid=str(item["sid"]), status=str(item.get("status") or "queued"))
         return None
+
+    def _failure(self, response: httpx.Response) -> SendFailure:
+        return _failure(response, self.provider_name, self.opted_out_codes, self.not_textable_codes)
+
+
+class TwilioRestClient(CompatibleMessagesClient):
+    """Satisfies :class:`ringback.ports.SmsSender` and :class:`ringback.ports.CallerLookup`."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        api_base_url: str = "https://api.twilio.com",
+        lookup_base_url: str = "https://lookups.twilio.com",
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            account_sid,
+            auth_token,
+            api_base_url=api_base_url,
+            timeout=timeout,
+            transport=transport,
+        )
+        self._lookup = lookup_base_url.rstrip("/")
 
     def line_type(self, number: str) -> str | None:
         url = f"{self._lookup}/v2/PhoneNumbers/{quote(number, safe='+')}"
@@ -100,7 +139,12 @@ class TwilioRestClient:
         return str(line_type) if line_type else None
 
 
-def _failure(response: httpx.Response) -> SendFailure:
+def _failure(
+    response: httpx.Response,
+    provider_name: str = "Twilio",
+    opted_out_codes: frozenset[int] = OPTED_OUT_CODES,
+    not_textable_codes: frozenset[int] = NOT_TEXTABLE_CODES,
+) -> SendFailure:
     try:
         body = response.json()
     except ValueError:
@@ -108,7 +152,7 @@ def _failure(response: httpx.Response) -> SendFailure:
     code = body.get("code") if isinstance(body, dict) else None
     code = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
     message = str(body.get("message", "")) if isinstance(body, dict) else ""
-    detail = f"Twilio HTTP {response.status_code}" + (f" code {code}" if code else "")
+    detail = f"{provider_name} HTTP {response.status_code}" + (f" code {code}" if code else "")
     if message:
         detail += f": {message[:200]}"
     if response.status_code == 429 or code in RATE_LIMIT_CODES:
@@ -117,9 +161,9 @@ def _failure(response: httpx.Response) -> SendFailure:
         return SendFailure("retry", detail, code=code, retry_after=seconds)
     if response.status_code >= 500:
         return SendFailure("retry", detail, code=code)
-    if code in OPTED_OUT_CODES:
+    if code in opted_out_codes:
         return SendFailure("opted_out", detail, code=code)
-    if code in NOT_TEXTABLE_CODES:
+    if code in not_textable_codes:
         return SendFailure("not_textable", detail, code=code)
     if response.status_code in (401, 403):
         # Bad credentials are an operator problem: keep the text and try again later.
