@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from ringback import jobs
+from ringback import booking_feeds, booking_pages, jobs
 from ringback.api import v1 as api_v1
 from ringback.funnel import api as funnel_api
 from ringback.funnel import dashboard as funnel_dashboard
@@ -25,7 +25,7 @@ from ringback.records_pages import router as records_router
 from ringback.runtime import Runtime
 from ringback.staff import pages as staff_pages
 from ringback.staff import web as staff_web
-from ringback.telephony.webhooks import router as twilio_router
+from ringback.telephony.webhooks import signalwire_router, twilio_router
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,13 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.state.deps = runtime.deps
     app.state.auth_token = runtime.settings.twilio_auth_token
+    # Each provider's webhooks are verified with its own secret only.
+    app.state.webhook_secrets = {
+        "twilio": runtime.settings.twilio_auth_token,
+        "signalwire": runtime.settings.signalwire_signing_key,
+    }
     app.include_router(twilio_router)
+    app.include_router(signalwire_router)
     app.include_router(staff_web.router)
     app.include_router(staff_pages.router)
     app.include_router(api_v1.router)
@@ -73,6 +79,8 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> FastAPI:
     app.include_router(missed_calls_api.router)
     app.include_router(webhooks_pages.router)
     app.include_router(records_router)
+    app.include_router(booking_pages.router)
+    app.include_router(booking_feeds.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.exception_handler(staff_web.NotSignedIn)

@@ -69,6 +69,15 @@ def _email(value: str) -> str:
 
 EmailAddress = Annotated[str, AfterValidator(_email)]
 
+
+def _slug(value: str) -> str:
+    if not _SLUG.match(value):
+        raise ValueError(f"expected lowercase letters, digits and dashes, got {value!r}")
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+
 SmtpSecurity = Literal["none", "starttls", "tls"]
 # scheme -> (how the connection is secured, default port)
 _SMTP_SCHEMES: dict[str, tuple[SmtpSecurity, int]] = {
@@ -240,14 +249,105 @@ class Messages(BaseModel):
         return value
 
 
+def _hours_field(value: dict[str, str]) -> dict[str, str]:
+    unknown = sorted(set(value) - set(WEEKDAYS))
+    if unknown:
+        raise ValueError(f"unknown day {unknown[0]!r}; expected keys {', '.join(WEEKDAYS)}")
+    for day, text in value.items():
+        try:
+            parse_ranges(str(text))
+        except ValueError as exc:
+            raise ValueError(f"{day}: {exc}") from exc
+    return {day: str(value.get(day, "closed")) for day in WEEKDAYS}
+
+
+class CalendarLink(BaseModel):
+    """A CalDAV calendar collection. The password comes from an environment variable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    username: str | None = None
+    password_env: str | None = Field(
+        default=None, description="name of the environment variable holding the password"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"expected an http(s) URL of a CalDAV calendar, got {value!r}")
+        return value
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Z_][A-Z0-9_]*$", value):
+            raise ValueError(
+                f"expected an environment variable name like CALDAV_ANNA, got {value!r}"
+            )
+        return value
+
+
+class Provider(BaseModel):
+    """Someone patients book with (an injector, an aesthetician)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Slug
+    name: str = Field(min_length=1, max_length=80)
+    # Names of the services this provider performs; empty means every bookable service.
+    services: tuple[str, ...] = ()
+    # Working hours by weekday; missing means the location's opening hours.
+    hours: dict[str, str] | None = None
+    calendar: CalendarLink | None = None
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else _hours_field(value)
+
+    def performs(self, service: str) -> bool:
+        return not self.services or any(s.casefold() == service.casefold() for s in self.services)
+
+
+class Room(BaseModel):
+    """A treatment room; when a location lists rooms, every booking needs a free one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Slug
+    name: str = Field(min_length=1, max_length=80)
+    services: tuple[str, ...] = ()  # empty: any service
+
+    def fits(self, service: str) -> bool:
+        return not self.services or any(s.casefold() == service.casefold() for s in self.services)
+
+
+class Booking(BaseModel):
+    """How Ringback offers and books times at a location."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lead_minutes: int = Field(default=120, ge=0, le=14 * 24 * 60)
+    step_minutes: int = Field(default=15, ge=5, le=240)
+    horizon_days: int = Field(default=30, ge=1, le=180)
+    hold_minutes: int = Field(default=10, ge=1, le=120)
+    offers: int = Field(default=3, ge=1, le=3)
+    link_days: int = Field(default=7, ge=1, le=60)  # how long a texted booking link works
+    calendar: CalendarLink | None = None  # a location-wide calendar (written and read)
+
+
 class Location(BaseModel):
     """One clinic location: its Twilio number, hours, menu and texting rules."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str
+    id: Slug
     name: str = Field(min_length=1, max_length=80)
     phone_number: E164
+    # Which SMS and voice provider serves phone_number (see README, SignalWire).
+    provider: Literal["twilio", "signalwire"] = "twilio"
     front_desk: tuple[E164, ...] = ()
     ring_seconds: int = Field(default=18, ge=5, le=120)
     timezone: str = "America/Los_Angeles"
@@ -270,13 +370,9 @@ class Location(BaseModel):
     hold_textback_outside_texting_hours: bool = False
     nudge_after_minutes: float = Field(default=120, gt=0, le=7 * 24 * 60)
     close_after_minutes: float = Field(default=1440, gt=0, le=30 * 24 * 60)
-
-    @field_validator("id")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not _SLUG.match(value):
-            raise ValueError(f"expected lowercase letters, digits and dashes, got {value!r}")
-        return value
+    providers: tuple[Provider, ...] = ()
+    rooms: tuple[Room, ...] = ()
+    booking: Booking = Field(default_factory=Booking)
 
     @field_validator("timezone")
     @classmethod
@@ -292,15 +388,7 @@ class Location(BaseModel):
     @field_validator("hours")
     @classmethod
     def _hours(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(WEEKDAYS))
-        if unknown:
-            raise ValueError(f"unknown day {unknown[0]!r}; expected keys {', '.join(WEEKDAYS)}")
-        for day, text in value.items():
-            try:
-                parse_ranges(str(text))
-            except ValueError as exc:
-                raise ValueError(f"{day}: {exc}") from exc
-        return {day: str(value.get(day, "closed")) for day in WEEKDAYS}
+        return _hours_field(value)
 
     @field_validator("closures")
     @classmethod
@@ -334,6 +422,17 @@ class Location(BaseModel):
             if key in seen:
                 raise ValueError(f"service {service.name!r} is listed twice")
             seen.add(key)
+        for kind, items in (("provider", self.providers), ("room", self.rooms)):
+            ids: set[str] = set()
+            for item in items:
+                if item.id in ids:
+                    raise ValueError(f"{kind} id {item.id!r} is used twice")
+                ids.add(item.id)
+                for name in item.services:
+                    if self.service_named(name) is None:
+                        raise ValueError(
+                            f"{kind} {item.id!r} lists service {name!r}, which is not in services"
+                        )
         return self
 
     # --- derived views -------------------------------------------------------------------
@@ -349,6 +448,17 @@ class Location(BaseModel):
 
     def opening_ranges(self, weekday: int) -> tuple[TimeRange, ...]:
         return parse_ranges(self.hours[WEEKDAYS[weekday]])
+
+    @property
+    def schedules(self) -> bool:
+        """Ringback offers times and books itself (at least one provider is configured)."""
+        return bool(self.providers)
+
+    def find_provider(self, provider_id: str) -> Provider | None:
+        return next((p for p in self.providers if p.id == provider_id), None)
+
+    def find_room(self, room_id: str) -> Room | None:
+        return next((r for r in self.rooms if r.id == room_id), None)
 
     def is_open(self, moment: datetime) -> bool:
         """Whether the clinic is open at ``moment`` (any aware datetime)."""
@@ -519,6 +629,13 @@ class Settings(BaseSettings):
     twilio_lookup_base_url: str = Field(
         default="https://lookups.twilio.com", alias="TWILIO_LOOKUP_BASE_URL"
     )
+    # SignalWire, for locations with ``provider: signalwire`` (README, SignalWire).
+    signalwire_project_id: str = Field(default="", alias="SIGNALWIRE_PROJECT_ID")
+    signalwire_api_token: str = Field(default="", alias="SIGNALWIRE_API_TOKEN", repr=False)
+    signalwire_space_url: str = Field(default="", alias="SIGNALWIRE_SPACE_URL")
+    signalwire_signing_key: str = Field(default="", alias="SIGNALWIRE_SIGNING_KEY", repr=False)
+    # Signs booking links and calendar feed URLs. Unset: a random key kept in the data dir.
+    secret_key: str = Field(default="", alias="RINGBACK_SECRET_KEY", repr=False)
     smtp_url: str = Field(default="", alias="RINGBACK_SMTP_URL", repr=False)
     alert_from: EmailAddress = Field(default="ringback@localhost", alias="RINGBACK_ALERT_FROM")
 
@@ -535,6 +652,34 @@ class Settings(BaseSettings):
         if value and not re.match(r"^AC[0-9a-fA-F]{32}$", value):
             raise ValueError("expected 'AC' followed by 32 hex digits")
         return value
+
+    @field_validator("signalwire_project_id")
+    @classmethod
+    def _project_id(cls, value: str) -> str:
+        if value and not _UUID.match(value.strip()):
+            raise ValueError(
+                "expected the Project ID, a UUID like 1a2b3c4d-0000-4000-8000-00000000abcd"
+            )
+        return value.strip()
+
+    @field_validator("signalwire_space_url")
+    @classmethod
+    def _space_url(cls, value: str) -> str:
+        # A Space is named by its host (example.signalwire.com); a full http(s) URL is
+        # taken as given, which is how tests point it at a local fake.
+        text = value.strip().rstrip("/")
+        if text and not re.match(r"^(https?://)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$", text):
+            raise ValueError(
+                f"expected your Space's host like example.signalwire.com, got {value!r}"
+            )
+        return text
+
+    @property
+    def signalwire_api_base_url(self) -> str:
+        """The Space's compatibility (cXML/LaML) REST API root, without a trailing slash."""
+        space = self.signalwire_space_url
+        base = space if re.match(r"^https?://", space) else f"https://{space}"
+        return f"{base}/api/laml"
 
     @field_validator("smtp_url")
     @classmethod
@@ -556,8 +701,61 @@ class Settings(BaseSettings):
     def resolved_queue_url(self) -> str:
         return self.queue_url or f"sqlite:///{self.data_dir / 'queue.db'}"
 
+    def link_secret(self) -> bytes:
+        """``RINGBACK_SECRET_KEY``, else a random key created once in the data directory."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret.key"
+        try:
+            return path.read_bytes().strip()
+        except FileNotFoundError:
+            import secrets
 
-_SECRET_SETTINGS = frozenset({"RINGBACK_SMTP_URL", "smtp_url", "TWILIO_AUTH_TOKEN"})
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_urlsafe(48).encode()
+            try:
+                with path.open("xb") as handle:  # another process may win the race
+                    handle.write(key)
+                path.chmod(0o600)
+            except FileExistsError:
+                return path.read_bytes().strip()
+            return key
+
+
+_SECRET_SETTINGS = frozenset(
+    {
+        "RINGBACK_SMTP_URL",
+        "RINGBACK_SECRET_KEY",
+        "smtp_url",
+        "TWILIO_AUTH_TOKEN",
+        "SIGNALWIRE_API_TOKEN",
+        "SIGNALWIRE_SIGNING_KEY",
+    }
+)
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_PROVIDER_SETTINGS = {
+    "signalwire": (
+        ("SIGNALWIRE_PROJECT_ID", "signalwire_project_id"),
+        ("SIGNALWIRE_API_TOKEN", "signalwire_api_token"),
+        ("SIGNALWIRE_SPACE_URL", "signalwire_space_url"),
+        ("SIGNALWIRE_SIGNING_KEY", "signalwire_signing_key"),
+    ),
+}
+
+
+def check_provider_settings(settings: Settings, locations: Locations) -> None:
+    """Raise :class:`ConfigError` naming each setting a location's provider needs but lacks."""
+    lines = []
+    for provider, needed in _PROVIDER_SETTINGS.items():
+        users = [loc.id for loc in locations if loc.provider == provider]
+        missing = [env for env, name in needed if not getattr(settings, name)]
+        if users and missing:
+            lines.append(
+                f"environment: {', '.join(missing)} not set, but location(s) "
+                f"{', '.join(users)} use provider {provider} (see README, SignalWire)"
+            )
+    if lines:
+        raise ConfigError("\n".join(lines))
 
 
 def load_settings(**overrides: Any) -> Settings:

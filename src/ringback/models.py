@@ -170,6 +170,8 @@ class Conversation(Base):
 
 
 Index("ix_conversations_timer", Conversation.is_open, Conversation.next_timer_at)
+# A caller's threads. SQLite cannot use the partial index below for ``is_open = 1``.
+Index("ix_conversations_location_patient", Conversation.location_id, Conversation.patient_id)
 
 Index(
     "uq_conversations_open_per_patient",
@@ -235,6 +237,8 @@ class Message(Base):
 
 
 Index("ix_messages_outbox", Message.status, Message.send_after)
+# Screening's cooldown check: a patient's latest text-back.
+Index("ix_messages_patient_kind_created", Message.patient_id, Message.kind, Message.created_at)
 
 
 class Appointment(Base):
@@ -251,14 +255,103 @@ class Appointment(Base):
     provider_name: Mapped[str | None] = mapped_column(String(80))
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(12), default="booked")  # booked | cancelled
+    # held (a slot kept while the patient confirms) | booked | cancelled | expired (a lapsed hold)
+    status: Mapped[str] = mapped_column(String(12), default="booked")
     source: Mapped[str] = mapped_column(String(12), default="import")  # import|bot|page|staff
     value_cents: Mapped[int | None] = mapped_column(Integer)
     external_id: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Scheduling (ringback.booking): who and where, and how long the provider stays busy
+    # (the end plus the service's buffer). Imported appointments may have none of these.
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    room_id: Mapped[str | None] = mapped_column(String(64))
+    busy_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelled_by: Mapped[str | None] = mapped_column(String(12))  # patient | staff | import
+    rescheduled_from_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), onupdate=utcnow)
 
 
 Index("ix_appointments_patient_start", Appointment.patient_id, Appointment.starts_at)
+Index("ix_appointments_location_start", Appointment.location_id, Appointment.starts_at)
+# The last guard against a double booking: one live appointment per provider and start.
+Index(
+    "uq_appointments_live_slot",
+    Appointment.location_id,
+    Appointment.provider_id,
+    Appointment.starts_at,
+    unique=True,
+    sqlite_where=text("status IN ('held', 'booked') AND provider_id IS NOT NULL"),
+    postgresql_where=text("status IN ('held', 'booked') AND provider_id IS NOT NULL"),
+)
+
+
+class BookingLock(Base):
+    """One row per provider and room: booking locks it so overlapping bookings queue up.
+
+    PostgreSQL takes the row with ``SELECT ... FOR UPDATE``; SQLite's single writer already
+    serialises the check-then-insert.
+    """
+
+    __tablename__ = "booking_locks"
+
+    key: Mapped[str] = mapped_column(String(140), primary_key=True)  # location:provider:<id>
+
+
+class CalendarSync(Base):
+    """Keeps one appointment's event on one outside calendar in step with the appointment.
+
+    The job makes the calendar match the appointment as it is now (written while booked,
+    removed once cancelled), so a retry, a reorder or a replay is harmless. ``status`` is
+    pending until it succeeds; failures stay visible to staff with ``last_error``.
+    """
+
+    __tablename__ = "calendar_syncs"
+    __table_args__ = (UniqueConstraint("appointment_id", "calendar_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    location_id: Mapped[str] = mapped_column(String(64))
+    calendar_key: Mapped[str] = mapped_column(String(64))  # a provider id, or "location"
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|done|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+Index("ix_calendar_syncs_due", CalendarSync.status, CalendarSync.next_attempt_at)
+
+
+class ExternalBusy(Base):
+    """Busy time read from an outside calendar, refreshed by the sweep; offers avoid it."""
+
+    __tablename__ = "external_busy"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    calendar_key: Mapped[str] = mapped_column(String(64))
+    uid: Mapped[str] = mapped_column(String(300))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+Index("ix_external_busy_location_start", ExternalBusy.location_id, ExternalBusy.starts_at)
+
+
+class CalendarRead(Base):
+    """When each outside calendar was last read, and the last error (shown to staff)."""
+
+    __tablename__ = "calendar_reads"
+
+    location_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    calendar_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(300))
 
 
 class StaffUser(Base):

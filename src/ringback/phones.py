@@ -55,3 +55,19 @@ def redact(number: str | None) -> str:
     if len(digits) <= 2:
         return "*" * len(number)
     return ("+" if number.startswith("+") else "") + "*" * (len(digits) - 2) + "".join(digits[-2:])
+
+
+def display(number: str | None) -> str:
+    """How a person reads the number: national format in North America, else international."""
+    if not number:
+        return ""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return number
+    style = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if parsed.country_code == 1
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    return str(phonenumbers.format_number(parsed, style))

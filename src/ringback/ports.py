@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from ringback.config import Location
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +140,68 @@ class JobScheduler(Protocol):
     def deliver_webhook(self, delivery_id: int, at: datetime | None = None) -> None:
         """Post an outbound webhook delivery to its endpoint now, or at ``at``."""
         ...
+
+    def sync_calendar(self, sync_id: int, at: datetime | None = None) -> None:
+        """Make an appointment's event on an outside calendar match it (retried)."""
+        ...
+
+
+# --- calendars -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarEvent:
+    """An event Ringback writes for a booking: the patient's first name and the service only.
+
+    ``uid`` is stable per appointment, so writing the same booking again replaces the event
+    instead of adding a second one. Times are aware datetimes (stored as UTC).
+    """
+
+    uid: str
+    start: datetime
+    end: datetime
+    summary: str
+    description: str = ""
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BusyTime:
+    """A busy stretch read from an outside calendar (``uid`` lets us skip our own events)."""
+
+    uid: str
+    start: datetime
+    end: datetime
+
+
+class CalendarUnavailable(Exception):
+    """The calendar could not be read or written right now.
+
+    ``retry`` is False when trying again cannot help (the calendar refused our login, the
+    URL is not a calendar). ``detail`` never holds credentials or patient details.
+    """
+
+    def __init__(self, detail: str, *, retry: bool = True) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry = retry
+
+
+class Calendar(Protocol):
+    """A provider's or location's outside calendar (CalDAV: Google, iCloud, Nextcloud ...)."""
+
+    def put_event(self, event: CalendarEvent) -> None:
+        """Create or replace the event with ``event.uid``; raise :class:`CalendarUnavailable`."""
+        ...
+
+    def delete_event(self, uid: str) -> None:
+        """Remove the event; an event that is already gone is not an error."""
+        ...
+
+    def busy(self, start: datetime, end: datetime) -> list[BusyTime]:
+        """Busy stretches overlapping [start, end), recurring events expanded."""
+        ...
+
+
+# Opens the outside calendar ``key`` (a provider id, or "location") of a location, or None.
+CalendarFactory = Callable[["Location", str], "Calendar | None"]

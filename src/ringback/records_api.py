@@ -72,8 +72,13 @@ class RecordAppointment(BaseModel):
     provider_name: str | None
     starts_at: Timestamp
     ends_at: Timestamp
-    status: str = Field(description="booked or cancelled")
+    status: str = Field(
+        description="booked, cancelled, held (a slot kept while the patient confirms on the "
+        "booking page) or expired (a hold that lapsed)"
+    )
     source: str = Field(description="import, bot, page or staff")
+    provider_id: str | None = Field(description="The configured provider booked with, if any")
+    confirmed_at: Timestamp | None = Field(description="When the patient confirmed by text")
     value_cents: int | None
     external_id: str | None = Field(description="The appointment's id in the clinic's system")
 
@@ -157,6 +162,8 @@ def _out(record: records.PatientRecord) -> FullPatientRecord:
                 id=a.id,
                 service=a.service,
                 provider_name=a.provider_name,
+                provider_id=a.provider_id,
+                confirmed_at=a.confirmed_at,
                 starts_at=a.starts_at,
                 ends_at=a.ends_at,
                 status=a.status,

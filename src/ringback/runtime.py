@@ -16,6 +16,7 @@ from huey import Huey, crontab
 from sqlalchemy.engine import Engine
 
 from ringback import jobs
+from ringback.booking import calendar_sync
 from ringback.config import Locations, Settings
 from ringback.conversation import service as conversation_service
 from ringback.db import make_engine, make_sessionmaker
@@ -25,9 +26,16 @@ from ringback.integrations import webhooks
 from ringback.logs import log_event
 from ringback.messaging import outbox
 from ringback.messaging.inbound import NotReady
-from ringback.ports import AlertDeliveryFailed, AlertEmailer, CallerLookup, ChatWebhook, SmsSender
+from ringback.ports import (
+    AlertDeliveryFailed,
+    AlertEmailer,
+    CalendarFactory,
+    CallerLookup,
+    ChatWebhook,
+    SmsSender,
+)
 from ringback.staff import alerts as staff_alerts
-from ringback.telephony.twilio_rest import TwilioRestClient
+from ringback.telephony.senders import build_telephony
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +118,10 @@ class HueyJobs:
         def deliver_webhook(delivery_id: int) -> None:
             webhooks.dispatch(get_deps(), delivery_id)
 
+        @huey.task(name="sync_calendar")
+        def sync_calendar(sync_id: int) -> None:
+            calendar_sync.sync(get_deps(), sync_id)
+
         @huey.periodic_task(crontab(minute="*"), name="sweep")
         def sweep() -> None:
             run_sweep(get_deps())
@@ -121,6 +133,7 @@ class HueyJobs:
         self._email_staff_alert = email_staff_alert
         self._post_staff_alert = post_staff_alert
         self._deliver_webhook = deliver_webhook
+        self._sync_calendar = sync_calendar
 
     def _at(self, task: Any, args: tuple[Any, ...], at: datetime | None) -> None:
         # Delays are measured on the domain's clock, so a test clock schedules correctly.
@@ -153,6 +166,9 @@ class HueyJobs:
 
     def deliver_webhook(self, delivery_id: int, at: datetime | None = None) -> None:
         self._at(self._deliver_webhook, (delivery_id,), at)
+
+    def sync_calendar(self, sync_id: int, at: datetime | None = None) -> None:
+        self._at(self._sync_calendar, (sync_id,), at)
 
 
 def _alert_attempt(
@@ -198,6 +214,7 @@ def run_sweep(deps: Deps) -> dict[str, int]:
         deps.jobs.conversation_timer(conversation_id, kind, deps.clock())
     counts["timers"] = len(timers)
     counts.update(webhooks.sweep(deps))
+    counts.update(calendar_sync.sweep(deps))
     if any(counts.values()):
         log_event(log, "sweep.redriven", **counts)
     return counts
@@ -232,22 +249,18 @@ def build_runtime(
     clock: Callable[[], datetime] = _now,
     emailer: AlertEmailer | None = None,
     chat: ChatWebhook | None = None,
+    calendars: CalendarFactory | None = None,
 ) -> Runtime:
     engine = make_engine(settings.resolved_database_url)
     sessions = make_sessionmaker(engine)
     huey = jobs.build_huey(settings.resolved_queue_url, settings.queue_name)
     closers: list[Callable[[], None]] = []
     if sms is None or lookup is None:
-        client = TwilioRestClient(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            api_base_url=settings.twilio_api_base_url,
-            lookup_base_url=settings.twilio_lookup_base_url,
-            timeout=settings.send_timeout_seconds,
-        )
-        closers.append(client.close)
-        sms = sms or client
-        lookup = lookup or client
+        # Twilio, plus SignalWire when a location uses it (texts routed by location).
+        telephony = build_telephony(settings, locations)
+        closers.extend(telephony.closers)
+        sms = sms or telephony.sms
+        lookup = lookup or telephony.lookup
     smtp_server = settings.smtp_server
     if emailer is None and smtp_server is not None:
         emailer = staff_alerts.SmtpEmailer(
@@ -270,6 +283,8 @@ def build_runtime(
         send_timeout_seconds=settings.send_timeout_seconds,
         emailer=emailer,
         chat=chat,
+        calendars=calendars or calendar_sync.caldav_calendars(settings.send_timeout_seconds),
+        link_secret=settings.link_secret(),
     )
     holder["deps"] = deps
     return Runtime(

@@ -134,3 +134,32 @@ def test_the_same_conversation_shows_in_the_staff_inbox(demo_url: str, phone: Ph
     inbox.locator("#queue-needs_staff").click()
     inbox.get_by_text("(213) 555-0123").first.click()
     expect(inbox.get_by_text("can someone call me about botox?")).to_be_visible()
+
+
+def send(page: Page, body: str) -> None:
+    page.get_by_label("Text the spa").fill(body)
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#thread .bubble.out").filter(has_text=body)).not_to_have_count(0)
+
+
+def test_the_demo_patient_books_a_slot_by_text(demo_url: str, phone: Phone) -> None:
+    """The demo spa books itself: real times offered by text, one reply books one."""
+    page = open_demo(phone, demo_url)
+    page.get_by_role("button", name="Call").click()
+    expect_textback(page)
+
+    send(page, "botox thursday afternoon please, first time")
+    offer = texts_from_spa(page).filter(has_text="Reply 1, 2 or 3")
+    expect(offer).to_have_count(1, timeout=TEXTBACK_TIMEOUT_MS)
+    times = re.findall(r"\d\) ([^,]+?)(?=, \d\)|\. Reply)", body_of(offer))
+    assert len(times) == 3, body_of(offer)
+    assert all(t.startswith("Thu ") and " with Maya" in t for t in times), times
+
+    send(page, "2")
+    booked = texts_from_spa(page).filter(has_text="You're booked!")
+    expect(booked).to_have_count(1, timeout=TEXTBACK_TIMEOUT_MS)
+    confirmation = body_of(booked)
+    assert confirmation.startswith("Glow Med Spa: You're booked! Botox on "), confirmation
+    assert times[1].removesuffix(" with Maya") in confirmation
+    assert "Please skip alcohol the day before." in confirmation
+    assert phone.errors == []

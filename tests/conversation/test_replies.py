@@ -20,6 +20,27 @@ VALUES = {
     "price": "Laser Hair Removal starts at $250.",
     "examples": "Botox, Filler, HydraFacial",
     "booking_link": "https://glow.example/book?service=Laser+Hair+Removal",
+    "slots": "1) Tue Dec 1 at 3:00pm with Anna, 2) Tue Dec 1 at 4:15pm with Bea, "
+    "3) Wed Dec 2 at 10:00am with Anna",
+    "choices": "1, 2 or 3",
+    "when": "Tue Dec 1 at 3:00pm",
+    "provider": "Anna",
+    "address": "1200 Main St, Suite 4, Los Angeles, CA 90012. ",
+    "prep": "Please avoid alcohol for 24 hours before. ",
+}
+# Texts that carry a price line, a link, a list of times or an address may take two
+# segments; nothing takes three.
+TWO_SEGMENTS = {
+    "booking_link",
+    "ask_time",
+    "ask_patient",
+    "offer_slots",
+    "offer_more",
+    "offer_again",
+    "slot_taken",
+    "no_slots_link",
+    "booked",
+    "rescheduled",
 }
 
 
@@ -30,8 +51,7 @@ def test_every_text_names_the_spa_and_fits_where_possible(language: str, templat
     assert body.startswith("Glow Med Spa: ")
     encoding, segments = message_segments(body)
     assert encoding == "GSM-7", body
-    # Texts that carry a price line and a link may take two segments; nothing takes three.
-    limit = 2 if template in ("booking_link", "ask_time", "ask_patient") else 1
+    limit = 2 if template in TWO_SEGMENTS else 1
     assert segments <= limit, (len(body), body)
     assert "{" not in body
     assert "}" not in body

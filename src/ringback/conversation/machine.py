@@ -10,10 +10,16 @@ The shape of a conversation:
 * **qualifying**: capture treatment, preferred time and new/returning from whatever the
   patient writes; ask only for what is missing, one question per text, at most
   :data:`MAX_QUESTIONS` bot questions (the text-back's own question is the first).
-* **routed**: a standard service with a time preference gets the booking link with the
-  service prefilled (slot offers come with scheduling); a consult, a medical question,
-  price talk the catalogue cannot answer, a request for a person, an appointment change
-  or anything not understood goes to staff with the whole thread (**handoff**).
+* **offering**: where the location schedules (it has providers), a standard service with a
+  time preference gets two or three real slots closest to it ("Reply 1, 2 or 3"). A choice
+  books it (the service reports back :class:`Booked` or :class:`SlotTaken`); "none of
+  those" or a new preference gets new offers; after three rounds, the booking page link.
+* **routed**: without scheduling, a standard service with a time preference gets the
+  booking link with the service prefilled; a consult, a medical question, price talk the
+  catalogue cannot answer, a request for a person or anything not understood goes to
+  staff with the whole thread (**handoff**).
+* **appointments**: a patient with an upcoming appointment can confirm, cancel or
+  reschedule it in the thread (reschedule offers new slots for the same service).
 * **urgent**: a symptom after a treatment alerts staff at once and answers with safety
   wording; the bot never handles it.
 * **closed**: wrong number, opt-out, no reply, or after routing when nothing is left.
@@ -29,10 +35,12 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from ringback.conversation.understand import TimeWindow as TimeWindowLike
 from ringback.conversation.understand import Understanding
 
 MAX_QUESTIONS = 3
-Stage = Literal["qualifying", "routed", "handoff", "urgent", "closed"]
+Stage = Literal["qualifying", "offering", "routed", "handoff", "urgent", "closed"]
+MAX_OFFER_ROUNDS = 3
 Question = Literal["treatment", "time", "patient", "appointment"]
 Language = Literal["en", "es"]
 TimerKind = Literal["nudge", "close"]
@@ -46,6 +54,23 @@ class ServiceInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Offer:
+    """A slot offered in the thread (ISO UTC times; ``label`` as the patient reads it)."""
+
+    start: str
+    end: str
+    provider_id: str
+    room_id: str
+    label: str
+
+
+def _no_slots(
+    treatment: str, times: tuple[tuple[str, str], ...], exclude: tuple[str, ...]
+) -> tuple[Offer, ...]:
+    return ()
+
+
+@dataclass(frozen=True, slots=True)
 class Clinic:
     """What the machine needs to know about the location (built from its config)."""
 
@@ -55,6 +80,12 @@ class Clinic:
     close_after: timedelta
     # The first moment at or after the given one inside the location's texting hours.
     next_texting_time: Callable[[datetime], datetime] = lambda moment: moment
+    # Scheduling: whether the location books itself, and the free slots closest to the
+    # given preference windows, skipping the given starts (read at the time of the call).
+    schedules: bool = False
+    find_slots: Callable[[str, tuple[tuple[str, str], ...], tuple[str, ...]], tuple[Offer, ...]] = (
+        _no_slots
+    )
 
     def service(self, name: str) -> ServiceInfo | None:
         for service in self.services:
@@ -84,12 +115,22 @@ class State:
     close_at: str | None = None
     paused: bool = False  # staff took over
     outcome: str | None = None  # why it was routed, handed off or closed
+    # Scheduling: the slots on the table, starts turned down, offer rounds so far, and the
+    # appointment this thread is about (an upcoming one, or the one just booked).
+    offers: tuple[Offer, ...] = ()
+    declined: tuple[str, ...] = ()
+    offer_rounds: int = 0
+    appointment_id: int | None = None
+    appointment_when: str | None = None
+    appointment_service: str | None = None
+    rescheduling: bool = False
     seq: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["treatments"] = list(self.treatments)
         data["times"] = [list(t) for t in self.times]
+        data["declined"] = list(self.declined)
         return data
 
     @classmethod
@@ -100,6 +141,8 @@ class State:
         values = {k: v for k, v in data.items() if k in known}
         values["treatments"] = tuple(values.get("treatments", ()))
         values["times"] = tuple(tuple(t) for t in values.get("times", ()))
+        values["offers"] = tuple(Offer(**o) for o in values.get("offers", ()))
+        values["declined"] = tuple(values.get("declined", ()))
         return cls(**values)
 
     @property
@@ -115,11 +158,21 @@ class State:
 
 
 @dataclass(frozen=True, slots=True)
+class Upcoming:
+    """The patient's next appointment (``when`` as the patient reads it)."""
+
+    id: int
+    when: str
+    service: str
+
+
+@dataclass(frozen=True, slots=True)
 class TextedBack:
     """The text-back went out; it asked ``question`` (treatment, or about an appointment)."""
 
     question: Question = "treatment"
     known_patient: bool = False
+    upcoming: Upcoming | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +180,25 @@ class Inbound:
     """The patient wrote something (not a carrier keyword)."""
 
     understanding: Understanding
+    upcoming: Upcoming | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """The slot the patient chose is booked (``when``/``provider`` as the patient reads them)."""
+
+    appointment_id: int
+    when: str
+    provider: str
+    rescheduled: bool = False
+    treatment: str = ""  # what was booked, when it differs from the thread (booking page)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotTaken:
+    """Someone else got the chosen slot first."""
+
+    start: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +216,7 @@ class HandedBack:
     pass
 
 
-Event = TextedBack | Inbound | TimerDue | StaffTookOver | HandedBack
+Event = TextedBack | Inbound | TimerDue | StaffTookOver | HandedBack | Booked | SlotTaken
 
 
 # --- commands --------------------------------------------------------------------------
@@ -203,6 +275,25 @@ class Close:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Book:
+    """Book ``offer`` for ``treatment`` (replacing appointment ``replaces``, a reschedule)."""
+
+    offer: Offer
+    treatment: str
+    replaces: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAppointment:
+    appointment_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmAppointment:
+    appointment_id: int
+
+
 Command = (
     Reply
     | HandOff
@@ -213,6 +304,9 @@ Command = (
     | MarkWrongNumber
     | Schedule
     | Close
+    | Book
+    | CancelAppointment
+    | ConfirmAppointment
 )
 
 
@@ -242,7 +336,7 @@ class Machine:
         if isinstance(event, TextedBack):
             self._texted_back(step, event, now)
         elif isinstance(event, Inbound):
-            self._inbound(step, event.understanding, now)
+            self._inbound(step, event.understanding, now, event.upcoming)
         elif isinstance(event, TimerDue):
             self._timer(step, event.kind, now)
         elif isinstance(event, StaffTookOver):
@@ -251,6 +345,11 @@ class Machine:
             step.update(
                 paused=False, stage="qualifying" if state.stage == "handoff" else state.stage
             )
+        elif isinstance(event, Booked):
+            self._booked(step, event)
+        elif isinstance(event, SlotTaken):
+            step.update(declined=(*state.declined, event.start))
+            self._offer(step, now, template="slot_taken")
         return step.state, step.commands
 
     # --- events -------------------------------------------------------------------------
@@ -263,9 +362,21 @@ class Machine:
             known_patient=event.known_patient,
             patient="returning" if event.known_patient else step.state.patient,
         )
+        self._remember(step, event.upcoming)
         self._await_reply(step, now)
 
-    def _inbound(self, step: _Step, u: Understanding, now: datetime) -> None:
+    def _remember(self, step: _Step, upcoming: Upcoming | None) -> None:
+        if upcoming is not None and step.state.appointment_id is None:
+            step.update(
+                appointment_id=upcoming.id,
+                appointment_when=upcoming.when,
+                appointment_service=upcoming.service,
+            )
+
+    def _inbound(
+        self, step: _Step, u: Understanding, now: datetime, upcoming: Upcoming | None = None
+    ) -> None:
+        self._remember(step, upcoming)
         state = before = step.state
         step.update(awaiting_reply_since=None, nudge_at=None, language=u.language)
         if "stop" in u.intents:
@@ -286,8 +397,18 @@ class Machine:
         if state.paused or state.stage in ("handoff", "urgent", "closed"):
             return  # staff have it (or it is over); the bot stays quiet
         state = step.state
+        if (
+            self.clinic.schedules
+            and state.appointment_id is not None
+            and state.stage != "offering"
+            and self._appointment_reply(step, u, now)
+        ):
+            return
         if state.last_question == "appointment":
             self._hand_off(step, "appointment", "handoff_appointment")
+            return
+        if state.stage == "offering" and not {"human", "medical_question"} & set(u.intents):
+            self._choose(step, before, u, now)
             return
         for intent, reason, template in (
             ("human", "asked_for_person", "handoff_person"),
@@ -357,14 +478,15 @@ class Machine:
                 and not state.nudged
                 and not state.paused
                 and state.awaiting_reply_since is not None
-                and state.stage == "qualifying"
+                and state.stage in ("qualifying", "offering")
             ):
                 step.update(nudged=True, nudge_at=None)
                 step.commands.append(Reply("nudge", state.language, kind="nudge"))
             return
         due = state.close_at is not None and datetime.fromisoformat(state.close_at) <= now
         if due and state.stage != "closed" and not state.paused and state.awaiting_reply_since:
-            outcome = "no_reply" if state.stage == "qualifying" else state.outcome or "no_reply"
+            waiting = state.stage in ("qualifying", "offering")
+            outcome = "no_reply" if waiting else state.outcome or "no_reply"
             step.commands.append(Close(outcome))
             step.update(stage="closed", outcome=outcome, close_at=None, nudge_at=None)
 
@@ -416,12 +538,164 @@ class Machine:
             self._hand_off(step, "not_qualified", "handoff_generic")
             return
         step.commands.append(Qualified(state.treatment))
+        if self.clinic.schedules:
+            self._offer(step, now, price_line=price_line)
+            return
         if self.clinic.has_booking_link:
             step.reply("booking_link", treatment=state.treatment, price=price_line)
             step.update(stage="routed", outcome="booking_link", last_question=None)
             self._await_reply(step, now, nudge=False)
         else:
             self._hand_off(step, "ready_to_book", "handoff_booking")
+
+    # --- scheduling ---------------------------------------------------------------------
+
+    def _offer(
+        self, step: _Step, now: datetime, *, template: str = "offer_slots", price_line: str = ""
+    ) -> None:
+        """Offer the slots closest to what the patient asked for, or fall back to the link."""
+        state = step.state
+        treatment = state.appointment_service if state.rescheduling else state.treatment
+        if treatment is None:
+            self._hand_off(step, "not_qualified", "handoff_generic")
+            return
+        shown = tuple(o.start for o in state.offers)
+        exclude = tuple(dict.fromkeys((*state.declined, *shown)))
+        offers = self.clinic.find_slots(treatment, state.times, exclude)
+        if state.offer_rounds >= MAX_OFFER_ROUNDS or not offers:
+            step.update(offers=())
+            if self.clinic.has_booking_link:
+                step.reply("no_slots_link", treatment=treatment, price=price_line)
+                step.update(stage="routed", outcome="booking_link", last_question=None)
+                self._await_reply(step, now, nudge=False)
+            else:
+                self._hand_off(step, "no_suitable_time", "handoff_booking")
+            return
+        if state.offer_rounds >= 1 and template == "offer_slots":
+            template = "offer_more"
+        step.reply(
+            template,
+            treatment=treatment,
+            price=price_line,
+            slots=_slot_list(offers),
+            choices=_choices(len(offers), state.language),
+        )
+        step.update(
+            stage="offering",
+            outcome="offered",
+            offers=offers,
+            offer_rounds=state.offer_rounds + 1,
+            last_question=None,
+            misses=0,
+        )
+        self._await_reply(step, now)
+
+    def _choose(self, step: _Step, before: State, u: Understanding, now: datetime) -> None:
+        """The patient answers an offer: a choice, "none of those", or a new wish."""
+        state = step.state
+        offers = state.offers
+        chosen: Offer | None = None
+        if u.choice is not None and 1 <= u.choice <= len(offers):
+            chosen = offers[u.choice - 1]
+        elif u.times:
+            matching = [o for o in offers if _within(o, u.times)]
+            if not matching:
+                matching = [o for o in offers if _same_clock_time(o, u.times)]
+            if len(matching) == 1:
+                chosen = matching[0]
+        elif len(offers) == 1 and "affirm" in u.intents and "decline" not in u.intents:
+            chosen = offers[0]
+        if chosen is not None:
+            treatment = state.appointment_service if state.rescheduling else state.treatment
+            step.commands.append(
+                Book(chosen, treatment or "", state.appointment_id if state.rescheduling else None)
+            )
+            step.update(awaiting_reply_since=None, nudge_at=None, misses=0)
+            return
+        new_treatment = state.treatments != before.treatments
+        if "decline" in u.intents or "deny" in u.intents or u.times or u.timing or new_treatment:
+            if "decline" in u.intents or "deny" in u.intents:
+                step.update(declined=(*state.declined, *(o.start for o in offers)))
+            self._offer(step, now)
+            return
+        if "thanks" in u.intents and not u.intents[1:]:
+            return
+        step.update(misses=state.misses + 1)
+        if step.state.misses >= 2:
+            self._hand_off(step, "offer_not_understood", "handoff_generic")
+            return
+        step.reply(
+            "offer_again", slots=_slot_list(offers), choices=_choices(len(offers), state.language)
+        )
+        self._await_reply(step, now, nudge=False)
+
+    def _booked(self, step: _Step, event: Booked) -> None:
+        state = step.state
+        treatment = (
+            event.treatment
+            or (state.appointment_service if state.rescheduling else state.treatment)
+            or ""
+        )
+        step.reply(
+            "rescheduled" if event.rescheduled else "booked",
+            treatment=treatment,
+            when=event.when,
+            provider=event.provider,
+        )
+        outcome = "rescheduled" if event.rescheduled else "booked"
+        step.commands.append(Close(outcome))
+        step.update(
+            stage="closed",
+            outcome=outcome,
+            offers=(),
+            appointment_id=event.appointment_id,
+            appointment_when=event.when,
+            appointment_service=treatment,
+            rescheduling=False,
+            awaiting_reply_since=None,
+            nudge_at=None,
+            close_at=None,
+        )
+
+    def _appointment_reply(self, step: _Step, u: Understanding, now: datetime) -> bool:
+        """Confirm, cancel or reschedule the upcoming appointment; False if not about that."""
+        state = step.state
+        appointment_id = state.appointment_id
+        if appointment_id is None:
+            return False
+        when = state.appointment_when or ""
+        if "reschedule" in u.intents:
+            step.update(rescheduling=True, offers=(), offer_rounds=0, declined=())
+            if u.times or u.timing:
+                self._offer(step, now)
+            else:
+                step.reply("ask_reschedule_time")
+                step.update(stage="qualifying", last_question="time")
+                self._await_reply(step, now)
+            return True
+        if "cancel" in u.intents:
+            step.commands += [CancelAppointment(appointment_id), Close("cancelled")]
+            step.reply("appointment_cancelled", when=when)
+            step.update(stage="closed", outcome="cancelled", nudge_at=None, close_at=None)
+            return True
+        # "Yes" to the missed-call text's "are you calling about your appointment?" says what
+        # the call was about, not that they confirm: that one still goes to the front desk.
+        about_call = state.last_question == "appointment"
+        plain = not (u.treatments or u.times or "deny" in u.intents)
+        if "affirm" in u.intents and plain and not about_call:
+            step.commands += [ConfirmAppointment(appointment_id), Close("confirmed")]
+            step.reply("appointment_confirmed", when=when)
+            step.update(stage="closed", outcome="confirmed", nudge_at=None, close_at=None)
+            return True
+        if state.rescheduling and state.last_question == "time" and (u.times or u.timing):
+            self._offer(step, now)
+            return True
+        if set(u.intents) == {"thanks"} and plain and state.questions == 0:
+            # "Thank you!" after the booking confirmation: nothing to answer.
+            step.commands.append(Close("acknowledged"))
+            step.update(stage="closed", outcome="acknowledged", nudge_at=None, close_at=None)
+            return True
+        return False
 
     def _hand_off(self, step: _Step, reason: str, template: str) -> None:
         step.commands += [HandOff(reason), AlertStaff(reason, urgent=False)]
@@ -443,3 +717,30 @@ class Machine:
         if nudge_at is not None:
             step.commands.append(Schedule("nudge", nudge_at))
         step.commands.append(Schedule("close", close_at))
+
+
+def _slot_list(offers: tuple[Offer, ...]) -> str:
+    return ", ".join(f"{n}) {o.label}" for n, o in enumerate(offers, start=1))
+
+
+def _choices(count: int, language: Language) -> str:
+    numbers = [str(n) for n in range(1, count + 1)]
+    if count == 1:
+        return "1"
+    joiner = " or " if language == "en" else " o "
+    return ", ".join(numbers[:-1]) + joiner + numbers[-1]
+
+
+def _within(offer: Offer, windows: tuple[TimeWindowLike, ...]) -> bool:
+    start = datetime.fromisoformat(offer.start)
+    return any(w.start <= start < w.end for w in windows)
+
+
+def _same_clock_time(offer: Offer, windows: tuple[TimeWindowLike, ...]) -> bool:
+    """ "4pm works": a bare time names the offer at that time of day, whatever the date."""
+    start = datetime.fromisoformat(offer.start)
+    for window in windows:
+        local = start.astimezone(window.start.tzinfo)
+        if (local.hour, local.minute) == (window.start.hour, window.start.minute):
+            return True
+    return False

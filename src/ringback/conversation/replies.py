@@ -41,6 +41,31 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{location}: Just checking in - we'd love to help you book. "
             "What treatment were you calling about?"
         ),
+        "offer_slots": "{location}: {price}We have {treatment}: {slots}. Reply {choices}.",
+        "offer_more": (
+            "{location}: How about {slots}? Reply {choices}, or see every time: {booking_link}"
+        ),
+        "offer_again": "{location}: Which time works: {slots}? Reply {choices}.",
+        "slot_taken": (
+            "{location}: So sorry, that time was just taken! We can do {slots}. Reply {choices}."
+        ),
+        "no_slots_link": (
+            "{location}: {price}We're booked up near then. See every open time for "
+            "{treatment} here: {booking_link}"
+        ),
+        "booked": (
+            "{location}: You're booked! {treatment} on {when} with {provider}. {address}{prep}"
+            "Reply C to confirm, R to reschedule or X to cancel."
+        ),
+        "rescheduled": (
+            "{location}: Done! You're now booked for {treatment} on {when} with {provider}. "
+            "{address}"
+        ),
+        "appointment_confirmed": "{location}: Thank you, you're confirmed for {when}. See you then!",
+        "appointment_cancelled": (
+            "{location}: Your appointment on {when} is cancelled. Text us any time to book again."
+        ),
+        "ask_reschedule_time": "{location}: No problem! What day and time would work better?",
     },
     "es": {
         "ask_treatment": "{location}: ¡Con gusto! ¿Qué tratamiento le interesa?",
@@ -70,6 +95,33 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{location}: Solo para saber si podemos ayudarle a reservar. "
             "¿Sobre qué tratamiento llamaba?"
         ),
+        "offer_slots": "{location}: {price}Tenemos {treatment}: {slots}. Responda {choices}.",
+        "offer_more": (
+            "{location}: ¿Qué tal {slots}? Responda {choices}, o vea todos los horarios: "
+            "{booking_link}"
+        ),
+        "offer_again": "{location}: ¿Qué horario le queda: {slots}? Responda {choices}.",
+        "slot_taken": (
+            "{location}: ¡Lo sentimos, ese horario se acaba de ocupar! Podemos {slots}. "
+            "Responda {choices}."
+        ),
+        "no_slots_link": (
+            "{location}: {price}No hay espacio cerca de esa hora. Vea los horarios de "
+            "{treatment} aquí: {booking_link}"
+        ),
+        "booked": (
+            "{location}: ¡Listo! {treatment} el {when} con {provider}. {address}{prep}"
+            "Responda C para confirmar, R para cambiar o X para cancelar."
+        ),
+        "rescheduled": (
+            "{location}: ¡Hecho! Su nueva cita de {treatment} es el {when} con {provider}. "
+            "{address}"
+        ),
+        "appointment_confirmed": "{location}: ¡Gracias! Su cita del {when} está confirmada.",
+        "appointment_cancelled": (
+            "{location}: Su cita del {when} está cancelada. Escríbanos cuando quiera reservar."
+        ),
+        "ask_reschedule_time": "{location}: ¡Claro! ¿Qué día y hora le quedan mejor?",
     },
 }
 

@@ -17,19 +17,28 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ringback import patients
+from ringback.booking import links
+from ringback.booking import service as booking
+from ringback.booking.availability import Slot, Window
+from ringback.booking.wording import slot_label, when
 from ringback.config import Location
 from ringback.conversation import replies
 from ringback.conversation.machine import (
     AlertStaff,
+    Book,
+    Booked,
+    CancelAppointment,
     Clinic,
     Close,
     Command,
+    ConfirmAppointment,
     Event,
     HandedBack,
     HandOff,
     Inbound,
     Machine,
     MarkWrongNumber,
+    Offer,
     OptOut,
     Qualified,
     Question,
@@ -37,11 +46,13 @@ from ringback.conversation.machine import (
     Schedule,
     ServiceInfo,
     SetPatientStatus,
+    SlotTaken,
     StaffTookOver,
     State,
     TextedBack,
     TimerDue,
     TimerKind,
+    Upcoming,
 )
 from ringback.conversation.understand import understand
 from ringback.db import after_commit, transaction
@@ -58,13 +69,71 @@ log = logging.getLogger(__name__)
 TIMER_JOB_HORIZON = timedelta(minutes=5)
 
 
-def clinic(location: Location) -> Clinic:
+def clinic(
+    location: Location,
+    session: Session | None = None,
+    now: datetime | None = None,
+    language: str = "en",
+) -> Clinic:
+    """The machine's view of the location; with a session, it can look up free slots."""
+
+    def find_slots(
+        treatment: str, times: tuple[tuple[str, str], ...], exclude: tuple[str, ...]
+    ) -> tuple[Offer, ...]:
+        service = location.service_named(treatment)
+        if session is None or now is None or service is None:
+            return ()
+        slots = booking.offer(
+            session,
+            location,
+            service,
+            now,
+            windows=[
+                Window(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in times
+            ],
+            exclude=[datetime.fromisoformat(x) for x in exclude],
+        )
+        return tuple(
+            Offer(
+                start=slot.start.isoformat(),
+                end=slot.end.isoformat(),
+                provider_id=slot.provider_id,
+                room_id=slot.room_id or "",
+                label=slot_label(
+                    slot.start, location.zone, _provider_name(location, slot.provider_id), language
+                ),
+            )
+            for slot in slots
+        )
+
     return Clinic(
         services=tuple(ServiceInfo(s.name, s.price_cents, s.consult) for s in location.services),
-        has_booking_link=location.booking_url is not None,
+        has_booking_link=location.booking_url is not None or location.schedules,
         nudge_after=timedelta(minutes=location.nudge_after_minutes),
         close_after=timedelta(minutes=location.close_after_minutes),
         next_texting_time=location.next_texting_time,
+        schedules=location.schedules,
+        find_slots=find_slots,
+    )
+
+
+def _provider_name(location: Location, provider_id: str | None) -> str | None:
+    provider = location.find_provider(provider_id) if provider_id else None
+    return provider.name if provider else None
+
+
+def _upcoming(
+    session: Session, location: Location, patient: Patient, now: datetime, language: str
+) -> Upcoming | None:
+    if not location.schedules:
+        return None
+    appointment = booking.upcoming(session, patient.id, now)
+    if appointment is None:
+        return None
+    return Upcoming(
+        id=appointment.id,
+        when=when(appointment.starts_at, location.zone, language),
+        service=appointment.service,
     )
 
 
@@ -98,7 +167,11 @@ def texted_back(
     about_appointment: bool,
 ) -> None:
     question: Question = "appointment" if about_appointment else "treatment"
-    event = TextedBack(question=question, known_patient=is_known_patient(session, patient))
+    event = TextedBack(
+        question=question,
+        known_patient=is_known_patient(session, patient),
+        upcoming=_upcoming(session, location, patient, deps.clock(), conversation.language),
+    )
     _apply(session, deps, location, conversation, patient, event, None)
 
 
@@ -115,7 +188,10 @@ def inbound(
         message.body, now, location, known_patient=is_known_patient(session, patient)
     )
     conversation.language = understanding.language
-    _apply(session, deps, location, conversation, patient, Inbound(understanding), message)
+    upcoming = _upcoming(session, location, patient, now, understanding.language)
+    _apply(
+        session, deps, location, conversation, patient, Inbound(understanding, upcoming), message
+    )
 
 
 def timer_due(deps: Deps, conversation_id: int, kind: TimerKind) -> None:
@@ -201,7 +277,8 @@ def _apply(
 ) -> None:
     now = deps.clock() if message is None else message.created_at
     state = State.from_json(conversation.state)
-    new_state, commands = Machine(clinic(location)).transition(state, event, now)
+    rules = clinic(location, session, now, conversation.language)
+    new_state, commands = Machine(rules).transition(state, event, now)
     conversation.state = new_state.to_json()
     session.add(
         ConversationDecision(
@@ -213,10 +290,13 @@ def _apply(
             message_id=message.id if message else None,
         )
     )
+    follow_ups: list[Event] = []
     for index, command in enumerate(commands):
-        _carry_out(
+        follow_up = _carry_out(
             session, deps, location, conversation, patient, new_state, command, index, message
         )
+        if follow_up is not None:
+            follow_ups.append(follow_up)
     timers = [t for t in (new_state.nudge_at, new_state.close_at) if t]
     conversation.next_timer_at = (
         min(datetime.fromisoformat(t) for t in timers) if timers and conversation.is_open else None
@@ -230,12 +310,26 @@ def _apply(
             stage=new_state.stage,
             commands=[type(c).__name__ for c in commands],
         )
+    for follow_up in follow_ups:  # what booking reported back: booked, or taken meanwhile
+        _apply(session, deps, location, conversation, patient, follow_up, None)
 
 
-def _booking_link(location: Location, treatment: str) -> str:
-    base = location.booking_url or ""
-    separator = "&" if "?" in base else "?"
-    return f"{base}{separator}{urlencode({'service': treatment})}"
+def _booking_link(
+    deps: Deps, location: Location, conversation: Conversation, treatment: str
+) -> str:
+    """The outside booking system's URL, or Ringback's own signed page for this thread."""
+    if location.booking_url:
+        base = location.booking_url
+        separator = "&" if "?" in base else "?"
+        return f"{base}{separator}{urlencode({'service': treatment})}"
+    return booking_page_url(deps, location, conversation.id, treatment)
+
+
+def booking_page_url(deps: Deps, location: Location, conversation_id: int, treatment: str) -> str:
+    valid = timedelta(days=location.booking.link_days)
+    token = links.booking_token(deps.link_secret, conversation_id, deps.clock(), valid)
+    query = f"?{urlencode({'service': treatment})}" if treatment else ""
+    return f"{deps.public_url}/book/{token}{query}"
 
 
 def _carry_out(
@@ -248,7 +342,7 @@ def _carry_out(
     command: Command,
     index: int,
     message: Message | None,
-) -> None:
+) -> Event | None:
     now = deps.clock()
     key = f"conv:{conversation.id}:{state.seq}:{index}"
     if isinstance(command, Reply):
@@ -258,8 +352,18 @@ def _carry_out(
             phone=location.phone_number,
             examples=", ".join(s.name for s in location.services[:3]),
         )
-        if "treatment" in values and location.booking_url:
-            values["booking_link"] = _booking_link(location, values["treatment"])
+        if "treatment" in values and (location.booking_url or location.schedules):
+            values["booking_link"] = _booking_link(
+                deps, location, conversation, values["treatment"]
+            )
+        if command.template in ("booked", "rescheduled"):
+            service = location.service_named(values.get("treatment", ""))
+            values["address"] = f"{location.address}. " if location.address else ""
+            values["prep"] = f"{service.prep_note} " if service and service.prep_note else ""
+        if command.template in ("offer_more", "offer_slots") and "booking_link" not in values:
+            values["booking_link"] = _booking_link(
+                deps, location, conversation, state.treatment or ""
+            )
         queue_sms(
             session,
             deps,
@@ -332,6 +436,16 @@ def _carry_out(
     elif isinstance(command, Close):
         close(conversation, now, command.reason)
         webhooks.conversation_closed(session, deps, conversation)
+    elif isinstance(command, Book):
+        return _book(session, deps, location, conversation, patient, command)
+    elif isinstance(command, CancelAppointment):
+        appointment = session.get(Appointment, command.appointment_id)
+        if appointment is not None and appointment.patient_id == patient.id:
+            booking.cancel(session, deps, location, appointment, by="patient")
+    elif isinstance(command, ConfirmAppointment):
+        appointment = session.get(Appointment, command.appointment_id)
+        if appointment is not None and appointment.patient_id == patient.id:
+            booking.confirm(deps, appointment)
     elif isinstance(command, Schedule) and command.at - now <= TIMER_JOB_HORIZON:
         # Timers live on the conversation (next_timer_at) and the minute sweep fires them;
         # only a timer due sooner than the sweep can promise gets its own queued job.
@@ -339,3 +453,77 @@ def _carry_out(
         after_commit(session, lambda: deps.jobs.conversation_timer(conversation_id, kind, at))
     if conversation.treatment is None and state.treatment:
         conversation.treatment = state.treatment
+    return None
+
+
+def _book(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    conversation: Conversation,
+    patient: Patient,
+    command: Book,
+) -> Event:
+    """Book the chosen slot; report back Booked, or SlotTaken when someone was faster."""
+    service = location.service_named(command.treatment)
+    offer = command.offer
+    replaces = session.get(Appointment, command.replaces) if command.replaces else None
+    if replaces is not None and (replaces.patient_id != patient.id or replaces.status != "booked"):
+        replaces = None
+    appointment = None
+    if service is not None:
+        slot = Slot(
+            datetime.fromisoformat(offer.start),
+            datetime.fromisoformat(offer.end),
+            offer.provider_id,
+            offer.room_id or None,
+        )
+        appointment = booking.reserve(
+            session,
+            deps,
+            location,
+            service,
+            patient,
+            slot,
+            source="bot",
+            conversation_id=conversation.id,
+            replaces=replaces,
+        )
+    if appointment is None:
+        return SlotTaken(offer.start)
+    if replaces is None:
+        conversation.booked_by = "bot"
+        conversation.booked_value_cents = appointment.value_cents
+    return Booked(
+        appointment_id=appointment.id,
+        when=when(appointment.starts_at, location.zone, conversation.language),
+        provider=appointment.provider_name or location.name,
+        rescheduled=replaces is not None,
+    )
+
+
+def book_from_page(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    conversation: Conversation,
+    patient: Patient,
+    appointment: Appointment,
+) -> None:
+    """The patient booked on the booking page: the thread confirms and closes as booked.
+
+    The link outlives the thread (it may have closed as "no reply" a day before): the
+    booking still confirms by text and counts as a booking in the funnel.
+    """
+    if conversation.status == "booked":
+        return
+    conversation.booked_by = "page"
+    conversation.booked_value_cents = appointment.value_cents
+    conversation.treatment = appointment.service
+    event = Booked(
+        appointment_id=appointment.id,
+        when=when(appointment.starts_at, location.zone, conversation.language),
+        provider=appointment.provider_name or location.name,
+        treatment=appointment.service,
+    )
+    _apply(session, deps, location, conversation, patient, event, None)

@@ -75,6 +75,7 @@ INTENT_ORDER: tuple[str, ...] = (
     "help",
     "start",
     "choice",
+    "decline",
     "affirm",
     "deny",
     "thanks",
@@ -748,6 +749,12 @@ def understand(
 
     treatments = _treatments(location, words)
     intents = set(_intents(folded, plain))
+    # The booking confirmation's one-letter replies: C confirm, R reschedule, X cancel.
+    letter = {"c": "affirm", "r": "reschedule", "x": "cancel"}.get(bare)
+    if _DECLINE.search(plain):
+        intents.add("decline")
+    if letter is not None:
+        intents.add(letter)
     choice = _choice(plain)
     if choice is not None or _CHOICE_BY_TIME.search(plain):
         intents.add("choice")
@@ -762,6 +769,17 @@ def understand(
         choice=choice,
         language=language,
     )
+
+
+# "None of those work": the offered times are turned down (the machine offers others).
+_DECLINE = re.compile(
+    r"\b(?:none|neither|nope none|no(?:ne)? of (?:those|these|them|the times)"
+    r"|(?:doesn ?t|don ?t|won ?t|can ?t|cannot|wont|cant|dont|doesnt)"
+    r" (?:work|make (?:those|any))"
+    r"|other (?:times?|options?|days?|slots?)|something else|any other|different (?:times?|days?)"
+    r"|later (?:times?|ones?)|earlier (?:times?|ones?)"
+    r"|ninguno|ninguna|otros? horarios?|otra hora|otro dia)\b"
+)
 
 
 def _carrier_keyword(bare: str) -> str | None:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from ringback.app import create_app
-from ringback.config import Locations, Settings, load_locations
+from ringback.config import Location, Locations, Provider, Settings, load_locations
 from ringback.db import transaction
 from ringback.demo import DEMO_OWNER_EMAIL, DEMO_OWNER_PASSWORD, routes
 from ringback.demo.network import PhoneNetwork
@@ -27,15 +27,45 @@ DEMO_AUTH_TOKEN = "demo-auth-token-not-a-secret"  # noqa: S105 - the demo networ
 DEMO_RING_SECONDS = 8
 
 
+# Who the demo spa books with. The packaged locations file is also the test suite's
+# config (where glow-downtown texts an outside booking URL), so the demo process adds its
+# providers here instead: the demo then offers real times by text and on its booking page.
+DEMO_PROVIDERS: dict[str, tuple[Provider, ...]] = {
+    "glow-downtown": (
+        Provider(id="maya", name="Maya", services=("Botox", "Filler", "Microneedling")),
+        Provider(
+            id="lena",
+            name="Lena",
+            services=("HydraFacial", "Chemical Peel", "Laser Hair Removal", "Microneedling"),
+        ),
+    ),
+    "glow-westside": (Provider(id="sofia", name="Sofia", services=("Botox", "Filler")),),
+}
+DEMO_PREP_NOTES = {"Botox": "Please skip alcohol the day before."}
+
+
 def demo_locations(ring_seconds: int = DEMO_RING_SECONDS) -> Locations:
-    """The packaged demo spa, ringing for a few seconds so a person need not wait 18."""
+    """The packaged demo spa, ringing for a few seconds so a person need not wait 18, and
+    booking itself (its own providers and booking page instead of an outside URL)."""
     loaded = load_locations(DEMO_LOCATIONS)
-    return Locations(
-        tuple(
-            loc.model_copy(update={"ring_seconds": min(loc.ring_seconds, ring_seconds)})
-            for loc in loaded
-        )
+    return Locations(tuple(_books_itself(loc, ring_seconds) for loc in loaded))
+
+
+def _books_itself(location: Location, ring_seconds: int) -> Location:
+    providers = DEMO_PROVIDERS.get(location.id, ())
+    services = tuple(
+        s.model_copy(update={"prep_note": DEMO_PREP_NOTES[s.name]})
+        if s.name in DEMO_PREP_NOTES and s.prep_note is None
+        else s
+        for s in location.services
     )
+    changed = location.model_dump() | {"services": [s.model_dump() for s in services]}
+    if providers:
+        changed |= {"booking_url": None, "providers": [p.model_dump() for p in providers]}
+    # Validated again, so a provider naming a service the menu lacks fails at start-up.
+    booking = Location.model_validate(changed)
+    # Tests ring for less than the 5 s a real locations file allows: not validated.
+    return booking.model_copy(update={"ring_seconds": min(location.ring_seconds, ring_seconds)})
 
 
 def demo_settings(*, public_url: str, data_dir: Path) -> Settings:

@@ -286,6 +286,8 @@ def _appointment(appointment: Appointment | None) -> dict[str, Any] | None:
         "ends_at": _iso(appointment.ends_at),
         "status": appointment.status,
         "source": appointment.source,
+        "service": appointment.service,
+        "provider": appointment.provider_name,
     }
 
 
@@ -309,6 +311,26 @@ def conversation_closed(session: Session, deps: Deps, conversation: Conversation
         booked_by=conversation.booked_by,
         value_cents=conversation.booked_value_cents,
         appointment=_appointment(appointment),
+    )
+
+
+def appointment_booked(session: Session, deps: Deps, appointment: Appointment) -> None:
+    """``appointment.booked`` for a booking that does not close a conversation as booked (a
+    reschedule: the new appointment; the old one gets ``appointment.cancelled``)."""
+    patient = session.get(Patient, appointment.patient_id)
+    data = {
+        "appointment": _appointment(appointment),
+        "patient": _patient(patient),
+        "conversation_id": appointment.conversation_id,
+        "rescheduled_from": appointment.rescheduled_from_id,
+    }
+    emit(
+        session,
+        deps,
+        "appointment.booked",
+        appointment.location_id,
+        data,
+        f"appointment.booked:appointment:{appointment.id}",
     )
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -33,6 +32,7 @@ from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.models import Patient
 from ringback.patients import why_not_textable
+from ringback.phones import display as display_phone
 from ringback.staff import actions, inbox
 from ringback.staff.web import SignedIn, csrf_protected, staff_user
 
@@ -160,21 +160,6 @@ def _window(pair: list[str] | tuple[str, ...]) -> str:
     return f"{day}, {_clock(start)} – {_clock(end)}"
 
 
-def _phone(number: str | None) -> str:
-    if not number:
-        return ""
-    try:
-        parsed = phonenumbers.parse(number, None)
-    except phonenumbers.NumberParseException:
-        return number
-    style = (
-        phonenumbers.PhoneNumberFormat.NATIONAL
-        if parsed.country_code == 1
-        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
-    )
-    return str(phonenumbers.format_number(parsed, style))
-
-
 def _money(cents: int | None) -> str:
     return "" if cents is None else f"${cents / 100:,.2f}"
 
@@ -188,13 +173,13 @@ def _label(table: dict[str, str]) -> Callable[[str | None], str]:
 
 def _name(patient: Patient) -> str:
     names = " ".join(n for n in (patient.first_name, patient.last_name) if n)
-    return names or _phone(patient.phone)
+    return names or display_phone(patient.phone)
 
 
 PAGES.filters.update(
     patient_name=_name,
     local=_local,
-    phone=_phone,
+    phone=display_phone,
     money=_money,
     window=_window,
     status_label=_label({str(k): v for k, v in inbox.QUEUE_LABELS.items()}),

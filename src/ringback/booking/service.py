@@ -1,0 +1,420 @@
+"""Offers, holds and bookings in the database: exactly one live appointment per slot.
+
+Runs inside the caller's transaction (a job's or a request's). Booking takes a lock row
+per provider and room (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's single writer
+serialises it anyway), then checks the slot again against everything busy and inserts.
+A partial unique index on (location, provider, start) of live appointments is the last
+guard. The loser of a race gets ``None`` and is offered new times by its caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ringback.booking.availability import (
+    BusyIndex,
+    Slot,
+    Window,
+    bookable_providers,
+    candidate_slots,
+    find_slots,
+    is_bookable,
+)
+from ringback.config import Location, Service
+from ringback.db import after_commit
+from ringback.deps import Deps
+from ringback.integrations import webhooks
+from ringback.logs import log_event
+from ringback.models import Appointment, BookingLock, CalendarSync, ExternalBusy, Patient
+
+log = logging.getLogger(__name__)
+
+LOCATION_CALENDAR = "location"
+
+
+@dataclass(frozen=True, slots=True)
+class Upcoming:
+    """A patient's next appointment, as the conversation talks about it."""
+
+    id: int
+    start: datetime
+    service: str
+    provider_name: str | None
+
+
+def busy_index(
+    session: Session,
+    location: Location,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    *,
+    ignore_appointment: int | None = None,
+) -> BusyIndex:
+    """Everything that makes a provider or room busy between ``start`` and ``end``."""
+    until = func.coalesce(Appointment.busy_until, Appointment.ends_at)
+    live = or_(
+        Appointment.status == "booked",
+        and_(Appointment.status == "held", Appointment.hold_expires_at > now),
+    )
+    query = select(
+        Appointment.provider_id,
+        Appointment.provider_name,
+        Appointment.room_id,
+        Appointment.starts_at,
+        until,
+    ).where(
+        Appointment.location_id == location.id,
+        Appointment.starts_at < end,
+        Appointment.starts_at >= start - timedelta(days=1),
+        live,
+    )
+    if ignore_appointment is not None:
+        query = query.where(Appointment.id != ignore_appointment)
+    by_name = {p.name.casefold(): p.id for p in location.providers}
+    intervals: list[tuple[str, datetime, datetime]] = []
+    for provider_id, provider_name, room_id, starts_at, busy_until in session.execute(query):
+        # Imported appointments name the provider; match them to the configured one.
+        pid = provider_id or (by_name.get(provider_name.casefold()) if provider_name else None)
+        if pid:
+            intervals.append((f"provider:{pid}", starts_at, busy_until))
+        if room_id:
+            intervals.append((f"room:{room_id}", starts_at, busy_until))
+    columns = (ExternalBusy.calendar_key, ExternalBusy.starts_at, ExternalBusy.ends_at)
+    external = select(*columns).where(
+        ExternalBusy.location_id == location.id,
+        ExternalBusy.starts_at < end,
+        ExternalBusy.ends_at > start,
+    )
+    for key, starts_at, ends_at in session.execute(external):
+        name = "location" if key == LOCATION_CALENDAR else f"provider:{key}"
+        intervals.append((name, starts_at, ends_at))
+    return BusyIndex(intervals)
+
+
+def offer(
+    session: Session,
+    location: Location,
+    service: Service,
+    now: datetime,
+    *,
+    windows: Sequence[Window] = (),
+    exclude: Iterable[datetime] = (),
+    limit: int | None = None,
+    provider_id: str | None = None,
+    ignore_appointment: int | None = None,
+) -> list[Slot]:
+    """Up to ``limit`` free slots for ``service`` closest to ``windows`` (else the earliest)."""
+    horizon = now + timedelta(days=location.booking.horizon_days + 1)
+    busy = busy_index(session, location, now, horizon, now, ignore_appointment=ignore_appointment)
+    return find_slots(
+        location,
+        service,
+        now,
+        busy,
+        windows=windows,
+        limit=limit,
+        exclude=frozenset(exclude),
+        provider_id=provider_id,
+    )
+
+
+def _lock(session: Session, location: Location, slot: Slot) -> None:
+    keys = [f"{location.id}:provider:{slot.provider_id}"]
+    if slot.room_id:
+        keys.append(f"{location.id}:room:{slot.room_id}")
+    for key in sorted(keys):  # one order everywhere: no deadlocks between bookings
+        _insert_lock_row(session, key)
+        session.execute(select(BookingLock.key).where(BookingLock.key == key).with_for_update())
+
+
+def _insert_lock_row(session: Session, key: str) -> None:
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(BookingLock).values(key=key).on_conflict_do_nothing())
+
+
+def _expire_holds(session: Session, location: Location, slot: Slot, now: datetime) -> None:
+    session.execute(
+        update(Appointment)
+        .where(
+            Appointment.location_id == location.id,
+            Appointment.status == "held",
+            Appointment.hold_expires_at <= now,
+            or_(
+                Appointment.provider_id == slot.provider_id,
+                and_(Appointment.room_id.is_not(None), Appointment.room_id == slot.room_id),
+            ),
+        )
+        .values(status="expired")
+    )
+
+
+def reserve(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    service: Service,
+    patient: Patient,
+    slot: Slot,
+    *,
+    source: str,
+    conversation_id: int | None = None,
+    hold: bool = False,
+    replaces: Appointment | None = None,
+) -> Appointment | None:
+    """Hold (``hold=True``) or book ``slot``; None when it is no longer free.
+
+    A booking that replaces another (a reschedule) cancels the old one in the same
+    transaction, so the patient never has both or neither.
+    """
+    now = deps.clock()
+    _lock(session, location, slot)
+    _expire_holds(session, location, slot, now)
+    busy = busy_index(
+        session,
+        location,
+        slot.start - timedelta(days=1),
+        slot.end + timedelta(days=1),
+        now,
+        ignore_appointment=replaces.id if replaces else None,
+    )
+    if not is_bookable(location, service, slot, now, busy):
+        log_event(log, "booking.slot_taken", location=location.id, provider=slot.provider_id)
+        return None
+    provider = location.find_provider(slot.provider_id)
+    appointment = Appointment(
+        location_id=location.id,
+        patient_id=patient.id,
+        conversation_id=conversation_id,
+        service=service.name,
+        provider_id=slot.provider_id,
+        provider_name=provider.name if provider else None,
+        room_id=slot.room_id,
+        starts_at=slot.start,
+        ends_at=slot.end,
+        busy_until=slot.end + timedelta(minutes=service.buffer_minutes),
+        status="held" if hold else "booked",
+        hold_expires_at=now + timedelta(minutes=location.booking.hold_minutes) if hold else None,
+        source=source,
+        value_cents=service.price_cents or None,
+        rescheduled_from_id=replaces.id if replaces else None,
+        created_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(appointment)
+            session.flush()
+    except IntegrityError:
+        # Only reachable if something outside the lock wrote the same slot.
+        log_event(log, "booking.slot_taken", location=location.id, provider=slot.provider_id)
+        return None
+    if not hold:
+        _booked(session, deps, location, appointment, replaces)
+    log_event(
+        log,
+        "booking.held" if hold else "booking.booked",
+        location=location.id,
+        appointment_id=appointment.id,
+        provider=slot.provider_id,
+        source=source,
+    )
+    return appointment
+
+
+def confirm_hold(
+    session: Session, deps: Deps, location: Location, appointment: Appointment
+) -> Appointment | None:
+    """Turn a hold into a booking; a lapsed hold is booked only if the slot is still free."""
+    now = deps.clock()
+    if appointment.status == "booked":
+        return appointment
+    service = location.service_named(appointment.service)
+    if appointment.status != "held" or service is None or appointment.provider_id is None:
+        return None
+    slot = Slot(
+        appointment.starts_at, appointment.ends_at, appointment.provider_id, appointment.room_id
+    )
+    _lock(session, location, slot)
+    session.refresh(appointment)
+    if appointment.status == "held" and (
+        appointment.hold_expires_at is None or appointment.hold_expires_at > now
+    ):
+        appointment.status = "booked"
+        appointment.hold_expires_at = None
+        session.flush()
+        _booked(session, deps, location, appointment, None)
+        return appointment
+    if appointment.status not in ("held", "expired"):
+        return None
+    busy = busy_index(
+        session,
+        location,
+        slot.start - timedelta(days=1),
+        slot.end + timedelta(days=1),
+        now,
+        ignore_appointment=appointment.id,
+    )
+    if not is_bookable(location, service, slot, now, busy):
+        appointment.status = "expired"
+        return None
+    appointment.status = "booked"
+    appointment.hold_expires_at = None
+    session.flush()
+    _booked(session, deps, location, appointment, None)
+    return appointment
+
+
+def cancel(
+    session: Session, deps: Deps, location: Location, appointment: Appointment, *, by: str
+) -> bool:
+    """Cancel a live appointment (and take it off the calendars). False if it was not live."""
+    if appointment.status not in ("booked", "held"):
+        return False
+    appointment.status = "cancelled"
+    appointment.cancelled_at = deps.clock()
+    appointment.cancelled_by = by
+    queue_calendar_syncs(session, deps, location, appointment)
+    webhooks.appointment_cancelled(session, deps, appointment)
+    log_event(log, "booking.cancelled", location=location.id, appointment_id=appointment.id, by=by)
+    return True
+
+
+def confirm(deps: Deps, appointment: Appointment) -> None:
+    """The patient confirmed they are coming."""
+    appointment.confirmed_at = appointment.confirmed_at or deps.clock()
+
+
+def upcoming(session: Session, patient_id: int, now: datetime) -> Appointment | None:
+    """The patient's next booked appointment that has not started yet."""
+    return session.scalars(
+        select(Appointment)
+        .where(
+            Appointment.patient_id == patient_id,
+            Appointment.status == "booked",
+            Appointment.starts_at > now,
+        )
+        .order_by(Appointment.starts_at)
+        .limit(1)
+    ).first()
+
+
+def _booked(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    appointment: Appointment,
+    replaces: Appointment | None,
+) -> None:
+    queue_calendar_syncs(session, deps, location, appointment)
+    if replaces is not None:
+        cancel(session, deps, location, replaces, by="patient")
+        webhooks.appointment_booked(session, deps, appointment)
+
+
+def calendar_keys(location: Location, appointment: Appointment) -> list[str]:
+    """Which outside calendars show this appointment: its provider's and the location's."""
+    keys = []
+    provider = location.find_provider(appointment.provider_id) if appointment.provider_id else None
+    if provider is not None and provider.calendar is not None:
+        keys.append(provider.id)
+    if location.booking.calendar is not None:
+        keys.append(LOCATION_CALENDAR)
+    return keys
+
+
+def queue_calendar_syncs(
+    session: Session, deps: Deps, location: Location, appointment: Appointment
+) -> None:
+    """Mark the appointment's calendar events as needing a write, and queue the jobs."""
+    now = deps.clock()
+    ids: list[int] = []
+    for key in calendar_keys(location, appointment):
+        sync = session.scalars(
+            select(CalendarSync).where(
+                CalendarSync.appointment_id == appointment.id, CalendarSync.calendar_key == key
+            )
+        ).first()
+        if sync is None:
+            sync = CalendarSync(
+                appointment_id=appointment.id, location_id=location.id, calendar_key=key
+            )
+            session.add(sync)
+        sync.status = "pending"
+        sync.attempts = 0
+        sync.next_attempt_at = now
+        sync.last_error = None
+        session.flush()
+        ids.append(sync.id)
+    for sync_id in ids:
+        after_commit(session, _sync_job(deps, sync_id))
+
+
+def _sync_job(deps: Deps, sync_id: int) -> Callable[[], None]:
+    return lambda: deps.jobs.sync_calendar(sync_id)
+
+
+# --- the booking page ----------------------------------------------------------------------
+
+
+def day_slots(
+    session: Session,
+    location: Location,
+    service: Service,
+    day: date,
+    now: datetime,
+    *,
+    provider_id: str | None = None,
+) -> list[Slot]:
+    """Every free start on ``day`` (the location's calendar day), one slot per start time.
+
+    Where several providers are free at a time, the first in the location's order is taken
+    (the booking page shows times, and a provider filter for patients who care who).
+    """
+    providers = bookable_providers(location, service)
+    if provider_id is not None:
+        providers = [p for p in providers if p.id == provider_id]
+    today = now.astimezone(location.zone).date()
+    if (
+        not providers
+        or service.consult
+        or not today <= day <= today + timedelta(days=location.booking.horizon_days)
+    ):
+        return []
+    start = datetime.combine(day, time(0), tzinfo=location.zone)
+    busy = busy_index(session, location, start, start + timedelta(days=2), now)
+    not_before = now + timedelta(minutes=location.booking.lead_minutes)
+    slots: list[Slot] = []
+    for slot in candidate_slots(location, service, day, busy, not_before, providers):
+        if not slots or slots[-1].start != slot.start:
+            slots.append(slot)
+    return slots
+
+
+def release_holds(session: Session, conversation_id: int, *, keep: int | None = None) -> None:
+    """Let go of a thread's live holds (the patient picked another time on the page)."""
+    query = update(Appointment).where(
+        Appointment.conversation_id == conversation_id, Appointment.status == "held"
+    )
+    if keep is not None:
+        query = query.where(Appointment.id != keep)
+    session.execute(query.values(status="expired"))
+
+
+def conversation_booking(session: Session, conversation_id: int) -> Appointment | None:
+    """The thread's latest booked appointment, if it has one."""
+    return session.scalars(
+        select(Appointment)
+        .where(Appointment.conversation_id == conversation_id, Appointment.status == "booked")
+        .order_by(Appointment.id.desc())
+        .limit(1)
+    ).first()

@@ -1,0 +1,94 @@
+"""``ringback calendars``: check the CalDAV calendars, print the ICS feed URLs, sync now."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from ringback.booking import calendar_sync
+from ringback.config import ConfigError, load_locations, load_settings
+from ringback.integrations.caldav import CalDavCalendar
+from ringback.logs import configure_logging
+from ringback.ports import CalendarUnavailable
+
+app = typer.Typer(
+    help="Calendars: check CalDAV connections, list ICS feed URLs, re-read busy time.",
+    no_args_is_help=True,
+)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"ringback: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+@app.command("check")
+def check() -> None:
+    """Connect to every configured calendar and say whether it works (exit 1 if not)."""
+    try:
+        settings = load_settings()
+        locations = load_locations(settings.config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    configure_logging(settings.log_level)
+    problems = 0
+    found = 0
+    for location in locations:
+        for key in calendar_sync.calendar_keys(location):
+            found += 1
+            link = calendar_sync.calendar_link(location, key)
+            assert link is not None
+            name = f"{location.id}/{key}"
+            if link.password_env and link.password_env not in os.environ:
+                typer.echo(f"{name}: FAILED: environment variable {link.password_env} is not set")
+                problems += 1
+                continue
+            password = os.environ.get(link.password_env) if link.password_env else None
+            calendar = CalDavCalendar(
+                link.url,
+                link.username,
+                password,
+                timeout=settings.send_timeout_seconds,
+                default_zone=location.timezone,
+            )
+            try:
+                info = calendar.check()
+                label = f" ({info.display_name})" if info.display_name else ""
+                typer.echo(f"{name}: ok{label}")
+            except CalendarUnavailable as exc:
+                typer.echo(f"{name}: FAILED: {exc.detail}")
+                problems += 1
+            finally:
+                calendar.close()
+    if not found:
+        typer.echo("no calendars configured (providers[].calendar or booking.calendar)")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command("feeds")
+def feeds(
+    location_id: Annotated[str, typer.Option("--location", "-l", help="Only this location.")] = "",
+) -> None:
+    """Print the ICS feed URLs (subscribe to them in a calendar app; keep them private)."""
+    from ringback.booking_feeds import feed_keys, feed_url
+    from ringback.runtime import build_runtime
+
+    try:
+        settings = load_settings()
+        locations = load_locations(settings.config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    runtime = build_runtime(settings, locations)
+    try:
+        for location in locations:
+            if location_id and location.id != location_id:
+                continue
+            if not location.schedules:
+                continue
+            for key, label in feed_keys(location):
+                typer.echo(f"{label}: {feed_url(runtime.deps, location.id, key)}")
+    finally:
+        runtime.close()
