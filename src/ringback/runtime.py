@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from ringback import jobs
 from ringback.booking import calendar_sync
+from ringback.booking import service as booking_service
 from ringback.config import Locations, Settings
 from ringback.conversation import service as conversation_service
 from ringback.db import make_engine, make_sessionmaker
@@ -215,6 +216,7 @@ def run_sweep(deps: Deps) -> dict[str, int]:
     counts["timers"] = len(timers)
     counts.update(webhooks.sweep(deps))
     counts.update(calendar_sync.sweep(deps))
+    counts.update(booking_service.expire_lapsed_holds(deps))
     if any(counts.values()):
         log_event(log, "sweep.redriven", **counts)
     return counts

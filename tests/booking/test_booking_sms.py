@@ -277,3 +277,36 @@ def test_twenty_concurrent_reservations_of_one_slot_in_the_service(
     assert len(live) == 1
     # No calendar configured: no sync rows.
     assert service.rows(select(CalendarSync)) == []
+
+
+def test_the_sweep_marks_lapsed_holds_expired_and_their_slot_is_free(
+    make_service: Callable[..., Service],
+) -> None:
+    from ringback.runtime import run_sweep
+
+    service = make_service(edit=scheduling([{"id": "anna", "name": "Anna"}]), run_worker=False)
+    deps = service.runtime.deps
+    location = service.locations.get("glow-downtown")
+    assert location is not None
+    botox = location.service_named("Botox")
+    assert botox is not None
+    start = datetime(2026, 11, 26, 15, tzinfo=LA).astimezone(ZoneInfo("UTC"))
+    slot = Slot(start, start + timedelta(minutes=30), "anna", None)
+    with transaction(deps.sessions) as session:
+        patient = Patient(location_id=location.id, phone=caller_number(520))
+        session.add(patient)
+        session.flush()
+        held = booking.reserve(
+            session, deps, location, botox, patient, slot, source="page", hold=True
+        )
+        assert held is not None
+        assert held.status == "held"
+    assert "holds_expired" not in run_sweep(deps)  # still within its ten minutes
+    service.clock.advance(timedelta(minutes=location.booking.hold_minutes + 1))
+    assert run_sweep(deps)["holds_expired"] == 1
+    assert service.scalar(select(Appointment.status)) == "expired"
+    with transaction(deps.sessions) as session:
+        other = Patient(location_id=location.id, phone=caller_number(521))
+        session.add(other)
+        session.flush()
+        assert booking.reserve(session, deps, location, botox, other, slot, source="bot")

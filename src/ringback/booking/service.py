@@ -289,6 +289,21 @@ def cancel(
     return True
 
 
+def expire_lapsed_holds(deps: Deps) -> dict[str, int]:
+    """Mark holds nobody confirmed in time as expired (for the sweep; they stopped counting
+    as busy when they lapsed, this keeps records and exports honest)."""
+    from ringback.db import transaction
+
+    with transaction(deps.sessions) as session:
+        result = session.execute(
+            update(Appointment)
+            .where(Appointment.status == "held", Appointment.hold_expires_at <= deps.clock())
+            .values(status="expired")
+        )
+        count = int(getattr(result, "rowcount", 0) or 0)
+    return {"holds_expired": count} if count else {}
+
+
 def confirm(deps: Deps, appointment: Appointment) -> None:
     """The patient confirmed they are coming."""
     appointment.confirmed_at = appointment.confirmed_at or deps.clock()
