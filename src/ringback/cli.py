@@ -187,9 +187,20 @@ def check_config(config: ConfigOption = None) -> None:
             if location.forwarded_only
             else f"rings {len(location.front_desk)} number(s)"
         )
+        booking = (
+            f", books itself with {len(location.providers)} provider(s)"
+            if location.schedules
+            else ", booking link"
+            if location.booking_url
+            else ", hands bookings to staff"
+        )
+        calendars = sum(1 for p in location.providers if p.calendar) + (
+            1 if location.booking.calendar else 0
+        )
         typer.echo(
-            f"{location.id}: {location.name} on {location.phone_number}, {mode}, "
-            f"{len(location.services)} services"
+            f"{location.id}: {location.name} on {location.phone_number} ({location.provider}), "
+            f"{mode}, {len(location.services)} services{booking}"
+            + (f", {calendars} CalDAV calendar(s)" if calendars else "")
         )
     typer.echo(f"database: {settings.resolved_database_url.split('@')[-1]}")
     typer.echo(f"queue: {settings.resolved_queue_url.split('@')[-1]}")

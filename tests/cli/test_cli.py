@@ -116,11 +116,34 @@ def test_check_config_describes_the_locations() -> None:
     result = ringback("check-config")
     assert result.returncode == 0, result.stderr
     assert (
-        "glow-downtown: Glow Med Spa on +13105550100, rings 1 number(s), 7 services"
-        in result.stdout
+        "glow-downtown: Glow Med Spa on +13105550100 (twilio), rings 1 number(s), 7 services, "
+        "booking link" in result.stdout
     )
-    assert "glow-westside" in result.stdout
-    assert "forwarded-only" in result.stdout
+    assert (
+        "glow-westside: Glow Med Spa Westside on +13105550200 (twilio), forwarded-only, "
+        "3 services, hands bookings to staff" in result.stdout
+    )
+
+
+def test_check_config_says_which_locations_book_themselves(tmp_path: Path) -> None:
+    import yaml
+
+    config = yaml.safe_load(DEMO.read_text())
+    config["locations"][0].pop("booking_url")
+    config["locations"][0]["providers"] = [
+        {"id": "maya", "name": "Maya", "calendar": {"url": "https://cal.example/maya/"}},
+        {"id": "lena", "name": "Lena"},
+    ]
+    path = tmp_path / "locations.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = ringback("check-config", env={"RINGBACK_CONFIG": str(path)})
+    assert result.returncode == 0, result.stderr
+    assert "7 services, books itself with 2 provider(s), 1 CalDAV calendar(s)" in result.stdout
+    config["locations"][0]["providers"][0]["services"] = ["Bottox"]
+    path.write_text(yaml.safe_dump(config))
+    bad = ringback("check-config", env={"RINGBACK_CONFIG": str(path)})
+    assert bad.returncode == 2
+    assert "provider 'maya' lists service 'Bottox', which is not in services" in bad.stderr
 
 
 def test_serve_refuses_to_start_without_an_auth_token() -> None:
