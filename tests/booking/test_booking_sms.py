@@ -21,6 +21,7 @@ from tests.conftest import Service, settle, wait_for
 from tests.e2e.test_conversation import next_text
 from tests.e2e.test_missed_call_textback import miss, texts_to
 from tests.e2e.test_sms import text_in
+from tests.staff.conftest import add_user, sign_in
 from tests.twilio_payloads import caller_number
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -90,6 +91,12 @@ def test_qualified_patient_is_offered_real_slots_and_books_with_one_reply(
     assert conversation.booked_value_cents == 48000
     settle()
     assert len(texts_to(service, caller)) == 3
+    # The front desk sees what was offered and what was booked on the conversation page.
+    add_user(service, "desk@glow.example")
+    page = sign_in(service, "desk@glow.example").get(f"/staff/conversations/{conversation.id}")
+    assert page.status_code == 200
+    assert re.search(r'<dd id="appointment">Botox · Thu Nov 26 at \d+:\d\dpm</dd>', page.text)
+    assert "Booked" in page.text
 
 
 def test_none_of_those_gets_new_times_and_a_new_wish_moves_the_offers(

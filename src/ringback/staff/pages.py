@@ -116,6 +116,13 @@ REASONS = {
     "booking_link": "Sent the booking link",
     "booked": "Booked",
     "lost": "Lost",
+    "offered": "Offered times",
+    "no_suitable_time": "No offered time suited",
+    "offer_not_understood": "Answer to the offered times not understood",
+    "rescheduled": "Rescheduled by text",
+    "cancelled": "Cancelled by text",
+    "confirmed": "Confirmed by text",
+    "acknowledged": "Thanked us, nothing to answer",
 }
 # How a refused action's field reads on the page, per action where it differs.
 FIELD_LABELS = {
