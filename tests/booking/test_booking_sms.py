@@ -14,6 +14,8 @@ from sqlalchemy import select
 
 from ringback.booking import service as booking
 from ringback.booking.availability import Slot
+from ringback.config import Location
+from ringback.config import Service as ServiceConfig
 from ringback.db import transaction
 from ringback.integrations import webhooks
 from ringback.models import Appointment, CalendarSync, Conversation, Patient, WebhookDelivery
@@ -236,18 +238,25 @@ def test_twenty_patients_choose_the_same_slot_at_once_exactly_one_wins(
     assert booked[0].starts_at.astimezone(LA).hour == 15
 
 
-def test_twenty_concurrent_reservations_of_one_slot_in_the_service(
+def thursday_3pm_with_anna(
     make_service: Callable[..., Service],
-) -> None:
-    """The same race one level down: 20 transactions at once, each with its own session."""
+) -> tuple[Service, Location, ServiceConfig, Slot]:
+    """A spa with one provider (no workers), its Botox, and Anna's Thursday 3pm slot."""
     service = make_service(edit=scheduling([{"id": "anna", "name": "Anna"}]), run_worker=False)
-    deps = service.runtime.deps
     location = service.locations.get("glow-downtown")
     assert location is not None
     botox = location.service_named("Botox")
     assert botox is not None
     start = datetime(2026, 11, 26, 15, tzinfo=LA).astimezone(ZoneInfo("UTC"))
-    slot = Slot(start, start + timedelta(minutes=30), "anna", None)
+    return service, location, botox, Slot(start, start + timedelta(minutes=30), "anna", None)
+
+
+def test_twenty_concurrent_reservations_of_one_slot_in_the_service(
+    make_service: Callable[..., Service],
+) -> None:
+    """The same race one level down: 20 transactions at once, each with its own session."""
+    service, location, botox, slot = thursday_3pm_with_anna(make_service)
+    deps = service.runtime.deps
     with transaction(deps.sessions) as session:
         patient_ids = []
         for n in range(20):
@@ -291,14 +300,8 @@ def test_the_sweep_marks_lapsed_holds_expired_and_their_slot_is_free(
 ) -> None:
     from ringback.runtime import run_sweep
 
-    service = make_service(edit=scheduling([{"id": "anna", "name": "Anna"}]), run_worker=False)
+    service, location, botox, slot = thursday_3pm_with_anna(make_service)
     deps = service.runtime.deps
-    location = service.locations.get("glow-downtown")
-    assert location is not None
-    botox = location.service_named("Botox")
-    assert botox is not None
-    start = datetime(2026, 11, 26, 15, tzinfo=LA).astimezone(ZoneInfo("UTC"))
-    slot = Slot(start, start + timedelta(minutes=30), "anna", None)
     with transaction(deps.sessions) as session:
         patient = Patient(location_id=location.id, phone=caller_number(520))
         session.add(patient)
