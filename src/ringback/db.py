@@ -308,6 +308,14 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+def upsert_insert(dialect: str, table: Any) -> Any:
+    """An INSERT for ``table`` that takes ON CONFLICT clauses (PostgreSQL's or SQLite's)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
 def insert_ignore(
     session: Session, model: type[Base], values: dict[str, Any], conflict: list[str]
 ) -> int | None:
@@ -316,14 +324,9 @@ def insert_ignore(
     Returns the new row's id, or None when it already existed. Safe under concurrency:
     the database, not a prior SELECT, decides.
     """
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     table: Any = model.__table__
     stmt = (
-        insert(table)
+        upsert_insert(session.get_bind().dialect.name, table)
         .values(**values)
         .on_conflict_do_nothing(index_elements=conflict)
         .returning(table.c.id)
@@ -360,13 +363,9 @@ def insert_returning(
     key = (model, dialect, tuple(values), tuple(conflict), where_key)
     statement = _insert_statements.get(key)
     if statement is None:
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
         table: Any = model.__table__
         core = (
-            insert(table)
+            upsert_insert(dialect, table)
             .values({table.c[name]: bindparam(name) for name in values})
             .on_conflict_do_nothing(index_elements=conflict, index_where=conflict_where)
             .returning(*table.c)

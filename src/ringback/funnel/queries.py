@@ -24,10 +24,9 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
+from ringback.db import upsert_insert
 from ringback.models import (
     FUNNEL_BUCKETS,
     FUNNEL_DAILY_COUNTERS,
@@ -227,8 +226,7 @@ def cohort_moments(
 
 
 def _upsert(session: Session, table: Table) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    return upsert_insert(session.get_bind().dialect.name, table)
 
 
 def mark_dirty(session: Session, keys: Iterable[tuple[str, datetime]], now: datetime) -> None:
