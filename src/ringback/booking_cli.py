@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ringback.booking import calendar_sync
+from ringback.booking import service as booking_service
 from ringback.config import ConfigError, load_locations, load_settings
 from ringback.integrations.caldav import CalDavCalendar
 from ringback.logs import configure_logging
@@ -36,9 +36,9 @@ def check() -> None:
     problems = 0
     found = 0
     for location in locations:
-        for key in calendar_sync.calendar_keys(location):
+        for key in booking_service.calendar_keys(location):
             found += 1
-            link = calendar_sync.calendar_link(location, key)
+            link = booking_service.calendar_link(location, key)
             assert link is not None
             name = f"{location.id}/{key}"
             if link.password_env and link.password_env not in os.environ:

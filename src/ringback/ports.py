@@ -202,6 +202,10 @@ class Calendar(Protocol):
         """Busy stretches overlapping [start, end), recurring events expanded."""
         ...
 
+    def close(self) -> None:
+        """Release the connection; the calendar is opened anew for each sync or read."""
+        ...
+
 
 # Opens the outside calendar ``key`` (a provider id, or "location") of a location, or None.
 CalendarFactory = Callable[["Location", str], "Calendar | None"]

@@ -320,3 +320,30 @@ def test_the_sweep_marks_lapsed_holds_expired_and_their_slot_is_free(
         session.add(other)
         session.flush()
         assert booking.reserve(session, deps, location, botox, other, slot, source="bot")
+
+
+def test_a_hold_the_sweep_expired_still_books_if_its_slot_is_free(
+    make_service: Callable[..., Service],
+) -> None:
+    from ringback.runtime import run_sweep
+
+    service, location, botox, slot = thursday_3pm_with_anna(make_service)
+    deps = service.runtime.deps
+    with transaction(deps.sessions) as session:
+        patient = Patient(location_id=location.id, phone=caller_number(530))
+        session.add(patient)
+        session.flush()
+        held = booking.reserve(
+            session, deps, location, botox, patient, slot, source="page", hold=True
+        )
+        assert held is not None
+        held_id = held.id
+    service.clock.advance(timedelta(minutes=location.booking.hold_minutes + 1))
+    assert run_sweep(deps)["holds_expired"] == 1
+    with transaction(deps.sessions) as session:
+        expired = session.get(Appointment, held_id)
+        assert expired is not None
+        assert expired.status == "expired"
+        booked = booking.confirm_hold(session, deps, location, expired)
+        assert booked is not None
+        assert booked.status == "booked"

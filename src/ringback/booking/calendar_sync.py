@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
-from ringback.booking.service import LOCATION_CALENDAR
-from ringback.config import CalendarLink, Location
-from ringback.db import transaction
+from ringback.booking.service import calendar_keys, calendar_link
+from ringback.config import Location
+from ringback.db import after_commit, transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.models import Appointment, CalendarRead, CalendarSync, ExternalBusy, Patient
@@ -48,13 +48,6 @@ def retry_delay(attempts: int) -> timedelta:
 def event_uid(appointment: Appointment, public_url: str) -> str:
     host = urlsplit(public_url).hostname or "ringback"
     return f"{UID_PREFIX}{appointment.id}@{host}"
-
-
-def calendar_link(location: Location, key: str) -> CalendarLink | None:
-    if key == LOCATION_CALENDAR:
-        return location.booking.calendar
-    provider = location.find_provider(key)
-    return provider.calendar if provider else None
 
 
 def caldav_calendars(timeout: float) -> CalendarFactory:
@@ -131,9 +124,7 @@ def sync(deps: Deps, sync_id: int) -> str | None:
         except CalendarUnavailable as exc:
             error = exc
         finally:
-            close = getattr(calendar, "close", None)
-            if callable(close):
-                close()
+            calendar.close()
     with transaction(deps.sessions) as session:
         row = session.get(CalendarSync, sync_id)
         assert row is not None
@@ -153,8 +144,6 @@ def sync(deps: Deps, sync_id: int) -> str | None:
             row.next_attempt_at = now + retry_delay(row.attempts)
             at = row.next_attempt_at
             log_event(log, "calendar.retrying", logging.WARNING, detail=error.detail, **fields)
-            from ringback.db import after_commit
-
             after_commit(session, lambda: deps.jobs.sync_calendar(sync_id, at))
             return "pending"
         row.status, row.next_attempt_at = "failed", None
@@ -201,9 +190,7 @@ def refresh_busy(deps: Deps, location: Location, key: str) -> int | None:
     except CalendarUnavailable as exc:
         busy, error = [], exc
     finally:
-        close = getattr(calendar, "close", None)
-        if callable(close):
-            close()
+        calendar.close()
     with transaction(deps.sessions) as session:
         state = session.get(CalendarRead, (location.id, key))
         if state is None:
@@ -235,13 +222,6 @@ def refresh_busy(deps: Deps, location: Location, key: str) -> int | None:
             for b in kept
         )
         return len(kept)
-
-
-def calendar_keys(location: Location) -> list[str]:
-    keys = [p.id for p in location.providers if p.calendar is not None]
-    if location.booking.calendar is not None:
-        keys.append(LOCATION_CALENDAR)
-    return keys
 
 
 def sweep(deps: Deps, *, force: bool = False) -> dict[str, int]:

@@ -27,8 +27,8 @@ from ringback.booking.availability import (
     find_slots,
     is_bookable,
 )
-from ringback.config import Location, Service
-from ringback.db import after_commit
+from ringback.config import CalendarLink, Location, Service
+from ringback.db import after_commit, transaction, upsert_insert
 from ringback.deps import Deps
 from ringback.integrations import webhooks
 from ringback.logs import log_event
@@ -135,12 +135,29 @@ def _lock(session: Session, location: Location, slot: Slot) -> None:
         session.execute(select(BookingLock.key).where(BookingLock.key == key).with_for_update())
 
 
-def _insert_lock_row(session: Session, key: str) -> None:
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+def _still_free(
+    session: Session,
+    location: Location,
+    service: Service,
+    slot: Slot,
+    now: datetime,
+    ignore_appointment: int | None,
+) -> bool:
+    """The check under the lock: the slot against everything busy around it right now."""
+    busy = busy_index(
+        session,
+        location,
+        slot.start - timedelta(days=1),
+        slot.end + timedelta(days=1),
+        now,
+        ignore_appointment=ignore_appointment,
+    )
+    return is_bookable(location, service, slot, now, busy)
 
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(BookingLock).values(key=key).on_conflict_do_nothing())
+
+def _insert_lock_row(session: Session, key: str) -> None:
+    insert = upsert_insert(session.get_bind().dialect.name, BookingLock.__table__)
+    session.execute(insert.values(key=key).on_conflict_do_nothing())
 
 
 def _expire_holds(session: Session, location: Location, slot: Slot, now: datetime) -> None:
@@ -180,15 +197,7 @@ def reserve(
     now = deps.clock()
     _lock(session, location, slot)
     _expire_holds(session, location, slot, now)
-    busy = busy_index(
-        session,
-        location,
-        slot.start - timedelta(days=1),
-        slot.end + timedelta(days=1),
-        now,
-        ignore_appointment=replaces.id if replaces else None,
-    )
-    if not is_bookable(location, service, slot, now, busy):
+    if not _still_free(session, location, service, slot, now, replaces.id if replaces else None):
         log_event(log, "booking.slot_taken", location=location.id, provider=slot.provider_id)
         return None
     provider = location.find_provider(slot.provider_id)
@@ -234,37 +243,26 @@ def reserve(
 def confirm_hold(
     session: Session, deps: Deps, location: Location, appointment: Appointment
 ) -> Appointment | None:
-    """Turn a hold into a booking; a lapsed hold is booked only if the slot is still free."""
+    """Turn a hold into a booking; a lapsed hold (expired by the sweep or not yet) is booked
+    only if the slot is still free."""
     now = deps.clock()
     if appointment.status == "booked":
         return appointment
     service = location.service_named(appointment.service)
-    if appointment.status != "held" or service is None or appointment.provider_id is None:
+    live = ("held", "expired")
+    if appointment.status not in live or service is None or appointment.provider_id is None:
         return None
     slot = Slot(
         appointment.starts_at, appointment.ends_at, appointment.provider_id, appointment.room_id
     )
     _lock(session, location, slot)
     session.refresh(appointment)
-    if appointment.status == "held" and (
-        appointment.hold_expires_at is None or appointment.hold_expires_at > now
-    ):
-        appointment.status = "booked"
-        appointment.hold_expires_at = None
-        session.flush()
-        _booked(session, deps, location, appointment, None)
-        return appointment
-    if appointment.status not in ("held", "expired"):
+    if appointment.status not in live:
         return None
-    busy = busy_index(
-        session,
-        location,
-        slot.start - timedelta(days=1),
-        slot.end + timedelta(days=1),
-        now,
-        ignore_appointment=appointment.id,
+    lapsed = appointment.status == "expired" or (
+        appointment.hold_expires_at is not None and appointment.hold_expires_at <= now
     )
-    if not is_bookable(location, service, slot, now, busy):
+    if lapsed and not _still_free(session, location, service, slot, now, appointment.id):
         appointment.status = "expired"
         return None
     appointment.status = "booked"
@@ -292,8 +290,6 @@ def cancel(
 def expire_lapsed_holds(deps: Deps) -> dict[str, int]:
     """Mark holds nobody confirmed in time as expired (for the sweep; they stopped counting
     as busy when they lapsed, this keeps records and exports honest)."""
-    from ringback.db import transaction
-
     with transaction(deps.sessions) as session:
         result = session.execute(
             update(Appointment)
@@ -336,15 +332,19 @@ def _booked(
         webhooks.appointment_booked(session, deps, appointment)
 
 
-def calendar_keys(location: Location, appointment: Appointment) -> list[str]:
-    """Which outside calendars show this appointment: its provider's and the location's."""
-    keys = []
-    provider = location.find_provider(appointment.provider_id) if appointment.provider_id else None
-    if provider is not None and provider.calendar is not None:
-        keys.append(provider.id)
+def calendar_keys(location: Location) -> list[str]:
+    """Every outside calendar a location syncs: providers' (by id), then the location's."""
+    keys = [p.id for p in location.providers if p.calendar is not None]
     if location.booking.calendar is not None:
         keys.append(LOCATION_CALENDAR)
     return keys
+
+
+def calendar_link(location: Location, key: str) -> CalendarLink | None:
+    if key == LOCATION_CALENDAR:
+        return location.booking.calendar
+    provider = location.find_provider(key)
+    return provider.calendar if provider else None
 
 
 def queue_calendar_syncs(
@@ -353,7 +353,9 @@ def queue_calendar_syncs(
     """Mark the appointment's calendar events as needing a write, and queue the jobs."""
     now = deps.clock()
     ids: list[int] = []
-    for key in calendar_keys(location, appointment):
+    # Its provider's calendar and the location's show it.
+    shown_on = (appointment.provider_id, LOCATION_CALENDAR)
+    for key in (k for k in calendar_keys(location) if k in shown_on):
         sync = session.scalars(
             select(CalendarSync).where(
                 CalendarSync.appointment_id == appointment.id, CalendarSync.calendar_key == key

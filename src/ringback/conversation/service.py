@@ -494,11 +494,24 @@ def _book(
     if replaces is None:
         conversation.booked_by = "bot"
         conversation.booked_value_cents = appointment.value_cents
+    return _booked_event(location, conversation, appointment, rescheduled=replaces is not None)
+
+
+def _booked_event(
+    location: Location,
+    conversation: Conversation,
+    appointment: Appointment,
+    *,
+    rescheduled: bool = False,
+    treatment: str = "",
+) -> Booked:
+    """The booking as the thread reports it: the time in the location's zone, who with."""
     return Booked(
         appointment_id=appointment.id,
         when=when(appointment.starts_at, location.zone, conversation.language),
         provider=appointment.provider_name or location.name,
-        rescheduled=replaces is not None,
+        rescheduled=rescheduled,
+        treatment=treatment,
     )
 
 
@@ -520,10 +533,5 @@ def book_from_page(
     conversation.booked_by = "page"
     conversation.booked_value_cents = appointment.value_cents
     conversation.treatment = appointment.service
-    event = Booked(
-        appointment_id=appointment.id,
-        when=when(appointment.starts_at, location.zone, conversation.language),
-        provider=appointment.provider_name or location.name,
-        treatment=appointment.service,
-    )
+    event = _booked_event(location, conversation, appointment, treatment=appointment.service)
     _apply(session, deps, location, conversation, patient, event, None)
