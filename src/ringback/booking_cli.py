@@ -81,6 +81,9 @@ def feeds(
         locations = load_locations(settings.config)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    if location_id and locations.get(location_id) is None:
+        known = ", ".join(loc.id for loc in locations)
+        raise _fail(f"--location: no location {location_id!r} (known: {known})")
     runtime = build_runtime(settings, locations)
     try:
         for location in locations:

@@ -165,6 +165,21 @@ def test_unreachable_calendar_never_loses_the_booking_and_staff_see_and_retry(
     assert retried.status_code == 303
     wait_for(lambda: sync_row(service).status == "done", what="sync after retry")
     assert f'id="sync-{failed.id}"' not in client.get("/staff/calendar").text
+    # Nothing left to retry, an unknown write, another location's staff: refused, no change.
+    for sync_id in (failed.id, 999999):
+        again = client.post(f"/staff/calendar/syncs/{sync_id}/retry", data={"csrf_token": csrf})
+        assert again.status_code == 404
+        assert "Nothing to retry" in again.text
+    add_user(service, "westside@glow.example", role="staff", locations=["glow-westside"])
+    other = sign_in(service, "westside@glow.example")
+    other_csrf = page_csrf(other, "/staff/calendar")
+    refused = other.post(
+        f"/staff/calendar/syncs/{failed.id}/retry", data={"csrf_token": other_csrf}
+    )
+    assert refused.status_code == 404
+    no_csrf = client.post(f"/staff/calendar/syncs/{failed.id}/retry", data={})
+    assert no_csrf.status_code == 403
+    assert sync_row(service).attempts == 1  # the one successful retry only
 
 
 def test_calendar_down_is_retried_with_backoff(

@@ -67,3 +67,11 @@ def test_calendars_feeds_prints_a_signed_url_per_provider(tmp_path: Path) -> Non
     )
     assert any("/calendar/glow-downtown/anna.ics?token=" in line for line in lines)
     assert any("/calendar/glow-downtown/bea.ics?token=" in line for line in lines)
+
+
+def test_calendars_feeds_names_an_unknown_location(tmp_path: Path) -> None:
+    result = ringback("calendars", "feeds", "--location", "glow-nowhere")
+    assert result.returncode == 2
+    assert "--location: no location 'glow-nowhere' (known: glow-downtown, glow-westside)" in (
+        result.stderr
+    )

@@ -144,3 +144,65 @@ def test_parse_ranges() -> None:
     assert parse_ranges("Closed") == ()
     with pytest.raises(ValueError, match="end after the start"):
         parse_ranges("18:00-09:00")
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        (
+            "    providers: [{id: Maya, name: Maya}]",
+            r"providers\[0\]\(Maya\)\.id: expected lowercase",
+        ),
+        (
+            "    providers: [{id: maya, name: Maya, hours: {mon: '9-5'}}]",
+            r"providers\[0\]\(maya\)\.hours: .*mon: expected 'HH:MM-HH:MM'",
+        ),
+        (
+            "    providers: [{id: maya, name: Maya, calendar: {url: 'caldav.example'}}]",
+            r"calendar\.url: expected an http\(s\) URL of a CalDAV calendar",
+        ),
+        (
+            "    providers: [{id: maya, name: Maya, calendar: {url: 'https://c.example/', "
+            "password_env: 'my password'}}]",
+            r"calendar\.password_env: expected an environment variable name",
+        ),
+        (
+            "    providers: [{id: maya, name: Maya}, {id: maya, name: Other}]",
+            r"provider id 'maya' is used twice",
+        ),
+        (
+            "    rooms: [{id: laser, name: Laser, services: [Peel]}]",
+            r"room 'laser' lists service 'Peel'",
+        ),
+        (
+            "    booking: {step_minutes: 2}",
+            r"booking\.step_minutes: Input should be greater than or equal to 5",
+        ),
+        ("    booking: {offers: 4}", r"booking\.offers: Input should be less than or equal to 3"),
+        ("    booking: {holdminutes: 5}", r"booking\.holdminutes: unknown key"),
+    ],
+)
+def test_scheduling_settings_are_validated_by_name(
+    tmp_path: Path, snippet: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_locations(write(tmp_path, MINIMAL + snippet + "\n"))
+
+
+def test_scheduling_settings_load(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "    services: [{name: Botox}]\n"
+        "    providers: [{id: maya, name: Maya, services: [botox], hours: {mon: '12:00-18:00'}}]\n"
+        "    rooms: [{id: a, name: Room A}]\n"
+        "    booking: {lead_minutes: 0, calendar: {url: 'https://c.example/spa/'}}\n"
+    )
+    location = load_locations(write(tmp_path, text)).get("glow")
+    assert location is not None
+    assert location.schedules
+    maya = location.find_provider("maya")
+    assert maya is not None
+    assert maya.performs("Botox")  # names match case-insensitively
+    assert maya.hours is not None
+    assert maya.hours["tue"] == "closed"
+    assert location.booking.step_minutes == 15
+    assert location.booking.calendar is not None
