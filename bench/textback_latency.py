@@ -58,7 +58,7 @@ from twilio.request_validator import RequestValidator
 
 import ringback
 from ringback.db import make_engine
-from ringback.integrations.twilio_fake import FakeTwilio, FakeTwilioServer, RecordedMessage
+from ringback.fakes.twilio import FakeTwilio, FakeTwilioServer, RecordedMessage
 from ringback.jobs import build_huey
 from ringback.models import Call, Message, ProviderEvent
 from ringback.phones import InvalidPhoneNumber, normalize_e164

@@ -35,7 +35,7 @@ from twilio.request_validator import RequestValidator
 from ringback.app import create_app
 from ringback.config import Locations, Settings, load_locations
 from ringback.db import Base, make_engine
-from ringback.integrations.twilio_fake import FakeTwilio, FakeTwilioServer
+from ringback.fakes.twilio import FakeTwilio, FakeTwilioServer
 from ringback.runtime import Runtime, build_runtime
 from ringback.schema import upgrade
 from ringback.telephony.senders import build_telephony

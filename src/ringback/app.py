@@ -14,17 +14,19 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from ringback import booking_feeds, booking_pages, jobs
+from ringback import jobs
+from ringback import web as staff_web
 from ringback.api import v1 as api_v1
+from ringback.booking import feeds as booking_feeds
+from ringback.booking import pages as booking_pages
 from ringback.funnel import api as funnel_api
-from ringback.funnel import dashboard as funnel_dashboard
-from ringback.funnel import metrics as funnel_metrics
-from ringback.integrations import missed_calls_api, webhooks_pages
+from ringback.funnel import pages as funnel_dashboard
 from ringback.logs import log_event
-from ringback.records_pages import router as records_router
+from ringback.missed_calls import api as missed_calls_api
+from ringback.outbound_webhooks import pages as webhooks_pages
+from ringback.patients.pages import router as records_router
 from ringback.runtime import Runtime
 from ringback.staff import pages as staff_pages
-from ringback.staff import web as staff_web
 from ringback.telephony.webhooks import signalwire_router, twilio_router
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> FastAPI:
     app.include_router(api_v1.router)
     app.include_router(funnel_api.router)
     app.include_router(funnel_dashboard.router)
-    app.include_router(funnel_metrics.router)
+    app.include_router(funnel_api.metrics_router)
     app.include_router(missed_calls_api.router)
     app.include_router(webhooks_pages.router)
     app.include_router(records_router)

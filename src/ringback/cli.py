@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ringback import booking_cli as calendars_cli
+from ringback.booking import cli as calendars_cli
 from ringback.config import (
     ConfigError,
     Locations,
@@ -21,10 +21,10 @@ from ringback.config import (
     load_settings,
 )
 from ringback.funnel import cli as funnel_cli
-from ringback.integrations import webhooks_cli
 from ringback.jobs import QueueUrlError
 from ringback.logs import configure_logging
-from ringback.records_cli import records_app
+from ringback.outbound_webhooks import cli as webhooks_cli
+from ringback.patients.cli import records_app
 
 app = typer.Typer(
     name="ringback",

@@ -576,7 +576,7 @@ Index("ix_calls_conversation_id", Call.conversation_id)
 Index("ix_messages_call_id", Message.call_id)
 
 
-# --- patient records (ringback.records) -----------------------------------------------------
+# --- patient records (ringback.patients) -----------------------------------------------------
 
 
 class SuppressedNumber(Base):
@@ -597,7 +597,7 @@ class SuppressedNumber(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-# --- outbound webhooks (ringback.integrations.webhooks) -------------------------------------
+# --- outbound webhooks (ringback.outbound_webhooks.service) -------------------------------------
 #
 # An endpoint is a URL of the clinic's own systems (a CRM, a spreadsheet bridge) and the
 # events it wants. A delivery is the outbox row for one event to one endpoint: written in

@@ -19,14 +19,17 @@ from ringback import jobs
 from ringback.booking import calendar_sync
 from ringback.booking import service as booking_service
 from ringback.config import Locations, Settings
+from ringback.conversation import alerts as staff_alerts
 from ringback.conversation import service as conversation_service
+from ringback.conversation.inbound import NotReady
 from ringback.db import make_engine, make_sessionmaker
 from ringback.deps import Deps
 from ringback.inbox import events
-from ringback.integrations import webhooks
+from ringback.integrations.chat import HttpChatWebhook
+from ringback.integrations.email import SmtpEmailer
 from ringback.logs import log_event
 from ringback.messaging import outbox
-from ringback.messaging.inbound import NotReady
+from ringback.outbound_webhooks import service as webhooks
 from ringback.ports import (
     AlertDeliveryFailed,
     AlertEmailer,
@@ -35,7 +38,6 @@ from ringback.ports import (
     ChatWebhook,
     SmsSender,
 )
-from ringback.staff import alerts as staff_alerts
 from ringback.telephony.senders import build_telephony
 
 log = logging.getLogger(__name__)
@@ -265,11 +267,11 @@ def build_runtime(
         lookup = lookup or telephony.lookup
     smtp_server = settings.smtp_server
     if emailer is None and smtp_server is not None:
-        emailer = staff_alerts.SmtpEmailer(
+        emailer = SmtpEmailer(
             smtp_server, settings.alert_from, timeout=settings.send_timeout_seconds
         )
     if chat is None and any(location.slack_webhook_url for location in locations):
-        webhook = staff_alerts.HttpChatWebhook(timeout=settings.send_timeout_seconds)
+        webhook = HttpChatWebhook(timeout=settings.send_timeout_seconds)
         closers.append(webhook.close)
         chat = webhook
     holder: dict[str, Deps] = {}

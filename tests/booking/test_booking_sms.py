@@ -17,8 +17,8 @@ from ringback.booking.availability import Slot
 from ringback.config import Location
 from ringback.config import Service as ServiceConfig
 from ringback.db import transaction
-from ringback.integrations import webhooks
 from ringback.models import Appointment, CalendarSync, Conversation, Patient, WebhookDelivery
+from ringback.outbound_webhooks import service as webhooks
 from tests.conftest import Service, settle, wait_for
 from tests.e2e.test_conversation import next_text
 from tests.e2e.test_missed_call_textback import miss, texts_to

@@ -205,7 +205,7 @@ def test_ics_feed_lists_bookings_and_refuses_a_wrong_token(
     service = make_service(edit=scheduling())
     book_by_text(service, caller_number(604))
     deps = service.runtime.deps
-    from ringback.booking_feeds import feed_url
+    from ringback.booking.feeds import feed_url
 
     url = feed_url(deps, "glow-downtown", "anna")
     feed = service.http.get(url.replace(service.public_url, service.url))

@@ -23,10 +23,9 @@ from ringback.config import (
     load_locations,
     load_settings,
 )
-from ringback.deps import ProviderRoutedSms
-from ringback.integrations.twilio_fake import FakeTwilio, FakeTwilioServer
+from ringback.fakes.twilio import FakeTwilio, FakeTwilioServer
 from ringback.ports import OutboundSms, SendFailure, SentSms
-from ringback.telephony.senders import build_telephony
+from ringback.telephony.senders import ProviderRoutedSms, build_telephony
 from ringback.telephony.signalwire_rest import SignalWireRestClient
 from ringback.telephony.signatures import (
     signalwire_signature,

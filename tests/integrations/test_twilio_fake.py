@@ -22,14 +22,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from ringback.integrations.twilio_contract import (
-    API_V2010_SPEC,
-    OPENAPI_DIR_ENV,
-    TwilioContract,
-    TwilioSpecNotFoundError,
-    default_openapi_dir,
-)
-from ringback.integrations.twilio_fake import (
+from ringback.fakes.twilio import (
     BackgroundServer,
     FakeTwilio,
     FakeTwilioServer,
@@ -37,6 +30,13 @@ from ringback.integrations.twilio_fake import (
     RecordedMessage,
     create_fake_twilio_app,
     message_segments,
+)
+from ringback.fakes.twilio_contract import (
+    API_V2010_SPEC,
+    OPENAPI_DIR_ENV,
+    TwilioContract,
+    TwilioSpecNotFoundError,
+    default_openapi_dir,
 )
 
 CALLER = "+13105550100"

@@ -27,13 +27,13 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ringback.db import transaction
+from ringback.fakes.twilio import BackgroundServer
 from ringback.inbox import events
-from ringback.integrations import webhooks
-from ringback.integrations.twilio_fake import BackgroundServer
 from ringback.models import Conversation, ProviderEvent, WebhookDelivery
+from ringback.outbound_webhooks import service as webhooks
 from ringback.runtime import run_sweep
 from ringback.staff import actions
-from ringback.staff.web import SignedIn
+from ringback.web import SignedIn
 from tests.conftest import REPO, ServerThread, Service, free_port, settle, wait_for
 from tests.e2e.test_missed_call_textback import miss, texts_to
 from tests.e2e.test_sms import text_in

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ringback.config import Location, Locations, load_locations
 from ringback.db import make_engine, make_sessionmaker
-from ringback.records import ColumnMapping, CsvTable, ImportReport, Kind, read_csv
-from ringback.records import import_appointments as _import_appointments
-from ringback.records import import_patients as _import_patients
+from ringback.patients.importing import ColumnMapping, CsvTable, ImportReport, Kind, read_csv
+from ringback.patients.importing import import_appointments as _import_appointments
+from ringback.patients.importing import import_patients as _import_patients
 from tests.conftest import DEMO_LOCATIONS, OPEN_HOURS
 
 

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from ringback import patients
 from ringback.models import (
     Appointment,
     Call,
@@ -23,15 +22,10 @@ from ringback.models import (
     ProviderEvent,
     SuppressedNumber,
 )
-from ringback.records import (
-    EXPORT_COLUMNS,
-    AlreadyDeleted,
-    PatientNotFound,
-    csv_lines,
-    delete_patient,
-    export_patients,
-    patient_record,
-)
+from ringback.patients import service as patients
+from ringback.patients.erasure import AlreadyDeleted, PatientNotFound, delete_patient
+from ringback.patients.export import EXPORT_COLUMNS, csv_lines, export_patients
+from ringback.patients.record import patient_record
 from tests.conftest import Service, settle, wait_for
 from tests.e2e.test_conversation import next_text
 from tests.e2e.test_missed_call_textback import miss, texts_to

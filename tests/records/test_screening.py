@@ -7,7 +7,12 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ringback.models import Call, Patient
-from ringback.records import ColumnMapping, import_appointments, import_patients, read_csv
+from ringback.patients.importing import (
+    ColumnMapping,
+    import_appointments,
+    import_patients,
+    read_csv,
+)
 from tests.conftest import Service, wait_for
 from tests.e2e.test_conversation import next_text
 from tests.e2e.test_missed_call_textback import miss, texts_to

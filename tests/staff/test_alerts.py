@@ -24,11 +24,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ringback.config import ConfigError, load_locations, load_settings
-from ringback.integrations.twilio_fake import BackgroundServer
+from ringback.fakes.twilio import BackgroundServer
+from ringback.integrations.chat import HttpChatWebhook
+from ringback.integrations.email import SmtpEmailer
 from ringback.logs import JsonFormatter
 from ringback.models import Conversation
 from ringback.ports import AlertDeliveryFailed
-from ringback.staff.alerts import HttpChatWebhook, SmtpEmailer
 from tests.conftest import Service, free_port, settle, wait_for
 from tests.e2e.test_missed_call_textback import miss, texts_to
 from tests.e2e.test_sms import text_in

@@ -35,7 +35,7 @@ from ringback.conversation.machine import State
 from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.models import Call, Conversation, Message, Note, Patient
-from ringback.staff.web import SignedIn, api_user
+from ringback.web import SignedIn, api_user, deps_of
 
 
 class Problem(BaseModel):
@@ -66,11 +66,6 @@ Caller = Annotated[SignedIn, Depends(api_user)]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "Not found, or at a location you may not see"}
 }
-
-
-def _deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
 
 
 def _visible(caller: SignedIn) -> queries.Visible:
@@ -478,7 +473,7 @@ def locations(request: Request, caller: Caller) -> list[LocationOut]:
             phone_number=location.phone_number,
             timezone=location.timezone,
         )
-        for location in _deps(request).locations
+        for location in deps_of(request).locations
         if caller.can_see(location.id)
     ]
 
@@ -505,7 +500,7 @@ def list_conversations(
     limit: Annotated[int, Query(ge=1, le=200, description="Page size")] = 50,
     cursor: CursorParam = None,
 ) -> ConversationList:
-    deps = _deps(request)
+    deps = deps_of(request)
     if location is not None and (
         deps.locations.get(location) is None or not caller.can_see(location)
     ):
@@ -536,7 +531,7 @@ def get_conversation(
     caller: Caller,
     conversation_id: Annotated[int, Path(ge=1, le=queries.MAX_ID)],
 ) -> ConversationDetail:
-    deps = _deps(request)
+    deps = deps_of(request)
     with transaction(deps.sessions) as session:
         found = queries.conversation(session, _visible(caller), conversation_id)
         if found is None:
@@ -560,7 +555,7 @@ def get_patient(
     caller: Caller,
     patient_id: Annotated[int, Path(ge=1, le=queries.MAX_ID)],
 ) -> PatientRecord:
-    with transaction(_deps(request).sessions) as session:
+    with transaction(deps_of(request).sessions) as session:
         found = queries.patient(session, _visible(caller), patient_id)
         if found is None:
             raise HTTPException(404, f"patient {patient_id}: not found")

@@ -7,7 +7,7 @@
 * :mod:`calendar_sync` keeps outside calendars (CalDAV) in step and reads their busy time.
 * :mod:`links` signs the expiring links texted to patients and behind the ICS feeds.
 
-No web framework here: the booking page is :mod:`ringback.booking_pages`, the ICS feeds
-and the staff calendar page :mod:`ringback.booking_feeds`, the CLI
-:mod:`ringback.booking_cli`.
+No web framework here: the booking page is :mod:`ringback.booking.pages`, the ICS feeds
+and the staff calendar page :mod:`ringback.booking.feeds`, the CLI
+:mod:`ringback.booking.cli`.
 """

@@ -227,7 +227,7 @@ def refresh_busy(deps: Deps, location: Location, key: str) -> int | None:
 def sweep(deps: Deps, *, force: bool = False) -> dict[str, int]:
     """Re-drive due writes and re-read calendars whose busy time is older than READ_EVERY.
 
-    Reports only non-zero counts, like :func:`ringback.integrations.webhooks.sweep`.
+    Reports only non-zero counts, like :func:`ringback.outbound_webhooks.service.sweep`.
     """
     now = deps.clock()
     with deps.sessions() as session:

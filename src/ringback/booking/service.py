@@ -30,9 +30,9 @@ from ringback.booking.availability import (
 from ringback.config import CalendarLink, Location, Service
 from ringback.db import after_commit, transaction, upsert_insert
 from ringback.deps import Deps
-from ringback.integrations import webhooks
 from ringback.logs import log_event
 from ringback.models import Appointment, BookingLock, CalendarSync, ExternalBusy, Patient
+from ringback.outbound_webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from urllib.parse import urlencode
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ringback import patients
 from ringback.booking import links
 from ringback.booking import service as booking
 from ringback.booking.availability import Slot, Window
 from ringback.booking.wording import slot_label, when
 from ringback.config import Location
 from ringback.conversation import replies
+from ringback.conversation.alerts import queue_staff_alerts
 from ringback.conversation.machine import (
     AlertStaff,
     Book,
@@ -58,12 +58,12 @@ from ringback.conversation.understand import understand
 from ringback.db import after_commit, transaction
 from ringback.deps import Deps
 from ringback.funnel import rollup as funnel
-from ringback.integrations import webhooks
 from ringback.logs import log_event
 from ringback.messaging.outbox import queue_sms
 from ringback.models import Appointment, Conversation, ConversationDecision, Message, Patient
+from ringback.outbound_webhooks import service as webhooks
+from ringback.patients import service as patients
 from ringback.phones import redact
-from ringback.staff.alerts import queue_staff_alerts
 
 log = logging.getLogger(__name__)
 TIMER_JOB_HORIZON = timedelta(minutes=5)

@@ -21,7 +21,7 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from ringback.config import Locations
-from ringback.integrations.twilio_fake import FakeTwilio
+from ringback.fakes.twilio import FakeTwilio
 
 log = logging.getLogger(__name__)
 

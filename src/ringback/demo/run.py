@@ -15,7 +15,7 @@ from ringback.config import Location, Locations, Provider, Settings, load_locati
 from ringback.db import transaction
 from ringback.demo import DEMO_OWNER_EMAIL, DEMO_OWNER_PASSWORD, routes
 from ringback.demo.network import PhoneNetwork
-from ringback.integrations.twilio_fake import FakeTwilio, create_fake_twilio_app
+from ringback.fakes.twilio import FakeTwilio, create_fake_twilio_app
 from ringback.logs import configure_logging
 from ringback.runtime import build_runtime
 from ringback.schema import upgrade

@@ -7,16 +7,19 @@ dependencies as :data:`ringback.api.v1.router`), and the same figures as ``ringb
 
 from __future__ import annotations
 
+import secrets
 from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ringback.api import v1
 from ringback.deps import Deps
 from ringback.funnel.figures import Report
+from ringback.funnel.metrics import FunnelCollector, MetricsSettings
 from ringback.funnel.report import BadRange, load_report, report_json, resolve_range
 
 router = APIRouter(
@@ -80,3 +83,34 @@ def funnel(
         ) from None
     report = load_report(deps.sessions, deps.locations, chosen, start, end, now=deps.clock())
     return JSONResponse(report_json(report))
+
+
+# ``GET /metrics``: Prometheus text, guarded by RINGBACK_METRICS_TOKEN when set.
+metrics_router = APIRouter(include_in_schema=False)
+
+
+def _token(request: Request) -> str:
+    token: str | None = getattr(request.app.state, "metrics_token", None)
+    if token is None:
+        token = MetricsSettings().token
+        request.app.state.metrics_token = token
+    return token
+
+
+@metrics_router.get("/metrics")
+def metrics(request: Request) -> Response:
+    token = _token(request)
+    if token:
+        sent = request.headers.get("Authorization", "")
+        given = sent[7:].strip().encode() if sent.lower().startswith("bearer ") else b""
+        if not secrets.compare_digest(given, token.encode()):
+            return Response(
+                "Authorization: send 'Bearer <RINGBACK_METRICS_TOKEN>'\n",
+                status_code=401,
+                media_type="text/plain",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    deps: Deps = request.app.state.deps
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FunnelCollector(deps.sessions, deps.locations))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -17,14 +17,10 @@ now. Latency histograms use the rollups' buckets.
 
 from __future__ import annotations
 
-import secrets
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -37,7 +33,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.orm import Session, sessionmaker
 
 from ringback.config import Locations
-from ringback.deps import Deps
 from ringback.funnel import queries, rollup
 from ringback.models import (
     FUNNEL_BUCKETS,
@@ -182,33 +177,3 @@ def _buckets(row: dict[str, Any]) -> list[tuple[str, float]]:
     seen += int(row[FUNNEL_BUCKETS[-1]])
     out.append(("+Inf", float(seen)))
     return out
-
-
-router = APIRouter(include_in_schema=False)
-
-
-def _token(request: Request) -> str:
-    token: str | None = getattr(request.app.state, "metrics_token", None)
-    if token is None:
-        token = MetricsSettings().token
-        request.app.state.metrics_token = token
-    return token
-
-
-@router.get("/metrics")
-def metrics(request: Request) -> Response:
-    token = _token(request)
-    if token:
-        sent = request.headers.get("Authorization", "")
-        given = sent[7:].strip().encode() if sent.lower().startswith("bearer ") else b""
-        if not secrets.compare_digest(given, token.encode()):
-            return Response(
-                "Authorization: send 'Bearer <RINGBACK_METRICS_TOKEN>'\n",
-                status_code=401,
-                media_type="text/plain",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-    deps: Deps = request.app.state.deps
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(FunnelCollector(deps.sessions, deps.locations))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

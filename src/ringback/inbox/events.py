@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ringback.conversation import inbound
 from ringback.db import after_commit, insert_ignore, transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
-from ringback.messaging import inbound, outbox
+from ringback.messaging import outbox
 from ringback.missed_calls import service as missed_calls
 from ringback.models import ProviderEvent
 

@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ringback import patients
 from ringback.db import after_commit, insert_returning, transaction
 from ringback.deps import Deps
 from ringback.funnel import rollup as funnel
 from ringback.logs import log_event
 from ringback.messaging.segments import prefer_gsm7
 from ringback.models import Message, Patient
+from ringback.patients import service as patients
 from ringback.phones import redact
 from ringback.ports import OutboundSms, SendFailure, SentSms
 

@@ -14,17 +14,17 @@ from typing import Any, Literal
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from ringback import patients
 from ringback.config import Location
 from ringback.conversation import service as conversation_service
 from ringback.db import insert_returning
 from ringback.deps import Deps
 from ringback.funnel import rollup as funnel
-from ringback.integrations import webhooks
 from ringback.logs import log_event
 from ringback.messaging.outbox import queue_sms
 from ringback.missed_calls.screening import CallerFacts, screen
 from ringback.models import Call, Conversation, LineTypeCache, Message, Patient
+from ringback.outbound_webhooks import service as webhooks
+from ringback.patients import service as patients
 from ringback.phones import InvalidPhoneNumber, is_anonymous, normalize_e164, redact
 from ringback.ports import LookupFailed
 

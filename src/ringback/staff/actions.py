@@ -15,14 +15,14 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ringback import patients
 from ringback.conversation import service as conversation_service
 from ringback.db import transaction, utcnow
 from ringback.deps import Deps
-from ringback.integrations import webhooks
 from ringback.logs import log_event
 from ringback.messaging.outbox import queue_sms
 from ringback.models import Conversation, Message, Note, Patient, StaffUser
+from ringback.outbound_webhooks import service as webhooks
+from ringback.patients import service as patients
 from ringback.staff.inbox import Viewer, find_visible
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ RECENT_MESSAGES = 500
 
 
 class Viewer(Protocol):
-    """Who is looking: a signed-in staff member (``ringback.staff.web.SignedIn``)."""
+    """Who is looking: a signed-in staff member (``ringback.web.SignedIn``)."""
 
     @property
     def user_id(self) -> int: ...

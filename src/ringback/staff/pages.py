@@ -28,13 +28,12 @@ from starlette.concurrency import run_in_threadpool
 from ringback.config import Location
 from ringback.conversation.machine import State
 from ringback.db import transaction
-from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.models import Patient
-from ringback.patients import why_not_textable
+from ringback.patients.service import why_not_textable
 from ringback.phones import display as display_phone
 from ringback.staff import actions, inbox
-from ringback.staff.web import SignedIn, csrf_protected, staff_user
+from ringback.web import SignedIn, csrf_protected, deps_of, staff_frame, staff_user
 
 log = logging.getLogger(__name__)
 
@@ -202,16 +201,11 @@ def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(PAGES.get_template(template).render(**context), status_code=status)
 
 
-def _deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
-
-
 class _Frame:
     """What every inbox page shows around its content: who, where, the queues and counts."""
 
     def __init__(self, request: Request, user: SignedIn, location: str | None) -> None:
-        deps = _deps(request)
+        deps = self.deps = deps_of(request)
         self.user = user
         self.locations: list[Location] = [loc for loc in deps.locations if user.can_see(loc.id)]
         self.visible = inbox.visible_location_ids(deps.locations, user)
@@ -220,13 +214,9 @@ class _Frame:
 
     def context(self, counts: dict[inbox.Queue, int], marker: str, **extra: Any) -> dict[str, Any]:
         return {
-            "user": self.user,
-            "csrf_token": self.user.csrf_token,
-            "locations": self.locations,
-            "location": self.location,
-            "queues": [(q, inbox.QUEUE_LABELS[q]) for q in inbox.QUEUES],
-            "counts": counts,
+            **staff_frame(self.deps, self.user, location=self.location, counts=counts),
             "marker": marker,
+            "locations": self.locations,
             "multi_location": len(self.locations) > 1,
             "location_names": {loc.id: loc.name for loc in self.locations},
             **extra,
@@ -234,7 +224,7 @@ class _Frame:
 
 
 def _not_found(request: Request, frame: _Frame, what: str) -> HTMLResponse:
-    with transaction(_deps(request).sessions) as session:
+    with transaction(deps_of(request).sessions) as session:
         counts = inbox.queue_counts(session, frame.visible)
     return _render(
         "staff/error.html", 404, **frame.context(counts, "", title="Not found", message=what)
@@ -251,7 +241,7 @@ def inbox_page(
     if queue not in inbox.QUEUES:
         return _not_found(request, frame, f"queue: no queue {queue!r}")
     current: inbox.Queue = queue
-    deps = _deps(request)
+    deps = deps_of(request)
     with transaction(deps.sessions) as session:
         counts = inbox.queue_counts(session, frame.scope)
         rows = inbox.conversation_list(session, frame.scope, current)
@@ -302,7 +292,7 @@ def _conversation_page(
     form: dict[str, str] | None = None,
     done: str | None = None,
 ) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     frame = _Frame(request, user, None)
     with transaction(deps.sessions) as session:
         detail = inbox.conversation_detail(session, user, conversation_id)
@@ -393,7 +383,7 @@ def post_reply(
     body: Annotated[str, Form()] = "",
     nonce: Annotated[str, Form()] = "",
 ) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     return _act(
         request,
         user,
@@ -406,7 +396,7 @@ def post_reply(
 
 @router.post("/conversations/{conversation_id}/hand-back")
 def post_hand_back(request: Request, conversation_id: int, user: Poster) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     return _act(
         request,
         user,
@@ -436,7 +426,7 @@ def parse_dollars(raw: str) -> int:
 def post_booked(
     request: Request, conversation_id: int, user: Poster, value: Annotated[str, Form()] = ""
 ) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
 
     def book() -> None:
         actions.mark_booked(deps, conversation_id, user, parse_dollars(value))
@@ -448,7 +438,7 @@ def post_booked(
 def post_lost(
     request: Request, conversation_id: int, user: Poster, reason: Annotated[str, Form()] = ""
 ) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     return _act(
         request,
         user,
@@ -463,7 +453,7 @@ def post_lost(
 def post_assign(
     request: Request, conversation_id: int, user: Poster, assignee: Annotated[str, Form()] = ""
 ) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
 
     def assign() -> None:
         if assignee.strip() and not assignee.strip().isdigit():
@@ -478,7 +468,7 @@ def post_assign(
 def post_note(
     request: Request, conversation_id: int, user: Poster, body: Annotated[str, Form()] = ""
 ) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     return _act(
         request,
         user,
@@ -493,7 +483,7 @@ def post_note(
 async def events(request: Request, user: Viewer) -> StreamingResponse:
     """Server-Sent Events: ``ready`` with the current change marker on connect, then
     ``change`` each time it moves. A page compares the marker with its own and refreshes."""
-    deps = _deps(request)
+    deps = deps_of(request)
     visible = inbox.visible_location_ids(deps.locations, user)
 
     def marker() -> str:

@@ -48,6 +48,7 @@ from ringback.telephony.signatures import (
     signalwire_signature_valid,
     twilio_signature_valid,
 )
+from ringback.web import deps_of
 
 log = logging.getLogger(__name__)
 XML = "application/xml"
@@ -68,11 +69,6 @@ class WebhookRejected(Exception):
             else twiml.error_messaging(self.message)
         )
         return Response(body, status_code=self.status, media_type=XML)
-
-
-def _deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +103,7 @@ def _secret(request: Request, edge: ProviderEdge) -> str:
 async def _verified_form(
     request: Request, edge: ProviderEdge, *, voice: bool
 ) -> tuple[Deps, FormData]:
-    deps = _deps(request)
+    deps = deps_of(request)
     form = await request.form()
     url = deps.public_url + request.url.path
     if request.url.query:

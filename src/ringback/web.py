@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,14 +24,14 @@ from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.models import StaffUser
-from ringback.staff import auth
+from ringback.staff import auth, inbox
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "rb_session"
 LOGIN_CSRF_COOKIE = "rb_login_csrf"
 
 TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parents[1] / "templates"),
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html"]),
 )
 
@@ -39,13 +40,40 @@ def render(template: str, **context: Any) -> HTMLResponse:
     return HTMLResponse(TEMPLATES.get_template(template).render(**context))
 
 
-def _deps(request: Request) -> Deps:
+def deps_of(request: Request) -> Deps:
+    """The adapters and settings the app was built with (every edge reads them here)."""
     deps: Deps = request.app.state.deps
     return deps
 
 
+def staff_frame(
+    deps: Deps,
+    user: SignedIn,
+    *,
+    location: str | None = None,
+    counts: Mapping[inbox.Queue, int] | None = None,
+    marker: str = "",
+) -> dict[str, Any]:
+    """What the signed-in layout (``staff/app.html``) shows around every staff page: who is
+    signed in, the queues with their counts (read now unless given), the location filter,
+    and the live-update marker (empty where the page is read, not watched)."""
+    if counts is None:
+        visible = inbox.visible_location_ids(deps.locations, user)
+        with transaction(deps.sessions) as session:
+            counts = inbox.queue_counts(session, visible)
+    return {
+        "user": user,
+        "csrf_token": user.csrf_token,
+        "queues": [(q, inbox.QUEUE_LABELS[q]) for q in inbox.QUEUES],
+        "counts": counts,
+        "queue": None,
+        "location": location,
+        "marker": marker,
+    }
+
+
 def _secure(request: Request) -> bool:
-    return _deps(request).public_url.startswith("https://")
+    return deps_of(request).public_url.startswith("https://")
 
 
 def client_address(request: Request) -> str:
@@ -90,7 +118,7 @@ def _session_user(request: Request) -> SignedIn | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
-    deps = _deps(request)
+    deps = deps_of(request)
     with transaction(deps.sessions) as session:
         found = auth.find_session(session, token, deps.clock())
         return _signed_in(found.user, found.csrf_token) if found else None
@@ -126,7 +154,7 @@ async def csrf_protected(
 def api_user(request: Request) -> SignedIn:
     """Dependency for the JSON API: a bearer API token, or a signed-in browser session."""
     header = request.headers.get("Authorization", "")
-    deps = _deps(request)
+    deps = deps_of(request)
     if header.lower().startswith("bearer "):
         secret = header[7:].strip()
         with transaction(deps.sessions) as session:
@@ -157,7 +185,7 @@ def _no_users(session: Session) -> bool:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "/staff") -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     with transaction(deps.sessions) as session:
         first_run = _no_users(session)
     csrf = secrets.token_urlsafe(24)
@@ -193,7 +221,7 @@ def login(
     csrf_token: Annotated[str, Form(max_length=200)] = "",
     next: Annotated[str, Form(max_length=500)] = "/staff",
 ) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     target = _safe_next(next)
 
@@ -257,7 +285,7 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request, user: Annotated[SignedIn, Depends(csrf_protected)]) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     token = request.cookies.get(SESSION_COOKIE, "")
     with transaction(deps.sessions) as session:
         auth.end_session(session, token)

@@ -11,9 +11,9 @@ import typer
 
 from ringback.config import ConfigError, load_locations, load_settings
 from ringback.db import transaction
-from ringback.integrations import webhooks
 from ringback.jobs import QueueUrlError
 from ringback.logs import configure_logging
+from ringback.outbound_webhooks import service as webhooks
 
 if TYPE_CHECKING:
     from ringback.runtime import Runtime

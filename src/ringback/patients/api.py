@@ -12,11 +12,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
-from ringback import records
 from ringback.api import v1
 from ringback.api.v1 import Caller, Problem, Timestamp
 from ringback.db import transaction
-from ringback.deps import Deps
+from ringback.patients.record import PatientRecord, patient_record
+from ringback.web import deps_of
 
 # The JSON API's own checks and documentation: its bearer scheme in OpenAPI, ``api_user``
 # on every route, and the 401 it answers.
@@ -106,12 +106,7 @@ class FullPatientRecord(BaseModel):
     notes: list[RecordNote] = Field(description="Newest first")
 
 
-def _deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
-
-
-def _out(record: records.PatientRecord) -> FullPatientRecord:
+def _out(record: PatientRecord) -> FullPatientRecord:
     patient, consent = record.patient, record.consent
     return FullPatientRecord(
         id=patient.id,
@@ -196,8 +191,8 @@ def get_record(
     caller: Caller,
     patient_id: Annotated[int, Path(ge=1, le=MAX_ID)],
 ) -> FullPatientRecord:
-    with transaction(_deps(request).sessions) as session:
-        record = records.patient_record(session, patient_id)
+    with transaction(deps_of(request).sessions) as session:
+        record = patient_record(session, patient_id)
         if record is None or not caller.can_see(record.patient.location_id):
             raise HTTPException(404, f"patient {patient_id}: not found")
         return _out(record)

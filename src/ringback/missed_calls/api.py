@@ -25,7 +25,7 @@ from ringback.deps import Deps
 from ringback.inbox import events
 from ringback.missed_calls import service as missed_calls
 from ringback.phones import InvalidPhoneNumber, is_anonymous, normalize_e164
-from ringback.staff.web import SignedIn
+from ringback.web import SignedIn, deps_of
 
 PROVIDER = "api"
 KIND = "api_missed_call"
@@ -109,11 +109,6 @@ class MissedCallReceipt(BaseModel):
         description="What screening decided (texted, anonymous, opted_out, cooldown, ...); "
         "null until handled"
     )
-
-
-def _deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
 
 
 def _invalid(field: str, value: Any, message: str) -> RequestValidationError:
@@ -201,7 +196,7 @@ def _occurred_at(deps: Deps, report: MissedCallReport) -> datetime:
 def report_missed_call(
     request: Request, response: Response, caller: Caller, report: MissedCallReport
 ) -> MissedCallReceipt:
-    deps = _deps(request)
+    deps = deps_of(request)
     location = _location(deps, caller, report)
     number = _caller_number(report)
     occurred = _occurred_at(deps, report)

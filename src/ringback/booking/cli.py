@@ -73,7 +73,7 @@ def feeds(
     location_id: Annotated[str, typer.Option("--location", "-l", help="Only this location.")] = "",
 ) -> None:
     """Print the ICS feed URLs (subscribe to them in a calendar app; keep them private)."""
-    from ringback.booking_feeds import feed_keys, feed_url
+    from ringback.booking.feeds import feed_keys, feed_url
     from ringback.runtime import build_runtime
 
     try:

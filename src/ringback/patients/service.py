@@ -16,7 +16,7 @@ from ringback.db import insert_returning
 from ringback.models import Appointment, Patient, SuppressedNumber
 
 # Why a fresh record starts opted out: the number's earlier record was deleted on request
-# after its owner had opted out (see ``ringback.records.delete_patient``).
+# after its owner had opted out (see ``ringback.erasure.delete_patient``).
 KEPT_OPT_OUT = "kept_after_deletion"
 
 

@@ -38,13 +38,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ringback.db import after_commit, insert_ignore, transaction
 from ringback.deps import Deps
+from ringback.integrations.http_post import post_json
 from ringback.logs import log_event
 from ringback.models import (
     Appointment,
@@ -428,25 +429,7 @@ def _post(attempt: _Attempt) -> tuple[int | None, str | None, str | None]:
         EVENT_HEADER: attempt.event,
         DELIVERY_HEADER: str(attempt.delivery_id),
     }
-    started = time.monotonic()
-    try:
-        with (
-            httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client,
-            client.stream("POST", attempt.url, content=attempt.body, headers=headers) as response,
-        ):
-            received = b""
-            for chunk in response.iter_bytes():
-                received += chunk
-                # The status is what counts; a body that trickles in is not waited for.
-                if len(received) >= MAX_RESPONSE_BYTES or (
-                    time.monotonic() - started > TIMEOUT_SECONDS
-                ):
-                    break
-            text = received[:MAX_RESPONSE_BYTES].decode("utf-8", "ignore")
-            return response.status_code, text, None
-    except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return None, None, error[:300]
+    return post_json(attempt.url, attempt.body, headers, TIMEOUT_SECONDS, MAX_RESPONSE_BYTES)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -587,10 +570,11 @@ def sweep(deps: Deps) -> dict[str, int]:
 def _check_url(url: str) -> str:
     value = url.strip()
     try:
-        parsed = httpx.URL(value)
-    except httpx.InvalidURL as exc:
+        parsed = urlsplit(value)
+        host = parsed.hostname
+    except ValueError as exc:
         raise WebhookError("url", f"{value!r} is not a URL ({exc})") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    if parsed.scheme not in ("http", "https") or not host or any(c.isspace() for c in value):
         raise WebhookError("url", f"expected an absolute http:// or https:// URL, got {value!r}")
     if len(value) > MAX_URL:
         raise WebhookError("url", f"at most {MAX_URL} characters (got {len(value)})")

@@ -36,7 +36,7 @@ from ringback.funnel.figures import (
 )
 from ringback.funnel.report import BadRange, load_report, resolve_range
 from ringback.staff import inbox
-from ringback.staff.web import SignedIn, staff_user
+from ringback.web import SignedIn, deps_of, staff_frame, staff_user
 
 router = APIRouter(prefix="/staff", include_in_schema=False)
 Viewer = Annotated[SignedIn, Depends(staff_user)]
@@ -52,11 +52,6 @@ PAGES.filters.update(
     duration=lambda ms: duration(ms).replace(" ", "\u00a0"),
 )
 QUICK_RANGES = (("Last 7 days", 7), ("30 days", 30), ("90 days", 90), ("12 months", 365))
-
-
-def _deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
 
 
 @dataclass(frozen=True)
@@ -138,17 +133,19 @@ def _page(status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(html, status_code=status)
 
 
-def _frame(user: SignedIn, visible: list[Location], location: str | None) -> dict[str, Any]:
-    """What app.html (the signed-in frame shared with the inbox) needs around the page."""
+def _frame(
+    deps: Deps,
+    user: SignedIn,
+    visible: list[Location],
+    location: str | None,
+    counts: dict[inbox.Queue, int],
+) -> dict[str, Any]:
+    """The staff frame, with the location picker; the dashboard is a snapshot (no live
+    updates), and its queue counts are those of the chosen scope."""
     return {
-        "user": user,
-        "csrf_token": user.csrf_token,
-        "queues": [(q, inbox.QUEUE_LABELS[q]) for q in inbox.QUEUES],
-        "queue": None,
-        "location": location,
+        **staff_frame(deps, user, location=location, counts=counts),
         "locations": visible,
         "multi_location": len(visible) > 1,
-        "marker": "",  # no live updates: the dashboard is a snapshot
     }
 
 
@@ -156,15 +153,14 @@ def _frame(user: SignedIn, visible: list[Location], location: str | None) -> dic
 def dashboard(
     request: Request, user: Viewer, location: str = "", since: str = "", until: str = ""
 ) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     try:
         scope = _scope(deps, user, location, since, until)
     except ScopeError as error:
         visible = [loc for loc in deps.locations if user.can_see(loc.id)]
         return _page(
             error.status,
-            **_frame(user, visible, None),
-            counts=dict.fromkeys(inbox.QUEUES, 0),
+            **_frame(deps, user, visible, None, dict.fromkeys(inbox.QUEUES, 0)),
             error=error.message,
             report=None,
             form={"location": location, "since": since, "until": until},
@@ -188,8 +184,7 @@ def dashboard(
         else None
     )
     return _page(
-        **_frame(user, scope.visible, scope.location),
-        counts=_counts(deps, scope),
+        **_frame(deps, user, scope.visible, scope.location, _counts(deps, scope)),
         error=None,
         report=report,
         f=report.total,
@@ -216,7 +211,7 @@ def calls_csv(
     request: Request, user: Viewer, location: str = "", since: str = "", until: str = ""
 ) -> StreamingResponse:
     """One row per missed call and its outcome, streamed."""
-    deps = _deps(request)
+    deps = deps_of(request)
     try:
         scope = _scope(deps, user, location, since, until)
     except ScopeError as error:

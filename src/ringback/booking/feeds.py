@@ -25,22 +25,16 @@ from ringback.booking.wording import when
 from ringback.config import Location
 from ringback.deps import Deps
 from ringback.integrations.icalendar import feed_to_ics
-from ringback.integrations.webhooks_pages import PAGES, _frame
 from ringback.logs import log_event
 from ringback.models import Appointment, CalendarSync, Patient
 from ringback.staff import inbox
-from ringback.staff.web import SignedIn, csrf_protected, staff_user
+from ringback.web import TEMPLATES, SignedIn, csrf_protected, deps_of, staff_frame, staff_user
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 Viewer = Annotated[SignedIn, Depends(staff_user)]
 Poster = Annotated[SignedIn, Depends(csrf_protected)]
 FEED_PAST = timedelta(days=30)
-
-
-def _deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
 
 
 def feed_keys(location: Location) -> list[tuple[str, str]]:
@@ -57,7 +51,7 @@ def feed_url(deps: Deps, location_id: str, key: str) -> str:
 
 @router.get("/calendar/{location_id}/{key}.ics")
 def ics_feed(request: Request, location_id: str, key: str, token: str = "") -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     location = deps.locations.get(location_id)
     known = location is not None and key in {k for k, _ in feed_keys(location)}
     if (
@@ -95,7 +89,7 @@ def ics_feed(request: Request, location_id: str, key: str, token: str = "") -> R
 
 @router.get("/staff/calendar", response_class=HTMLResponse)
 def calendar_page(request: Request, user: Viewer, retried: int | None = None) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     visible = inbox.visible_location_ids(deps.locations, user)
     locations = [loc for loc in deps.locations if loc.id in visible]
     now = deps.clock()
@@ -153,8 +147,8 @@ def calendar_page(request: Request, user: Viewer, retried: int | None = None) ->
         if loc.schedules
         for key, label in feed_keys(loc)
     ]
-    page = PAGES.get_template("staff/calendar.html").render(
-        **_frame(deps, user),
+    page = TEMPLATES.get_template("staff/calendar.html").render(
+        **staff_frame(deps, user),
         upcoming=upcoming,
         problems=problems,
         read_errors=read_errors,
@@ -166,14 +160,14 @@ def calendar_page(request: Request, user: Viewer, retried: int | None = None) ->
 
 @router.post("/staff/calendar/syncs/{sync_id}/retry")
 def retry_sync(request: Request, sync_id: int, user: Poster) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     visible = inbox.visible_location_ids(deps.locations, user)
     with deps.sessions() as session:
         sync = session.get(CalendarSync, sync_id)
         location_id = sync.location_id if sync else None
     if location_id is None or location_id not in visible or not calendar_sync.retry(deps, sync_id):
-        page = PAGES.get_template("staff/error.html").render(
-            **_frame(deps, user),
+        page = TEMPLATES.get_template("staff/error.html").render(
+            **staff_frame(deps, user),
             title="Nothing to retry",
             message=f"Calendar write {sync_id} is not waiting or failed (or is not yours).",
         )

@@ -1,8 +1,9 @@
 """``ringback patients``: import from the clinic's system, export, delete on request.
 
-The commands only read files and print; the work is :mod:`ringback.records`. Exit codes:
-0 when the file was read (bad rows are reported, the good ones imported), 2 when nothing
-could be done (unreadable file, unknown preset, location, field or column), naming it.
+The commands only read files and print; the work is in :mod:`ringback.patients`
+(importing, export, erasure, record). Exit codes: 0 when the file was read (bad rows are
+reported, the good ones imported), 2 when nothing could be done (unreadable file, unknown
+preset, location, field or column), naming it.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from typing import Annotated, Any
 
 import typer
 
-from ringback import records
 from ringback.config import ConfigError, Location, Locations, load_locations, load_settings
 from ringback.logs import configure_logging
+from ringback.patients import erasure, importing
+from ringback.patients import export as exporting
 
 records_app = typer.Typer(
     help="Patient records: import from your booking system, export, delete on request.",
     no_args_is_help=True,
 )
 
-_FIELD_HELP = "; ".join(f"{kind}: {', '.join(fields)}" for kind, fields in records.FIELDS.items())
+_FIELD_HELP = "; ".join(f"{kind}: {', '.join(fields)}" for kind, fields in importing.FIELDS.items())
 _ENCODINGS = ("utf-8-sig", "cp1252")
 
 
@@ -102,31 +104,31 @@ def import_file(
     Re-importing updates what is there and never duplicates. Bad rows are listed by line
     and skipped; the good rows are imported in one transaction.
     """
-    if kind not in records.KINDS:
+    if kind not in importing.KINDS:
         raise _fail(f"--kind: expected patients or appointments, got {kind!r}")
-    what: records.Kind = "patients" if kind == "patients" else "appointments"
+    what: importing.Kind = "patients" if kind == "patients" else "appointments"
     try:
-        columns = records.ColumnMapping.preset(what, preset)
-    except records.MappingError as exc:
+        columns = importing.ColumnMapping.preset(what, preset)
+    except importing.MappingError as exc:
         raise _fail(f"--preset: {exc}") from None
     try:
         columns = columns.overridden(mapping or [])
-    except records.MappingError as exc:
+    except importing.MappingError as exc:
         raise _fail(f"--map {exc}") from None
     text = _read_text(file)
     try:
-        table = records.read_csv(text)
+        table = importing.read_csv(text)
         used = columns.describe(table.header)
-    except records.CsvError as exc:
+    except importing.CsvError as exc:
         raise _fail(f"{file}: {exc}") from None
-    except records.MissingColumn as exc:
+    except importing.MissingColumn as exc:
         raise _fail(f"--map: {exc}") from None
-    except records.MappingError as exc:
+    except importing.MappingError as exc:
         raise _fail(f"{file}: {exc} (say which with --map COLUMN=FIELD)") from None
     locations, sessions = _open()
     place = _location(locations, location)
     now = datetime.now(UTC)
-    importer = records.import_patients if what == "patients" else records.import_appointments
+    importer = importing.import_patients if what == "patients" else importing.import_appointments
     # One transaction for the whole file: committed, or rolled back for a dry run.
     with sessions() as session:
         report = importer(session, place, table.rows, columns, now)
@@ -155,7 +157,7 @@ def export(
     ids = [_location(locations, location_id).id for location_id in location]
     count = 0
     with sessions() as session:
-        rows = records.export_patients(session, ids, datetime.now(UTC))
+        rows = exporting.export_patients(session, ids, datetime.now(UTC))
 
         def counted() -> Any:
             nonlocal count
@@ -163,7 +165,7 @@ def export(
                 count += 1
                 yield row
 
-        lines = records.csv_lines(counted(), records.EXPORT_COLUMNS)
+        lines = exporting.csv_lines(counted(), exporting.EXPORT_COLUMNS)
         if output is None:
             for line in lines:
                 sys.stdout.write(line)
@@ -197,9 +199,9 @@ def delete(
     _, sessions = _open()
     try:
         with transaction(sessions) as session:
-            report = records.delete_patient(
+            report = erasure.delete_patient(
                 session, patient_id, datetime.now(UTC), stop_texts=stop_texts
             )
-    except records.RecordError as exc:
+    except erasure.RecordError as exc:
         raise _fail(str(exc)) from None
     typer.echo(report.summary())

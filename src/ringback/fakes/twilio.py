@@ -2,7 +2,7 @@
 
 It serves the parts of Twilio that Ringback talks to (Messages create / list / fetch and
 Lookup v2 line type intelligence) over real HTTP, checks every request against Twilio's
-OpenAPI contract (:mod:`ringback.integrations.twilio_contract`) when given one, records
+OpenAPI contract (:mod:`ringback.fakes.twilio_contract`) when given one, records
 what it accepted, and can be scripted to fail the ways Twilio fails: server errors, rate
 limits, permanent per-number errors, slowness, and "accepted, but the answer never came".
 
@@ -50,7 +50,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 from twilio.request_validator import RequestValidator
 
-from ringback.integrations.twilio_contract import (
+from ringback.fakes.twilio_contract import (
     FORM_MEDIA_TYPE,
     ContractViolation,
     TwilioContract,

@@ -1,9 +1,10 @@
 """Patient records in the staff app: search, one patient's whole record, CSV export, and
 deletion of a patient's data on request (owners only).
 
-Only HTTP lives here: the queries and the erasure are :mod:`ringback.records`. A patient
+Only HTTP lives here: the queries and the erasure are in :mod:`ringback.patients`
+(importing, export, erasure, record). A patient
 at a location the viewer may not see is the same 404 as one that does not exist. The
-JSON form of the record is :mod:`ringback.records_api`; :data:`router` carries both.
+JSON form of the record is :mod:`ringback.patients.api`; :data:`router` carries both.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from ringback import records, records_api
 from ringback.config import Location
 from ringback.db import transaction
-from ringback.deps import Deps
 from ringback.logs import log_event
-from ringback.patients import KEPT_OPT_OUT
+from ringback.patients import api as records_api
+from ringback.patients import erasure, export
+from ringback.patients import record as records
+from ringback.patients.service import KEPT_OPT_OUT
 from ringback.staff import inbox
 from ringback.staff.actions import NOT_TEXTABLE_WHY
 from ringback.staff.pages import PAGES
-from ringback.staff.web import SignedIn, csrf_protected, staff_user
+from ringback.web import SignedIn, csrf_protected, deps_of, staff_frame, staff_user
 
 log = logging.getLogger(__name__)
 
@@ -43,30 +45,15 @@ OPT_OUT_SOURCES = {
 }
 
 
-def _deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
-
-
 def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(PAGES.get_template(template).render(**context), status_code=status)
 
 
 def _frame(request: Request, user: SignedIn, **extra: Any) -> dict[str, Any]:
-    """What the staff layout shows around a page: who is signed in and the queues."""
-    deps = _deps(request)
-    visible = inbox.visible_location_ids(deps.locations, user)
-    with transaction(deps.sessions) as session:
-        counts = inbox.queue_counts(session, visible)
+    deps = deps_of(request)
     locations = [loc for loc in deps.locations if user.can_see(loc.id)]
     return {
-        "user": user,
-        "csrf_token": user.csrf_token,
-        "queues": [(q, inbox.QUEUE_LABELS[q]) for q in inbox.QUEUES],
-        "counts": counts,
-        "queue": None,
-        "location": None,
-        "marker": "",
+        **staff_frame(deps, user),
         "locations": locations,
         "multi_location": len(locations) > 1,
         "location_names": {loc.id: loc.name for loc in locations},
@@ -89,7 +76,7 @@ def _zone(location: Location | None) -> ZoneInfo:
 def patients_page(
     request: Request, user: Viewer, q: str = "", location: str = "", deleted: int = 0
 ) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     visible = inbox.visible_location_ids(deps.locations, user)
     if location and location not in visible:
         return _not_found(request, user, f"location: no location {location!r} you can see")
@@ -115,7 +102,7 @@ def patients_page(
 @pages.get("/patients/export.csv")
 def export_csv(request: Request, user: Viewer, location: str = "") -> Response:
     """Every patient of the chosen (or every visible) location, as CSV."""
-    deps = _deps(request)
+    deps = deps_of(request)
     visible = inbox.visible_location_ids(deps.locations, user)
     if location and location not in visible:
         return _not_found(request, user, f"location: no location {location!r} you can see")
@@ -124,8 +111,8 @@ def export_csv(request: Request, user: Viewer, location: str = "") -> Response:
 
     def body() -> Iterator[str]:
         with transaction(deps.sessions) as session:
-            rows = records.export_patients(session, scope, now)
-            yield from records.csv_lines(rows, records.EXPORT_COLUMNS)
+            rows = export.export_patients(session, scope, now)
+            yield from export.csv_lines(rows, export.EXPORT_COLUMNS)
 
     log_event(log, "records.exported", user_id=user.user_id, locations=scope)
     name = f"patients-{location or 'all'}-{now:%Y-%m-%d}.csv"
@@ -147,7 +134,7 @@ def _patient_page(
     status: int = 200,
     error: str | None = None,
 ) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     with transaction(deps.sessions) as session:
         record = records.patient_record(session, patient_id)
     # Outside the transaction: on SQLite a second one would wait for this one's lock.
@@ -188,7 +175,7 @@ def delete_patient(
     stop_texts: Annotated[str, Form()] = "",
 ) -> Response:
     """Erase the patient's personal data. Owners only; the form must be confirmed."""
-    deps = _deps(request)
+    deps = deps_of(request)
     with transaction(deps.sessions) as session:
         record = records.patient_record(session, patient_id)
         visible = record is not None and user.can_see(record.patient.location_id)
@@ -207,10 +194,10 @@ def delete_patient(
         )
     try:
         with transaction(deps.sessions) as session:
-            report = records.delete_patient(
+            report = erasure.delete_patient(
                 session, patient_id, deps.clock(), stop_texts=bool(stop_texts)
             )
-    except records.RecordError as exc:
+    except erasure.RecordError as exc:
         return _not_found(request, user, str(exc), status=exc.status)
     log_event(
         log,

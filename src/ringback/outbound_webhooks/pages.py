@@ -2,64 +2,36 @@
 
 Endpoints are added and removed with ``ringback webhooks``; this page is where an owner
 sees what was sent, what the receiver answered, and sends a delivery again once the
-receiver is fixed. Writes go through :mod:`ringback.integrations.webhooks`.
+receiver is fixed. Writes go through :mod:`ringback.outbound_webhooks.service`.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ringback.db import transaction
 from ringback.deps import Deps
-from ringback.integrations import webhooks
 from ringback.logs import log_event
-from ringback.staff import inbox
-from ringback.staff.web import SignedIn, csrf_protected, staff_user
+from ringback.outbound_webhooks import service as webhooks
+from ringback.web import TEMPLATES, SignedIn, csrf_protected, deps_of, staff_frame, staff_user
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/staff", include_in_schema=False)
 Viewer = Annotated[SignedIn, Depends(staff_user)]
 Poster = Annotated[SignedIn, Depends(csrf_protected)]
 
-PAGES = Environment(
-    loader=FileSystemLoader(Path(__file__).parents[1] / "templates"),
-    autoescape=select_autoescape(["html"]),
-)
 RECENT = 100
 UTC_ZONE = ZoneInfo("UTC")
 
 
-def _deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
-
-
-def _frame(deps: Deps, user: SignedIn) -> dict[str, Any]:
-    """What the signed-in layout (``staff/app.html``) shows around the page."""
-    visible = inbox.visible_location_ids(deps.locations, user)
-    with transaction(deps.sessions) as session:
-        counts = inbox.queue_counts(session, visible)
-    return {
-        "user": user,
-        "csrf_token": user.csrf_token,
-        "queues": [(q, inbox.QUEUE_LABELS[q]) for q in inbox.QUEUES],
-        "counts": counts,
-        "queue": None,
-        "location": None,
-        "marker": "",  # no live updates here: the log is read, not watched
-    }
-
-
 def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(PAGES.get_template(template).render(**context), status_code=status)
+    return HTMLResponse(TEMPLATES.get_template(template).render(**context), status_code=status)
 
 
 def _owners_only(deps: Deps, user: SignedIn) -> HTMLResponse | None:
@@ -68,7 +40,7 @@ def _owners_only(deps: Deps, user: SignedIn) -> HTMLResponse | None:
     return _render(
         "staff/error.html",
         403,
-        **_frame(deps, user),
+        **staff_frame(deps, user),
         title="Owners only",
         message="Webhooks send patient events to other systems; only an owner can see them.",
     )
@@ -85,7 +57,7 @@ def _local(moment: datetime | None, zone: ZoneInfo) -> str:
 def webhooks_page(
     request: Request, user: Viewer, status: str = "", replayed: int | None = None
 ) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     refused = _owners_only(deps, user)
     if refused is not None:
         return refused
@@ -131,7 +103,7 @@ def webhooks_page(
         ]
     return _render(
         "staff/webhooks.html",
-        **_frame(deps, user),
+        **staff_frame(deps, user),
         endpoints=listed,
         deliveries=deliveries,
         failed_only=failed_only,
@@ -143,7 +115,7 @@ def webhooks_page(
 
 @router.post("/webhooks/deliveries/{delivery_id}/replay")
 def replay_delivery(request: Request, delivery_id: int, user: Poster) -> Response:
-    deps = _deps(request)
+    deps = deps_of(request)
     refused = _owners_only(deps, user)
     if refused is not None:
         return refused
@@ -153,7 +125,7 @@ def replay_delivery(request: Request, delivery_id: int, user: Poster) -> Respons
         return _render(
             "staff/error.html",
             exc.status,
-            **_frame(deps, user),
+            **staff_frame(deps, user),
             title="Not sent again",
             message=str(exc),
         )

@@ -38,13 +38,14 @@ from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.models import Appointment, Conversation, Patient
 from ringback.phones import display as display_phone
+from ringback.web import deps_of
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/book", tags=["booking page"], include_in_schema=False)
 
 TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    loader=FileSystemLoader(Path(__file__).parents[1] / "templates"),
     autoescape=select_autoescape(["html"]),
 )
 # Days with free times shown at once; "Later dates" pages on from the last one.
@@ -199,7 +200,7 @@ def booking_page(
     request: Request, token: str, service: str = "", day: str = "", provider: str = ""
 ) -> Response:
     """The free times for a treatment, by day; each time is a button that holds it."""
-    deps = _deps(request)
+    deps = deps_of(request)
     try:
         with transaction(deps.sessions) as session:
             link = _open(session, deps, token)
@@ -228,7 +229,7 @@ def hold(
     room_id: Annotated[str, Form()] = "",
 ) -> Response:
     """Hold the chosen time for ``booking.hold_minutes`` while the patient confirms."""
-    deps = _deps(request)
+    deps = deps_of(request)
     try:
         with transaction(deps.sessions) as session:
             link = _open(session, deps, token, lock=True)
@@ -275,7 +276,7 @@ def hold(
 @router.get("/{token}/confirm/{appointment_id}", response_class=HTMLResponse)
 def confirm_page(request: Request, token: str, appointment_id: str) -> Response:
     """What is held (with a Confirm button), or what was booked."""
-    deps = _deps(request)
+    deps = deps_of(request)
     try:
         with transaction(deps.sessions) as session:
             link = _open(session, deps, token)
@@ -308,7 +309,7 @@ def confirm(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     """Book the held time; the thread texts the confirmation and closes as booked."""
-    deps = _deps(request)
+    deps = deps_of(request)
     try:
         with transaction(deps.sessions) as session:
             link = _open(session, deps, token, lock=True)
@@ -354,11 +355,6 @@ def confirm(
 
 
 # --- opening the link and checking the form -------------------------------------------------
-
-
-def _deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
 
 
 def _open(session: Session, deps: Deps, token: str, *, lock: bool = False) -> Link:

@@ -14,17 +14,17 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ringback import patients
 from ringback.config import Location
 from ringback.conversation import service as conversation_service
 from ringback.db import insert_ignore
 from ringback.deps import Deps
-from ringback.integrations import webhooks
 from ringback.logs import log_event
 from ringback.messaging import keywords
 from ringback.messaging.outbox import advance_status, queue_sms
 from ringback.missed_calls.service import open_conversation
 from ringback.models import Conversation, Message, Patient
+from ringback.outbound_webhooks import service as webhooks
+from ringback.patients import service as patients
 from ringback.phones import InvalidPhoneNumber, normalize_e164, redact
 
 log = logging.getLogger(__name__)

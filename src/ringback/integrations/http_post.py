@@ -1,0 +1,34 @@
+"""One HTTP POST to a clinic's system (outbound webhooks), with bounded time and bytes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import httpx
+
+
+def post_json(
+    url: str, body: bytes, headers: Mapping[str, str], timeout: float, max_response_bytes: int
+) -> tuple[int | None, str | None, str | None]:
+    """POST ``body``; return (status code, the response's first bytes as text, error).
+
+    Redirects are not followed (a receiver that moved must be re-registered), and a body
+    that trickles in is not waited for: the status is what counts.
+    """
+    started = time.monotonic()
+    try:
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=False) as client,
+            client.stream("POST", url, content=body, headers=dict(headers)) as response,
+        ):
+            received = b""
+            for chunk in response.iter_bytes():
+                received += chunk
+                if len(received) >= max_response_bytes or time.monotonic() - started > timeout:
+                    break
+            text = received[:max_response_bytes].decode("utf-8", "ignore")
+            return response.status_code, text, None
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return None, None, error[:300]
