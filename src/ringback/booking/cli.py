@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 
 from ringback.booking import service as booking_service
-from ringback.config import ConfigError, load_locations, load_settings
+from ringback.cli.support import fail, load_config
 from ringback.integrations.caldav import CalDavCalendar
-from ringback.logs import configure_logging
 from ringback.ports import CalendarUnavailable
 
 app = typer.Typer(
@@ -19,20 +18,10 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"ringback: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
 @app.command("check")
 def check() -> None:
     """Connect to every configured calendar and say whether it works (exit 1 if not)."""
-    try:
-        settings = load_settings()
-        locations = load_locations(settings.config)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    configure_logging(settings.log_level)
+    settings, locations = load_config()
     problems = 0
     found = 0
     for location in locations:
@@ -76,14 +65,10 @@ def feeds(
     from ringback.booking.feeds import feed_keys, feed_url
     from ringback.runtime import build_runtime
 
-    try:
-        settings = load_settings()
-        locations = load_locations(settings.config)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+    settings, locations = load_config(configure_logs=False)
     if location_id and locations.get(location_id) is None:
         known = ", ".join(loc.id for loc in locations)
-        raise _fail(f"--location: no location {location_id!r} (known: {known})")
+        raise fail(f"--location: no location {location_id!r} (known: {known})")
     runtime = build_runtime(settings, locations)
     try:
         for location in locations:

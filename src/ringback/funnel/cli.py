@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ringback.config import ConfigError, Location, Locations, load_locations, load_settings
+from ringback.cli.support import fail, load_config, open_database
+from ringback.config import Location, Locations
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -47,23 +48,9 @@ UntilOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"ringback: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
 def _database(config: Path | None) -> tuple[Locations, sessionmaker[Session]]:
-    from ringback.db import make_engine, make_sessionmaker
-    from ringback.schema import upgrade
-
-    try:
-        settings = load_settings()
-        locations = load_locations(config or settings.config)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
-    return locations, make_sessionmaker(engine)
+    settings, locations = load_config(config, configure_logs=False)
+    return locations, open_database(settings)
 
 
 def _day(value: str | None, option: str) -> date | None:
@@ -72,7 +59,7 @@ def _day(value: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise _fail(f"{option}: expected a date like 2026-11-24, got {value!r}") from None
+        raise fail(f"{option}: expected a date like 2026-11-24, got {value!r}") from None
 
 
 def _scope(
@@ -84,7 +71,7 @@ def _scope(
         found = locations.get(location)
         if found is None:
             known = ", ".join(loc.id for loc in locations)
-            raise _fail(f"--location: no location {location!r} (known: {known})")
+            raise fail(f"--location: no location {location!r} (known: {known})")
         chosen = [found]
     else:
         chosen = list(locations)
@@ -92,7 +79,7 @@ def _scope(
     try:
         start, end = resolve_range(_day(since, "--since"), _day(until, "--until"), today)
     except BadRange as exc:
-        raise _fail(f"--{exc.field}: {exc.problem}") from None
+        raise fail(f"--{exc.field}: {exc.problem}") from None
     return chosen, start, end
 
 
@@ -327,7 +314,7 @@ def seed_demo_data(
     locations, sessions = _database(config)
     chosen = list(locations)[: locations_count or len(locations)]
     if locations_count and locations_count > len(locations):
-        raise _fail(
+        raise fail(
             f"--locations: the locations file has {len(locations)} location(s), "
             f"not {locations_count} (bench/funnel_report.py writes a file with 50)"
         )
@@ -337,7 +324,7 @@ def seed_demo_data(
             sessions, chosen, calls=calls, days=days, seed=seed, allow_existing=force
         )
     except SeedError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     elapsed = time.monotonic() - started
     typer.echo(
         f"seeded {summary.calls} missed calls, {summary.conversations} conversations and "

@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ringback.config import ConfigError, load_locations, load_settings
+from ringback.cli.support import fail, load_config
 from ringback.db import transaction
 from ringback.jobs import QueueUrlError
-from ringback.logs import configure_logging
 from ringback.outbound_webhooks import service as webhooks
 
 if TYPE_CHECKING:
@@ -24,22 +23,15 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"ringback: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
 @contextmanager
 def _runtime() -> Iterator[Runtime]:
     from ringback.runtime import build_runtime  # the whole service: only when a command runs
 
+    settings, locations = load_config()
     try:
-        settings = load_settings()
-        locations = load_locations(settings.config)
-        configure_logging(settings.log_level)
         runtime = build_runtime(settings, locations)
-    except (ConfigError, QueueUrlError) as exc:
-        raise _fail(str(exc)) from None
+    except QueueUrlError as exc:
+        raise fail(str(exc)) from None
     try:
         yield runtime
     finally:
@@ -80,7 +72,7 @@ def add(
                 )
                 endpoint_id, secret, events = endpoint.id, endpoint.secret, endpoint.events
         except webhooks.WebhookError as exc:
-            raise _fail(f"--{exc.field}: {exc.problem}") from None
+            raise fail(f"--{exc.field}: {exc.problem}") from None
     typer.echo(f"endpoint {endpoint_id} for {location or 'all locations'}: {url.strip()}")
     typer.echo(f"events: {', '.join(events)}")
     typer.echo("signing secret (shown once; it is shared with the receiver, keep it secret):")
@@ -108,7 +100,7 @@ def remove(endpoint_id: Annotated[int, typer.Argument(help="The endpoint's id.")
         with transaction(runtime.deps.sessions) as session:
             done = webhooks.remove_endpoint(session, endpoint_id)
         if not done:
-            raise _fail(f"endpoint {endpoint_id}: no such active endpoint")
+            raise fail(f"endpoint {endpoint_id}: no such active endpoint")
     typer.echo(f"endpoint {endpoint_id} removed")
 
 
@@ -135,5 +127,5 @@ def replay(delivery_id: Annotated[int, typer.Argument(help="The delivery's id.")
         try:
             webhooks.replay(runtime.deps, delivery_id)
         except webhooks.WebhookError as exc:
-            raise _fail(exc.problem) from None
+            raise fail(exc.problem) from None
     typer.echo(f"delivery {delivery_id} queued to be sent again")

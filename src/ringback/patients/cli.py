@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ringback.config import ConfigError, Location, Locations, load_locations, load_settings
-from ringback.logs import configure_logging
+from ringback.cli.support import fail, load_config, open_database
+from ringback.config import Location, Locations
 from ringback.patients import erasure, importing
 from ringback.patients import export as exporting
 
@@ -29,32 +29,17 @@ _FIELD_HELP = "; ".join(f"{kind}: {', '.join(fields)}" for kind, fields in impor
 _ENCODINGS = ("utf-8-sig", "cp1252")
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"ringback: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
 def _open() -> tuple[Locations, Any]:
     """The locations and a session factory on a migrated database."""
-    from ringback.db import make_engine, make_sessionmaker
-    from ringback.schema import upgrade
-
-    try:
-        settings = load_settings()
-        locations = load_locations(settings.config)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    configure_logging(settings.log_level)
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
-    return locations, make_sessionmaker(engine)
+    settings, locations = load_config()
+    return locations, open_database(settings)
 
 
 def _location(locations: Locations, location_id: str) -> Location:
     found = locations.get(location_id)
     if found is None:
         known = ", ".join(loc.id for loc in locations)
-        raise _fail(f"--location: no location {location_id!r} (known: {known})")
+        raise fail(f"--location: no location {location_id!r} (known: {known})")
     return found
 
 
@@ -62,15 +47,15 @@ def _read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise _fail(f"{path}: file not found") from None
+        raise fail(f"{path}: file not found") from None
     except OSError as exc:
-        raise _fail(f"{path}: cannot be read: {exc.strerror}") from None
+        raise fail(f"{path}: cannot be read: {exc.strerror}") from None
     for encoding in _ENCODINGS:
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise _fail(f"{path}: not text (expected UTF-8 or Windows-1252 CSV)")  # pragma: no cover
+    raise fail(f"{path}: not text (expected UTF-8 or Windows-1252 CSV)")  # pragma: no cover
 
 
 @records_app.command("import")
@@ -105,26 +90,26 @@ def import_file(
     and skipped; the good rows are imported in one transaction.
     """
     if kind not in importing.KINDS:
-        raise _fail(f"--kind: expected patients or appointments, got {kind!r}")
+        raise fail(f"--kind: expected patients or appointments, got {kind!r}")
     what: importing.Kind = "patients" if kind == "patients" else "appointments"
     try:
         columns = importing.ColumnMapping.preset(what, preset)
     except importing.MappingError as exc:
-        raise _fail(f"--preset: {exc}") from None
+        raise fail(f"--preset: {exc}") from None
     try:
         columns = columns.overridden(mapping or [])
     except importing.MappingError as exc:
-        raise _fail(f"--map {exc}") from None
+        raise fail(f"--map {exc}") from None
     text = _read_text(file)
     try:
         table = importing.read_csv(text)
         used = columns.describe(table.header)
     except importing.CsvError as exc:
-        raise _fail(f"{file}: {exc}") from None
+        raise fail(f"{file}: {exc}") from None
     except importing.MissingColumn as exc:
-        raise _fail(f"--map: {exc}") from None
+        raise fail(f"--map: {exc}") from None
     except importing.MappingError as exc:
-        raise _fail(f"{file}: {exc} (say which with --map COLUMN=FIELD)") from None
+        raise fail(f"{file}: {exc} (say which with --map COLUMN=FIELD)") from None
     locations, sessions = _open()
     place = _location(locations, location)
     now = datetime.now(UTC)
@@ -174,7 +159,7 @@ def export(
                 with output.open("w", encoding="utf-8", newline="") as out:
                     out.writelines(lines)
             except OSError as exc:
-                raise _fail(f"--output: {output}: cannot be written: {exc.strerror}") from None
+                raise fail(f"--output: {output}: cannot be written: {exc.strerror}") from None
     typer.echo(f"exported {count} patient(s)", err=True)
 
 
@@ -195,7 +180,7 @@ def delete(
     from ringback.db import transaction
 
     if not yes:
-        raise _fail(f"patient {patient_id}: not deleted; add --yes to confirm (cannot be undone)")
+        raise fail(f"patient {patient_id}: not deleted; add --yes to confirm (cannot be undone)")
     _, sessions = _open()
     try:
         with transaction(sessions) as session:
@@ -203,5 +188,5 @@ def delete(
                 session, patient_id, datetime.now(UTC), stop_texts=stop_texts
             )
     except erasure.RecordError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(report.summary())

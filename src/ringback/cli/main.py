@@ -12,17 +12,15 @@ from typing import Annotated, Any
 import typer
 
 from ringback.booking import cli as calendars_cli
+from ringback.cli.support import fail, load_config, open_database
 from ringback.config import (
     ConfigError,
     Locations,
     Settings,
-    check_provider_settings,
-    load_locations,
     load_settings,
 )
 from ringback.funnel import cli as funnel_cli
 from ringback.jobs import QueueUrlError
-from ringback.logs import configure_logging
 from ringback.outbound_webhooks import cli as webhooks_cli
 from ringback.patients.cli import records_app
 
@@ -45,22 +43,8 @@ app.add_typer(calendars_cli.app, name="calendars")
 log = logging.getLogger("ringback.cli")
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"ringback: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
 def _load(config: Path | None = None) -> tuple[Settings, Locations]:
-    try:
-        settings = load_settings()
-        if config is not None:
-            settings = settings.model_copy(update={"config": config})
-        locations = load_locations(settings.config)
-        check_provider_settings(settings, locations)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    configure_logging(settings.log_level)
-    return settings, locations
+    return load_config(config, check_providers=True)
 
 
 ConfigOption = Annotated[
@@ -88,11 +72,11 @@ def serve(
 
     settings, locations = _load(config)
     if not settings.twilio_auth_token and any(loc.provider == "twilio" for loc in locations):
-        raise _fail("TWILIO_AUTH_TOKEN is not set: webhooks cannot be verified (see README)")
+        raise fail("TWILIO_AUTH_TOKEN is not set: webhooks cannot be verified (see README)")
     try:
         runtime = build_runtime(settings, locations)
     except QueueUrlError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if migrate:
         upgrade(runtime.engine)
     _first_run_hint(runtime)
@@ -139,7 +123,7 @@ def worker(
     try:
         runtime = build_runtime(settings, locations)
     except QueueUrlError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     consumer = make_consumer(runtime.huey, workers or settings.workers, embedded=False)
     if processes:
         consumer.worker_type = "process"
@@ -230,7 +214,7 @@ def understand(
     found = locations.get(location)
     if found is None:
         known = ", ".join(loc.id for loc in locations)
-        raise _fail(f"--location: no location {location!r} (known: {known})")
+        raise fail(f"--location: no location {location!r} (known: {known})")
 
     def moment(value: str | None, where: str) -> datetime:
         if value is None:
@@ -238,7 +222,7 @@ def understand(
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise _fail(f"{where}: expected an ISO-8601 time, got {value!r}") from None
+            raise fail(f"{where}: expected an ISO-8601 time, got {value!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=found.zone)
         return parsed
@@ -253,22 +237,17 @@ def understand(
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise _fail(f"stdin line {number}: not JSON ({exc.msg})") from None
+            raise fail(f"stdin line {number}: not JSON ({exc.msg})") from None
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-            raise _fail(f'stdin line {number}: expected {{"text": "...", "now": "..."}}')
+            raise fail(f'stdin line {number}: expected {{"text": "...", "now": "..."}}')
         when = moment(item.get("now", now), f"stdin line {number}: now")
         result = understand_text(item["text"], when, found)
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
 
 
 def _sessions() -> tuple[Settings, Locations, Any]:
-    from ringback.db import make_engine, make_sessionmaker
-    from ringback.schema import upgrade
-
     settings, locations = _load()
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
-    return settings, locations, make_sessionmaker(engine)
+    return settings, locations, open_database(settings)
 
 
 def _password(from_stdin: bool) -> str:
@@ -312,7 +291,7 @@ def users_add(
             )
             summary = f"created {user.role} {user.email}"
     except auth.AccountError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(summary)
 
 
@@ -336,7 +315,7 @@ def users_reset_password(
             user = auth.reset_password(session, email, password, datetime.now(UTC))
             address = user.email
     except auth.AccountError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"password reset for {address}")
 
 
@@ -374,7 +353,7 @@ def tokens_create(
                 raise auth.AccountError(f"--user: no account for {user}")
             token = auth.create_api_token(session, owner, name, datetime.now(UTC))
     except auth.AccountError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"token {token.id} (shown once, keep it secret):")
     typer.echo(token.token)
 
@@ -408,7 +387,7 @@ def tokens_revoke(token_id: Annotated[int, typer.Argument(help="The token's id."
     with transaction(sessions) as session:
         done = auth.revoke_api_token(session, token_id, datetime.now(UTC))
     if not done:
-        raise _fail(f"token {token_id}: no such active token")
+        raise fail(f"token {token_id}: no such active token")
     typer.echo(f"token {token_id} revoked")
 
 
@@ -421,7 +400,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine, revision)
     typer.echo(f"database at revision {current_revision(engine)}")
