@@ -16,10 +16,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from ringback.booking.wording import when
 from ringback.conversation.service import booking_page_url
 from ringback.db import transaction
 from ringback.models import Appointment, Conversation, Patient
+from ringback.readable import when
 from tests.booking.test_booking_sms import scheduling
 from tests.conftest import Service, settle, wait_for
 from tests.e2e.test_conversation import next_text

@@ -294,7 +294,7 @@ def test_caller_with_an_appointment_in_48h_gets_the_appointment_message(service:
     miss(service, caller)
     text = wait_for(lambda: texts_to(service, caller), what="text-back")[0]
     # 2026-11-25 20:00 UTC is Wednesday Nov 25 at 12:00 PM in Los Angeles.
-    assert "Are you calling about your appointment on Wed Nov 25 at 12:00 PM?" in text.body
+    assert "Are you calling about your appointment on Wed Nov 25 at 12:00pm?" in text.body
 
 
 def test_landline_skipped_when_lookup_says_so_and_lookup_cached(

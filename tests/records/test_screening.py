@@ -60,7 +60,7 @@ def test_imported_appointment_in_48h_gets_the_appointment_text_back(service: Ser
     )
     miss(service, caller)
     text = wait_for(lambda: texts_to(service, caller), what="text-back")[0]
-    assert "Are you calling about your appointment on Wed Nov 25 at 12:00 PM?" in text.body
+    assert "Are you calling about your appointment on Wed Nov 25 at 12:00pm?" in text.body
     call = service.scalar(select(Call).order_by(Call.id.desc()))
     assert call.screening == "appointment_textback"
 

@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
-from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBearer
 from pydantic import (
     AfterValidator,
@@ -30,6 +29,7 @@ from pydantic import (
 )
 
 from ringback.api import queries
+from ringback.api.errors import invalid
 from ringback.api.queries import ConversationStatus
 from ringback.conversation.machine import State
 from ringback.db import transaction
@@ -433,20 +433,6 @@ CursorParam = Annotated[
 ]
 
 
-def _bad_query(name: str, value: str, message: str) -> RequestValidationError:
-    """A 422 shaped like FastAPI's own, for a parameter only the handler can judge."""
-    return RequestValidationError(
-        [
-            {
-                "type": "value_error",
-                "loc": ("query", name),
-                "msg": f"{name}: {message}",
-                "input": value,
-            }
-        ]
-    )
-
-
 # --- endpoints ---------------------------------------------------------------------------
 
 
@@ -505,7 +491,7 @@ def list_conversations(
         deps.locations.get(location) is None or not caller.can_see(location)
     ):
         # Same answer for an unknown location and one the caller may not see.
-        raise _bad_query("location", location, "no location with this id that you can see")
+        raise invalid("query", "location", location, "no location with this id that you can see")
     filters = queries.ConversationFilter(
         status=status, location_id=location, updated_since=updated_since
     )

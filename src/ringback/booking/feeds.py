@@ -21,12 +21,12 @@ from sqlalchemy import select
 
 from ringback.booking import calendar_sync, links
 from ringback.booking.service import LOCATION_CALENDAR
-from ringback.booking.wording import when
 from ringback.config import Location
 from ringback.deps import Deps
 from ringback.integrations.icalendar import feed_to_ics
 from ringback.logs import log_event
 from ringback.models import Appointment, CalendarSync, Patient
+from ringback.readable import when
 from ringback.staff import inbox
 from ringback.web import TEMPLATES, SignedIn, csrf_protected, deps_of, staff_frame, staff_user
 

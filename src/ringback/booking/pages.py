@@ -30,7 +30,6 @@ from sqlalchemy.orm import Session
 from ringback.booking import links
 from ringback.booking import service as booking
 from ringback.booking.availability import BusyIndex, Slot, bookable_providers, is_bookable
-from ringback.booking.wording import when
 from ringback.config import Location, Provider, Service
 from ringback.conversation.service import book_from_page
 from ringback.db import transaction
@@ -38,6 +37,8 @@ from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.models import Appointment, Conversation, Patient
 from ringback.phones import display as display_phone
+from ringback.readable import clock, when
+from ringback.readable import day as readable_day
 from ringback.web import deps_of
 
 log = logging.getLogger(__name__)
@@ -665,13 +666,8 @@ def _appointment_page(
 
 
 def _time_label(moment: datetime, location: Location, language: str) -> str:
-    local = moment.astimezone(location.zone)
-    if language == "es":
-        return f"{local:%H:%M}"
-    return f"{local.hour % 12 or 12}:{local.minute:02d}{'am' if local.hour < 12 else 'pm'}"
+    return clock(moment.astimezone(location.zone), "text", language)
 
 
 def _day_label(day: date, location: Location, language: str) -> str:
-    noon = datetime(day.year, day.month, day.day, 12, tzinfo=location.zone)
-    # when() reads "Thu Nov 26 at 12:00pm" / "jue 26 nov a las 12:00": keep the day part.
-    return when(noon, location.zone, language).rsplit(" a las " if language == "es" else " at ")[0]
+    return readable_day(datetime(day.year, day.month, day.day, 12, tzinfo=location.zone), language)

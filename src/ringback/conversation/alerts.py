@@ -35,6 +35,7 @@ from ringback.db import after_commit, transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.models import Conversation, Message, Patient
+from ringback.readable import clock, day
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +120,6 @@ class AlertFacts:
         return self.reason.replace("_", " ")
 
 
-def _clock(moment: datetime) -> str:
-    return f"{moment.hour % 12 or 12}:{moment.minute:02d} {'AM' if moment.hour < 12 else 'PM'}"
-
-
-def _day(moment: datetime) -> str:
-    return f"{moment:%a %b} {moment.day}"
-
-
 def describe_time_preference(state: State, zone: ZoneInfo) -> str | None:
     """The windows the patient gave (``Thu Nov 26, 9:00 AM-12:00 PM``), or their timing."""
     windows = []
@@ -134,8 +127,8 @@ def describe_time_preference(state: State, zone: ZoneInfo) -> str | None:
         start = datetime.fromisoformat(start_iso).astimezone(zone)
         end = datetime.fromisoformat(end_iso).astimezone(zone)
         same_day = end.date() == start.date() or (end.time().hour == 0 and end.minute == 0)
-        end_text = _clock(end) if same_day else f"{_day(end)}, {_clock(end)}"
-        windows.append(f"{_day(start)}, {_clock(start)}-{end_text}")
+        end_text = clock(end) if same_day else f"{day(end)}, {clock(end)}"
+        windows.append(f"{day(start)}, {clock(start)}-{end_text}")
     if windows:
         return "; ".join(windows)
     return TIMING.get(state.timing, state.timing) if state.timing else None
@@ -177,7 +170,7 @@ def email_body(facts: AlertFacts) -> str:
     for line in facts.thread:
         note = f" [{line.note}]" if line.note else ""
         body = line.body.replace("\r\n", "\n").replace("\n", "\n    ")
-        lines.append(f"{_day(line.at)} {_clock(line.at)}  {line.who}{note}: {body}")
+        lines.append(f"{day(line.at)} {clock(line.at)}  {line.who}{note}: {body}")
     if not facts.thread:
         lines.append("(no messages)")
     lines += [

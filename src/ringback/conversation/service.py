@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from ringback.booking import links
 from ringback.booking import service as booking
 from ringback.booking.availability import Slot, Window
-from ringback.booking.wording import slot_label, when
 from ringback.config import Location
 from ringback.conversation import replies
 from ringback.conversation.alerts import queue_staff_alerts
@@ -64,6 +63,7 @@ from ringback.models import Appointment, Conversation, ConversationDecision, Mes
 from ringback.outbound_webhooks import service as webhooks
 from ringback.patients import service as patients
 from ringback.phones import redact
+from ringback.readable import slot_label, when
 
 log = logging.getLogger(__name__)
 TIMER_JOB_HORIZON = timedelta(minutes=5)

@@ -12,11 +12,11 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ringback.api import v1
+from ringback.api.errors import invalid
 from ringback.deps import Deps
 from ringback.funnel.figures import Report
 from ringback.funnel.metrics import FunnelCollector, MetricsSettings
@@ -28,20 +28,6 @@ router = APIRouter(
     dependencies=list(v1.router.dependencies),
     responses=dict(v1.router.responses),
 )
-
-
-def _bad_query(name: str, value: object, message: str) -> RequestValidationError:
-    """A 422 shaped like FastAPI's own, naming the parameter."""
-    return RequestValidationError(
-        [
-            {
-                "type": "value_error",
-                "loc": ("query", name),
-                "msg": f"{name}: {message}",
-                "input": value,
-            }
-        ]
-    )
 
 
 @router.get(
@@ -71,15 +57,17 @@ def funnel(
     if location is not None:
         chosen = [loc for loc in visible if loc.id == location]
         if not chosen:  # unknown and not visible read the same
-            raise _bad_query("location", location, "no location with this id that you can see")
+            raise invalid(
+                "query", "location", location, "no location with this id that you can see"
+            )
     if not chosen:
-        raise _bad_query("location", location, "your account cannot see any location")
+        raise invalid("query", "location", location, "your account cannot see any location")
     today = deps.clock().astimezone(chosen[0].zone).date()
     try:
         start, end = resolve_range(since, until, today)
     except BadRange as exc:
-        raise _bad_query(
-            exc.field, str(since if exc.field == "since" else until), exc.problem
+        raise invalid(
+            "query", exc.field, str(since if exc.field == "since" else until), exc.problem
         ) from None
     report = load_report(deps.sessions, deps.locations, chosen, start, end, now=deps.clock())
     return JSONResponse(report_json(report))

@@ -11,13 +11,13 @@ event id again answers 200 with what became of the first and sends nothing new.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response, Security
-from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ringback.api import v1 as api_v1
+from ringback.api.errors import invalid
 from ringback.api.v1 import Caller, Problem
 from ringback.config import Location
 from ringback.db import transaction
@@ -111,20 +111,6 @@ class MissedCallReceipt(BaseModel):
     )
 
 
-def _invalid(field: str, value: Any, message: str) -> RequestValidationError:
-    """A 422 shaped like FastAPI's own, naming the body field only the handler can judge."""
-    return RequestValidationError(
-        [
-            {
-                "type": "value_error",
-                "loc": ("body", field),
-                "msg": f"{field}: {message}",
-                "input": value,
-            }
-        ]
-    )
-
-
 def _not_found(field: str, value: str) -> HTTPException:
     # The same answer for a location that does not exist and one the token may not see.
     return HTTPException(404, f"{field}: no location {value!r} that you can see")
@@ -140,16 +126,16 @@ def _location(deps: Deps, caller: SignedIn, report: MissedCallReport) -> Locatio
         try:
             number = normalize_e164(report.to)
         except InvalidPhoneNumber as exc:
-            raise _invalid("to", report.to, f"not a phone number ({exc})") from None
+            raise invalid("body", "to", report.to, f"not a phone number ({exc})") from None
         called = deps.locations.by_number(number)
         if location is None:
             if called is None or not caller.can_see(called.id):
                 raise _not_found("to", number)
             location = called
         elif called is None or called.id != location.id:
-            raise _invalid("to", report.to, f"is not the number of location {location.id!r}")
+            raise invalid("body", "to", report.to, f"is not the number of location {location.id!r}")
     if location is None:
-        raise _invalid("location_id", None, "give location_id or to (the number called)")
+        raise invalid("body", "location_id", None, "give location_id or to (the number called)")
     return location
 
 
@@ -160,7 +146,7 @@ def _caller_number(report: MissedCallReport) -> str:
     try:
         return normalize_e164(raw)
     except InvalidPhoneNumber as exc:
-        raise _invalid("from", report.from_, f"not a phone number ({exc})") from None
+        raise invalid("body", "from", report.from_, f"not a phone number ({exc})") from None
 
 
 def _occurred_at(deps: Deps, report: MissedCallReport) -> datetime:
@@ -168,10 +154,13 @@ def _occurred_at(deps: Deps, report: MissedCallReport) -> datetime:
     if report.occurred_at is None:
         return now
     if report.occurred_at > now + FUTURE_SKEW:
-        raise _invalid("occurred_at", report.occurred_at.isoformat(), "is in the future")
+        raise invalid("body", "occurred_at", report.occurred_at.isoformat(), "is in the future")
     if report.occurred_at < now - TOO_OLD:
-        raise _invalid(
-            "occurred_at", report.occurred_at.isoformat(), "more than 24 hours ago; not texted"
+        raise invalid(
+            "body",
+            "occurred_at",
+            report.occurred_at.isoformat(),
+            "more than 24 hours ago; not texted",
         )
     return report.occurred_at
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from ringback import readable
 from ringback.config import Location
 from ringback.conversation import service as conversation_service
 from ringback.db import insert_returning
@@ -290,8 +291,7 @@ def textback_body(location: Location, variant_index: int, appointment_at: dateti
     """The first text: the location's template, with opt-out wording unless it has some."""
     messages = location.messages
     if appointment_at is not None:
-        local = appointment_at.astimezone(location.zone)
-        when = f"{local:%a %b} {local.day} at {local:%I:%M %p}".replace(" 0", " ")
+        when = readable.when(appointment_at, location.zone)
         body = location.render(messages.appointment_textback, appointment=when)
     else:
         templates = (messages.textback, *messages.textback_variants)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ringback import readable
 from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
@@ -50,7 +51,7 @@ def _local(moment: datetime | None, zone: ZoneInfo) -> str:
     if moment is None:
         return ""
     local = moment.astimezone(zone)
-    return f"{local:%b} {local.day}, {local.hour % 12 or 12}:{local:%M} {local:%p} {local:%Z}"
+    return f"{readable.when(local, zone, register='page')} {local:%Z}"
 
 
 @router.get("/webhooks", response_class=HTMLResponse)

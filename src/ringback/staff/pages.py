@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+from ringback import readable
 from ringback.config import Location
 from ringback.conversation.machine import State
 from ringback.db import transaction
@@ -147,23 +148,13 @@ LOST_REASONS = (
 
 def _local(moment: datetime | None, zone: ZoneInfo) -> str:
     """'Tue Nov 24, 10:02 AM' in the location's zone."""
-    if moment is None:
-        return ""
-    local = moment.astimezone(zone)
-    hour = local.hour % 12 or 12
-    return f"{local:%a %b} {local.day}, {hour}:{local:%M} {'AM' if local.hour < 12 else 'PM'}"
-
-
-def _clock(moment: datetime) -> str:
-    hour = moment.hour % 12 or 12
-    return f"{hour}:{moment:%M} {'AM' if moment.hour < 12 else 'PM'}"
+    return "" if moment is None else readable.when(moment, zone, register="page")
 
 
 def _window(pair: list[str] | tuple[str, ...]) -> str:
     """A captured time window (ISO start/end in the location's zone), for people."""
     start, end = (datetime.fromisoformat(p) for p in pair[:2])
-    day = f"{start:%a %b} {start.day}"
-    return f"{day}, {_clock(start)} – {_clock(end)}"
+    return f"{readable.day(start)}, {readable.clock(start)} – {readable.clock(end)}"
 
 
 def _money(cents: int | None) -> str:
