@@ -1,6 +1,6 @@
 """The machine's scheduling rules as tables of cases: offers, choices, "none of those",
 bookings reported back, and confirm/cancel/reschedule of an upcoming appointment. The
-clinic's slot finder is a plain function here: no database."""
+clinic's slot finder is a plain function answering the machine's FindOffers: no database."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ from ringback.conversation.machine import (
     Clinic,
     Close,
     ConfirmAppointment,
+    FindOffers,
     HandOff,
     Inbound,
     Machine,
     Offer,
+    OffersFound,
     Reply,
     SlotTaken,
     State,
@@ -30,6 +32,7 @@ from ringback.conversation.machine import (
 from ringback.conversation.service import clinic
 from ringback.conversation.understand import understand
 from tests.conversation.test_machine import GLOW, NOW
+from tests.support.conversation import SettlingMachine
 
 CALLS: list[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]]] = []
 
@@ -55,8 +58,8 @@ def fake_slots(
     return tuple(out)
 
 
-SCHEDULING: Clinic = replace(clinic(GLOW), schedules=True, find_slots=fake_slots)
-MACHINE = Machine(SCHEDULING)
+SCHEDULING: Clinic = replace(clinic(GLOW), schedules=True)
+MACHINE = SettlingMachine(Machine(SCHEDULING), fake_slots)
 
 
 def say(state: State, text: str, upcoming: Upcoming | None = None) -> tuple[State, list[object]]:
@@ -191,3 +194,30 @@ def test_thanks_after_booking_gets_no_reply() -> None:
     assert templates(commands) == []
     assert Close("acknowledged") in commands
     assert state.stage == "closed"
+
+
+def test_the_machine_asks_for_offers_and_never_looks_them_up() -> None:
+    """Pure: the machine names what it needs (FindOffers, with the starts to skip) and
+    offers only what it is told was found."""
+    bare = Machine(SCHEDULING)
+    state, _ = bare.transition(State(), TextedBack(), NOW)
+    u = understand("botox thursday at 3pm, first time", NOW, GLOW)
+    state, commands = bare.transition(state, Inbound(u), NOW)
+    asks = [c for c in commands if isinstance(c, FindOffers)]
+    assert len(asks) == 1
+    assert asks[0].treatment == "Botox"
+    assert asks[0].exclude == ()
+    assert templates(commands) == []
+    assert state.offers == ()
+    found = fake_slots(asks[0].treatment, asks[0].times, ())
+    state, commands = bare.transition(state, OffersFound(found), NOW)
+    assert templates(commands) == ["offer_slots"]
+    assert state.offers == found
+    u = understand("none of those", NOW, GLOW)
+    state, commands = bare.transition(state, Inbound(u), NOW)
+    asks = [c for c in commands if isinstance(c, FindOffers)]
+    assert asks
+    assert set(asks[0].exclude) >= {o.start for o in found}
+    state, commands = bare.transition(state, OffersFound(()), NOW)
+    assert templates(commands) == ["no_slots_link"]
+    assert state.stage == "routed"

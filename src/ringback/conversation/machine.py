@@ -64,12 +64,6 @@ class Offer:
     label: str
 
 
-def _no_slots(
-    treatment: str, times: tuple[tuple[str, str], ...], exclude: tuple[str, ...]
-) -> tuple[Offer, ...]:
-    return ()
-
-
 @dataclass(frozen=True, slots=True)
 class Clinic:
     """What the machine needs to know about the location (built from its config)."""
@@ -80,12 +74,9 @@ class Clinic:
     close_after: timedelta
     # The first moment at or after the given one inside the location's texting hours.
     next_texting_time: Callable[[datetime], datetime] = lambda moment: moment
-    # Scheduling: whether the location books itself, and the free slots closest to the
-    # given preference windows, skipping the given starts (read at the time of the call).
+    # Scheduling: whether the location books itself. Free slots are not looked up here:
+    # the machine asks for them (FindOffers) and is told what was found (OffersFound).
     schedules: bool = False
-    find_slots: Callable[[str, tuple[tuple[str, str], ...], tuple[str, ...]], tuple[Offer, ...]] = (
-        _no_slots
-    )
 
     def service(self, name: str) -> ServiceInfo | None:
         for service in self.services:
@@ -202,6 +193,15 @@ class SlotTaken:
 
 
 @dataclass(frozen=True, slots=True)
+class OffersFound:
+    """The free slots the service found for a :class:`FindOffers` (maybe none)."""
+
+    offers: tuple[Offer, ...]
+    template: str = "offer_slots"
+    price_line: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TimerDue:
     kind: TimerKind
 
@@ -216,7 +216,9 @@ class HandedBack:
     pass
 
 
-Event = TextedBack | Inbound | TimerDue | StaffTookOver | HandedBack | Booked | SlotTaken
+Event = (
+    TextedBack | Inbound | TimerDue | StaffTookOver | HandedBack | Booked | SlotTaken | OffersFound
+)
 
 
 # --- commands --------------------------------------------------------------------------
@@ -285,6 +287,19 @@ class Book:
 
 
 @dataclass(frozen=True, slots=True)
+class FindOffers:
+    """Look up the free slots for ``treatment`` closest to the wished-for ``times`` (ISO
+    windows in the location's zone), never starting at one of ``exclude``; answer with
+    :class:`OffersFound` (``template`` and ``price_line`` travel along for the reply)."""
+
+    treatment: str
+    times: tuple[tuple[str, str], ...]
+    exclude: tuple[str, ...]
+    template: str = "offer_slots"
+    price_line: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CancelAppointment:
     appointment_id: int
 
@@ -305,6 +320,7 @@ Command = (
     | Schedule
     | Close
     | Book
+    | FindOffers
     | CancelAppointment
     | ConfirmAppointment
 )
@@ -350,6 +366,8 @@ class Machine:
         elif isinstance(event, SlotTaken):
             step.update(declined=(*state.declined, event.start))
             self._offer(step, now, template="slot_taken")
+        elif isinstance(event, OffersFound):
+            self._offers_found(step, event, now)
         return step.state, step.commands
 
     # --- events -------------------------------------------------------------------------
@@ -553,23 +571,33 @@ class Machine:
     def _offer(
         self, step: _Step, now: datetime, *, template: str = "offer_slots", price_line: str = ""
     ) -> None:
-        """Offer the slots closest to what the patient asked for, or fall back to the link."""
+        """Ask for the slots closest to what the patient asked for (or fall back to the link
+        after :data:`MAX_OFFER_ROUNDS`); :meth:`_offers_found` carries on."""
         state = step.state
-        treatment = state.appointment_service if state.rescheduling else state.treatment
+        treatment = self._offer_treatment(state)
         if treatment is None:
             self._hand_off(step, "not_qualified", "handoff_generic")
             return
+        if state.offer_rounds >= MAX_OFFER_ROUNDS:
+            self._no_offers(step, now, treatment, price_line)
+            return
         shown = tuple(o.start for o in state.offers)
         exclude = tuple(dict.fromkeys((*state.declined, *shown)))
-        offers = self.clinic.find_slots(treatment, state.times, exclude)
-        if state.offer_rounds >= MAX_OFFER_ROUNDS or not offers:
-            step.update(offers=())
-            if self.clinic.has_booking_link:
-                step.reply("no_slots_link", treatment=treatment, price=price_line)
-                step.update(stage="routed", outcome="booking_link", last_question=None)
-                self._await_reply(step, now, nudge=False)
-            else:
-                self._hand_off(step, "no_suitable_time", "handoff_booking")
+        step.commands.append(FindOffers(treatment, state.times, exclude, template, price_line))
+
+    @staticmethod
+    def _offer_treatment(state: State) -> str | None:
+        return state.appointment_service if state.rescheduling else state.treatment
+
+    def _offers_found(self, step: _Step, event: OffersFound, now: datetime) -> None:
+        state = step.state
+        treatment = self._offer_treatment(state)
+        if treatment is None:
+            self._hand_off(step, "not_qualified", "handoff_generic")
+            return
+        offers, template, price_line = event.offers, event.template, event.price_line
+        if not offers:
+            self._no_offers(step, now, treatment, price_line)
             return
         if state.offer_rounds >= 1 and template == "offer_slots":
             template = "offer_more"
@@ -589,6 +617,16 @@ class Machine:
             misses=0,
         )
         self._await_reply(step, now)
+
+    def _no_offers(self, step: _Step, now: datetime, treatment: str, price_line: str) -> None:
+        """Nothing suitable (or enough rounds): the booking page, or a person."""
+        step.update(offers=())
+        if self.clinic.has_booking_link:
+            step.reply("no_slots_link", treatment=treatment, price=price_line)
+            step.update(stage="routed", outcome="booking_link", last_question=None)
+            self._await_reply(step, now, nudge=False)
+        else:
+            self._hand_off(step, "no_suitable_time", "handoff_booking")
 
     def _choose(self, step: _Step, before: State, u: Understanding, now: datetime) -> None:
         """The patient answers an offer: a choice, "none of those", or a new wish."""

@@ -32,12 +32,14 @@ from ringback.conversation.machine import (
     Command,
     ConfirmAppointment,
     Event,
+    FindOffers,
     HandedBack,
     HandOff,
     Inbound,
     Machine,
     MarkWrongNumber,
     Offer,
+    OffersFound,
     OptOut,
     Qualified,
     Question,
@@ -69,43 +71,8 @@ log = logging.getLogger(__name__)
 TIMER_JOB_HORIZON = timedelta(minutes=5)
 
 
-def clinic(
-    location: Location,
-    session: Session | None = None,
-    now: datetime | None = None,
-    language: str = "en",
-) -> Clinic:
-    """The machine's view of the location; with a session, it can look up free slots."""
-
-    def find_slots(
-        treatment: str, times: tuple[tuple[str, str], ...], exclude: tuple[str, ...]
-    ) -> tuple[Offer, ...]:
-        service = location.service_named(treatment)
-        if session is None or now is None or service is None:
-            return ()
-        slots = booking.offer(
-            session,
-            location,
-            service,
-            now,
-            windows=[
-                Window(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in times
-            ],
-            exclude=[datetime.fromisoformat(x) for x in exclude],
-        )
-        return tuple(
-            Offer(
-                start=slot.start.isoformat(),
-                end=slot.end.isoformat(),
-                provider_id=slot.provider_id,
-                room_id=slot.room_id or "",
-                label=slot_label(
-                    slot.start, location.zone, _provider_name(location, slot.provider_id), language
-                ),
-            )
-            for slot in slots
-        )
-
+def clinic(location: Location) -> Clinic:
+    """The machine's view of the location (pure data: slots are looked up on request)."""
     return Clinic(
         services=tuple(ServiceInfo(s.name, s.price_cents, s.consult) for s in location.services),
         has_booking_link=location.booking_url is not None or location.schedules,
@@ -113,8 +80,39 @@ def clinic(
         close_after=timedelta(minutes=location.close_after_minutes),
         next_texting_time=location.next_texting_time,
         schedules=location.schedules,
-        find_slots=find_slots,
     )
+
+
+def find_offers(
+    session: Session, location: Location, command: FindOffers, now: datetime, language: str
+) -> OffersFound:
+    """The free slots a :class:`FindOffers` asks for, as the machine offers them."""
+    service = location.service_named(command.treatment)
+    if service is None:
+        return OffersFound((), command.template, command.price_line)
+    slots = booking.offer(
+        session,
+        location,
+        service,
+        now,
+        windows=[
+            Window(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in command.times
+        ],
+        exclude=[datetime.fromisoformat(x) for x in command.exclude],
+    )
+    offers = tuple(
+        Offer(
+            start=slot.start.isoformat(),
+            end=slot.end.isoformat(),
+            provider_id=slot.provider_id,
+            room_id=slot.room_id or "",
+            label=slot_label(
+                slot.start, location.zone, _provider_name(location, slot.provider_id), language
+            ),
+        )
+        for slot in slots
+    )
+    return OffersFound(offers, command.template, command.price_line)
 
 
 def _provider_name(location: Location, provider_id: str | None) -> str | None:
@@ -277,7 +275,7 @@ def _apply(
 ) -> None:
     now = deps.clock() if message is None else message.created_at
     state = State.from_json(conversation.state)
-    rules = clinic(location, session, now, conversation.language)
+    rules = clinic(location)
     new_state, commands = Machine(rules).transition(state, event, now)
     conversation.state = new_state.to_json()
     session.add(
@@ -310,7 +308,9 @@ def _apply(
             stage=new_state.stage,
             commands=[type(c).__name__ for c in commands],
         )
-    for follow_up in follow_ups:  # what booking reported back: booked, or taken meanwhile
+    # What booking reported back (booked, or taken meanwhile) and the slots found for an
+    # offer: the machine hears them as events of their own.
+    for follow_up in follow_ups:
         _apply(session, deps, location, conversation, patient, follow_up, None)
 
 
@@ -438,6 +438,9 @@ def _carry_out(
         webhooks.conversation_closed(session, deps, conversation)
     elif isinstance(command, Book):
         return _book(session, deps, location, conversation, patient, command)
+    elif isinstance(command, FindOffers):
+        asked_at = message.created_at if message else now
+        return find_offers(session, location, command, asked_at, conversation.language)
     elif isinstance(command, CancelAppointment):
         appointment = session.get(Appointment, command.appointment_id)
         if appointment is not None and appointment.patient_id == patient.id:
