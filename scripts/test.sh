@@ -8,6 +8,7 @@ export PATH="$PWD/$VENV/bin:$PATH"
 
 echo "== ruff" && ruff check src tests bench && ruff format --check src tests bench
 echo "== mypy" && mypy
+echo "== import contracts" && lint-imports --no-cache
 bash scripts/services.sh
 # The browser tests drive Debian's Chromium (Playwright's own downloads are not used).
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

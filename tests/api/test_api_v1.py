@@ -19,9 +19,9 @@ from ringback.db import transaction
 from ringback.models import Conversation, Message, Note, Patient
 from ringback.staff import auth
 from tests.conftest import Service, wait_for
-from tests.e2e.test_missed_call_textback import FORWARDED_TO, miss, texts_to
-from tests.e2e.test_sms import text_in
-from tests.staff.conftest import add_user, sign_in
+from tests.staff.conftest import sign_in
+from tests.support.api import Token, make_token
+from tests.support.phone import FORWARDED_TO, miss, text_in, texts_to
 from tests.twilio_payloads import caller_number, new_call_sid, payload
 
 STAFF_PHONE = "+13105550102"  # glow-downtown's staff alert number
@@ -35,23 +35,6 @@ API_PATHS = {
     "/api/v1/missed-calls",
     "/api/v1/funnel",
 }
-
-
-@dataclass(frozen=True)
-class Token:
-    id: int
-    headers: dict[str, str]
-
-
-def make_token(
-    service: Service, email: str, *, role: str = "owner", locations: list[str] | None = None
-) -> Token:
-    add_user(service, email, role=role, locations=locations)
-    with transaction(service.runtime.deps.sessions) as session:
-        user = auth.find_user(session, email)
-        assert user is not None
-        new = auth.create_api_token(session, user, "CRM sync", datetime.now(UTC))
-    return Token(id=new.id, headers={"Authorization": f"Bearer {new.token}"})
 
 
 def api(service: Service, token: Token | None, path: str, **params: Any) -> httpx.Response:

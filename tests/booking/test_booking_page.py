@@ -20,11 +20,9 @@ from ringback.conversation.service import booking_page_url
 from ringback.db import transaction
 from ringback.models import Appointment, Conversation, Patient
 from ringback.readable import when
-from tests.booking.test_booking_sms import scheduling
 from tests.conftest import Service, settle, wait_for
-from tests.e2e.test_conversation import next_text
-from tests.e2e.test_missed_call_textback import miss, texts_to
-from tests.e2e.test_sms import text_in
+from tests.support.booking import scheduling
+from tests.support.phone import miss, next_text, text_in, texts_to
 from tests.twilio_payloads import caller_number
 
 LA = ZoneInfo("America/Los_Angeles")

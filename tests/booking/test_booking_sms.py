@@ -7,7 +7,6 @@ import re
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -20,35 +19,12 @@ from ringback.db import transaction
 from ringback.models import Appointment, CalendarSync, Conversation, Patient, WebhookDelivery
 from ringback.outbound_webhooks import service as webhooks
 from tests.conftest import Service, settle, wait_for
-from tests.e2e.test_conversation import next_text
-from tests.e2e.test_missed_call_textback import miss, texts_to
-from tests.e2e.test_sms import text_in
 from tests.staff.conftest import add_user, sign_in
+from tests.support.booking import offered_times, scheduling
+from tests.support.phone import miss, next_text, text_in, texts_to
 from tests.twilio_payloads import caller_number
 
 LA = ZoneInfo("America/Los_Angeles")
-
-
-def scheduling(providers: list[dict[str, Any]] | None = None) -> Callable[[dict[str, Any]], None]:
-    """Turn the demo spa into one that books itself (no outside booking URL)."""
-
-    def edit(config: dict[str, Any]) -> None:
-        glow = config["locations"][0]
-        glow.pop("booking_url", None)
-        glow["providers"] = providers or [
-            {"id": "anna", "name": "Anna", "services": ["Botox", "Filler"]},
-            {"id": "bea", "name": "Bea", "services": ["HydraFacial", "Filler"]},
-        ]
-        glow["booking"] = {"lead_minutes": 60}
-        for service in glow["services"]:
-            if service["name"] == "Botox":
-                service["prep_note"] = "Please skip alcohol the day before."
-
-    return edit
-
-
-def offered_times(text: str) -> list[str]:
-    return re.findall(r"\d\) ([^,]+?)(?=, \d\)|\. Reply)", text)
 
 
 def test_qualified_patient_is_offered_real_slots_and_books_with_one_reply(

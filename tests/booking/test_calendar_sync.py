@@ -17,12 +17,10 @@ from ringback.booking import service as booking
 from ringback.booking.availability import Window
 from ringback.models import Appointment, CalendarSync
 from tests.booking.radicale_server import RadicaleCalendar
-from tests.booking.test_booking_sms import offered_times, scheduling
 from tests.conftest import Service, free_port, wait_for
-from tests.e2e.test_conversation import next_text
-from tests.e2e.test_missed_call_textback import miss
-from tests.e2e.test_sms import text_in
 from tests.staff.conftest import add_user, page_csrf, sign_in
+from tests.support.booking import offered_times, scheduling
+from tests.support.phone import miss, next_text, text_in
 from tests.twilio_payloads import caller_number
 
 LA = ZoneInfo("America/Los_Angeles")

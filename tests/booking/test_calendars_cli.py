@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from tests.booking.radicale_server import RadicaleCalendar
-from tests.booking.test_booking_sms import scheduling
-from tests.cli.test_cli import DEMO, ringback
+from tests.support.booking import scheduling
+from tests.support.cli import DEMO, ringback
 
 
 def config_with(tmp_path: Path, url: str, username: str) -> Path:

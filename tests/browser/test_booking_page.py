@@ -14,15 +14,15 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Phone
-from tests.browser.test_demo_phone import (
+from tests.support.browser import (
     TEXTBACK_TIMEOUT_MS,
+    assert_accessible,
     body_of,
     expect_textback,
     open_demo,
     send,
     texts_from_spa,
 )
-from tests.browser.test_inbox import assert_accessible
 
 pytestmark = pytest.mark.slow
 

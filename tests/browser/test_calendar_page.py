@@ -11,8 +11,9 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from ringback.models import CalendarSync
-from tests.booking.test_booking_sms import scheduling
-from tests.browser.test_inbox import (
+from tests.conftest import Service, free_port, wait_for
+from tests.support.booking import scheduling
+from tests.support.browser import (
     OWNER,
     Console,
     add_user_named,
@@ -21,10 +22,7 @@ from tests.browser.test_inbox import (
     open_context,
     sign_in,
 )
-from tests.conftest import Service, free_port, wait_for
-from tests.e2e.test_conversation import next_text
-from tests.e2e.test_missed_call_textback import miss
-from tests.e2e.test_sms import text_in
+from tests.support.phone import miss, next_text, text_in
 from tests.twilio_payloads import caller_number
 
 pytestmark = pytest.mark.slow

@@ -7,43 +7,22 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import expect
 
 from tests.browser.conftest import Phone
+from tests.support.browser import (
+    TEXTBACK_TIMEOUT_MS,
+    body_of,
+    expect_textback,
+    open_demo,
+    send,
+    texts_from_spa,
+)
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "screenshots" / "demo-phone.png"
-SPA_NUMBER = "+13105550100"  # glow-downtown: rings the front desk before the miss
-# Ring (2 s), the dial-result webhook, screening and the send: well under this.
-TEXTBACK_TIMEOUT_MS = 15_000
-
-
-def open_demo(phone: Phone, url: str) -> Page:
-    page = phone.page
-    page.goto(f"{url}/demo")
-    expect(page).to_have_title("Ringback demo phone")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Ringback demo phone")
-    page.locator("#location").select_option(SPA_NUMBER)
-    return page
-
-
-def texts_from_spa(page: Page) -> Locator:
-    return page.locator("#thread .bubble.in").filter(has_text=f"from {SPA_NUMBER}")
-
-
-def body_of(bubble: Locator) -> str:
-    """A bubble's message, without the sender/time/status line rendered under it."""
-    return str(bubble.evaluate("el => el.firstChild.textContent"))
-
-
-def expect_textback(page: Page) -> None:
-    textback = texts_from_spa(page).filter(has_text="Hi, this is Glow Med Spa")
-    expect(textback).to_have_count(1, timeout=TEXTBACK_TIMEOUT_MS)
-    body = body_of(textback)
-    assert body.startswith("Hi, this is Glow Med Spa"), body
-    assert body.endswith("Reply STOP to opt out."), body
 
 
 def test_page_basics(demo_url: str, phone: Phone) -> None:
@@ -134,12 +113,6 @@ def test_the_same_conversation_shows_in_the_staff_inbox(demo_url: str, phone: Ph
     inbox.locator("#queue-needs_staff").click()
     inbox.get_by_text("(213) 555-0123").first.click()
     expect(inbox.get_by_text("can someone call me about botox?")).to_be_visible()
-
-
-def send(page: Page, body: str) -> None:
-    page.get_by_label("Text the spa").fill(body)
-    page.get_by_role("button", name="Send").click()
-    expect(page.locator("#thread .bubble.out").filter(has_text=body)).not_to_have_count(0)
 
 
 def test_the_demo_patient_books_a_slot_by_text(demo_url: str, phone: Phone) -> None:

@@ -15,62 +15,35 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select, update
 
 from ringback.db import transaction
 from ringback.models import Conversation, Patient
 from tests.conftest import Service, wait_for
-from tests.e2e.test_conversation import next_text
-from tests.e2e.test_missed_call_textback import miss, texts_to
-from tests.e2e.test_sms import text_in
-from tests.staff.conftest import PASSWORD, add_user
+from tests.staff.conftest import PASSWORD
+from tests.support.browser import (
+    OWNER,
+    Console,
+    assert_accessible,
+    no_sideways_scroll,
+    open_context,
+    sign_in,
+)
+from tests.support.phone import miss, next_text, text_in, texts_to
 from tests.twilio_payloads import caller_number
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 SCREENSHOTS = REPO / "docs" / "screenshots"
 TAKE_SCREENSHOTS = os.environ.get("RINGBACK_SCREENSHOTS") == "1"
 LIVE_TIMEOUT_MS = 15_000
-OWNER = "dana@glow.example"
 
 
 # --- the browser ------------------------------------------------------------------------
-
-
-class Console:
-    """Console errors and uncaught exceptions a page showed (the favicon 404 aside)."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-
-    def message(self, message: ConsoleMessage) -> None:
-        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
-            self.errors.append(f"console: {message.text} ({message.location})")
-
-    def page_error(self, error: Any) -> None:
-        self.errors.append(f"uncaught: {error}")
-
-
-def open_context(browser: Browser, width: int, height: int, **extra: Any) -> BrowserContext:
-    return browser.new_context(
-        viewport={"width": width, "height": height},
-        locale="en-US",
-        timezone_id="America/Los_Angeles",
-        **extra,
-    )
-
-
-@pytest.fixture
-def service(make_service: Any) -> Service:
-    served: Service = make_service()
-    add_user_named(served, OWNER, "Dana Reyes")
-    return served
 
 
 @pytest.fixture
@@ -86,47 +59,6 @@ def desk(browser: Browser, service: Service) -> Iterator[tuple[Page, Console]]:
         yield page, console
     finally:
         context.close()
-
-
-def add_user_named(service: Service, email: str, name: str) -> None:
-    from ringback.models import StaffUser
-
-    add_user(service, email)
-    with transaction(service.runtime.deps.sessions) as session:
-        session.execute(update(StaffUser).where(StaffUser.email == email).values(name=name))
-
-
-def sign_in(page: Page, service: Service) -> None:
-    page.goto(f"{service.url}/staff")
-    expect(page).to_have_url(re.compile(r"/staff/login\?next=/staff$"))
-    assert_accessible(page, "sign-in page")
-    page.get_by_label("Email").fill(OWNER)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{service.url}/staff")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Inbox")
-
-
-def assert_accessible(page: Page, what: str) -> None:
-    """Run axe-core on the page: no violation of serious or critical impact."""
-    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
-    violations = page.evaluate(
-        """async () => {
-            const result = await axe.run(document, {resultTypes: ['violations']});
-            return result.violations.map(v => ({
-                id: v.id, impact: v.impact, help: v.help,
-                nodes: v.nodes.slice(0, 3).map(n => n.target.join(' ')),
-            }));
-        }"""
-    )
-    serious = [v for v in violations if v["impact"] in ("serious", "critical")]
-    assert serious == [], f"accessibility problems on the {what}: {serious}"
-
-
-def no_sideways_scroll(page: Page, what: str) -> None:
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"the {what} is {overflow}px wider than the screen"
 
 
 def screenshot(page: Page, name: str) -> None:

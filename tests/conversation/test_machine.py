@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from ringback.config import Location, load_locations
+from ringback.config import Location
 from ringback.conversation.machine import (
     MAX_QUESTIONS,
     AlertStaff,
@@ -31,19 +29,8 @@ from ringback.conversation.machine import (
 )
 from ringback.conversation.service import clinic
 from ringback.conversation.understand import understand
+from tests.support.conversation import GLOW, NOW, ZONE, location
 
-DEMO = Path(__file__).parents[2] / "src" / "ringback" / "demo" / "locations.yaml"
-ZONE = ZoneInfo("America/Los_Angeles")
-NOW = datetime(2026, 11, 24, 10, 15, tzinfo=ZONE)  # a Tuesday morning
-
-
-def location(**changes: object) -> Location:
-    glow = load_locations(DEMO).get("glow-downtown")
-    assert glow is not None
-    return glow.model_copy(update=changes)
-
-
-GLOW = location()
 MACHINE = Machine(clinic(GLOW))
 
 

@@ -31,8 +31,7 @@ from ringback.conversation.machine import (
 )
 from ringback.conversation.service import clinic
 from ringback.conversation.understand import understand
-from tests.conversation.test_machine import GLOW, NOW
-from tests.support.conversation import SettlingMachine
+from tests.support.conversation import GLOW, NOW, SettlingMachine
 
 CALLS: list[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]]] = []
 

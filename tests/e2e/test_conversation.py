@@ -12,24 +12,10 @@ from sqlalchemy import func, select
 from ringback.messaging.segments import message_segments
 from ringback.models import Call, Conversation, ConversationDecision, Message, Patient
 from tests.conftest import Service, settle, wait_for
-from tests.e2e.test_missed_call_textback import miss, texts_to
-from tests.e2e.test_sms import text_in
+from tests.support.phone import conversation, miss, next_text, text_in, texts_to
 from tests.twilio_payloads import caller_number
 
 STAFF = "+13105550102"
-
-
-def next_text(service: Service, caller: str, count: int) -> str:
-    """Wait until ``caller`` has received ``count`` texts and return the newest body."""
-    texts = wait_for(
-        lambda: len(texts_to(service, caller)) >= count and texts_to(service, caller),
-        what=f"text #{count}",
-    )
-    return str(texts[count - 1].body)
-
-
-def conversation(service: Service) -> Conversation:
-    return service.scalar(select(Conversation).order_by(Conversation.id.desc()))
 
 
 def test_qualifies_in_three_texts_and_sends_the_booking_link(service: Service) -> None:

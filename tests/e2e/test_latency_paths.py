@@ -14,7 +14,7 @@ from ringback.models import Call, Conversation, Message, ProviderEvent
 from ringback.ports import OutboundSms, SentSms
 from ringback.runtime import run_sweep
 from tests.conftest import Service, settle, wait_for
-from tests.e2e.test_missed_call_textback import FRONT_DESK_TO, miss, texts_to
+from tests.support.phone import FRONT_DESK_TO, miss, texts_to
 from tests.twilio_payloads import caller_number, new_call_sid, payload
 
 

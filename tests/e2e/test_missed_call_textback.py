@@ -13,32 +13,8 @@ from sqlalchemy import func, select
 
 from ringback.models import Appointment, Call, Conversation, Message, Patient, ProviderEvent
 from tests.conftest import AFTER_HOURS, Service, settle, wait_for
+from tests.support.phone import FORWARDED_TO, FRONT_DESK_TO, miss, texts_to
 from tests.twilio_payloads import caller_number, new_call_sid, payload
-
-FRONT_DESK_TO = "+13105550100"  # glow-downtown rings +13105550101 first
-FORWARDED_TO = "+13105550200"  # glow-westside: forwarded-only
-
-
-def texts_to(service: Service, number: str) -> list[Any]:
-    return [m for m in service.twilio.messages if m.to == number]
-
-
-def miss(
-    service: Service, caller: str, *, status: str = "no-answer", to: str = FRONT_DESK_TO
-) -> str:
-    call_sid = new_call_sid()
-    voice = service.post(
-        "/twilio/voice", payload("voice_incoming", CallSid=call_sid, From=caller, To=to)
-    )
-    assert voice.status_code == 200, voice.text
-    result = service.post(
-        "/twilio/voice/dial-result",
-        payload(
-            "dial_result_no_answer", CallSid=call_sid, From=caller, To=to, DialCallStatus=status
-        ),
-    )
-    assert result.status_code == 200, result.text
-    return call_sid
 
 
 def test_incoming_call_rings_the_front_desk_with_the_location_timeout(service: Service) -> None:

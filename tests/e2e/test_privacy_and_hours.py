@@ -12,8 +12,7 @@ from sqlalchemy import select
 from ringback.logs import JsonFormatter
 from ringback.models import Message
 from tests.conftest import AFTER_HOURS, Service, settle, wait_for
-from tests.e2e.test_missed_call_textback import miss, texts_to
-from tests.e2e.test_sms import text_in
+from tests.support.phone import miss, text_in, texts_to
 from tests.twilio_payloads import caller_number
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from ringback.models import Message, Patient
 from ringback.runtime import run_sweep
 from tests.conftest import Service, settle, wait_for
-from tests.e2e.test_missed_call_textback import miss, texts_to
+from tests.support.phone import miss, texts_to
 from tests.twilio_payloads import caller_number
 
 

@@ -22,7 +22,7 @@ from tests.conftest import (
     settle,
     wait_for,
 )
-from tests.e2e.test_missed_call_textback import miss
+from tests.support.phone import miss
 from tests.twilio_payloads import caller_number, new_call_sid, payload, signalwire_payload
 
 TWILIO_SPA = "+13105550100"  # glow-downtown: rings the front desk, stays on Twilio

@@ -6,21 +6,10 @@ from sqlalchemy import select
 
 from ringback.models import Call, Conversation, Message, Patient
 from tests.conftest import Service, settle, wait_for
-from tests.e2e.test_missed_call_textback import miss, texts_to
+from tests.support.phone import miss, text_in, texts_to
 from tests.twilio_payloads import caller_number, new_message_sid, payload
 
 SPA = "+13105550100"
-
-
-def text_in(service: Service, caller: str, body: str, **extra: str) -> str:
-    message_sid = new_message_sid()
-    response = service.post(
-        "/twilio/sms",
-        payload("sms_inbound", MessageSid=message_sid, From=caller, Body=body, **extra),
-    )
-    assert response.status_code == 200, response.text
-    assert response.text.endswith("<Response />")
-    return message_sid
 
 
 def patient(service: Service, caller: str) -> Patient | None:

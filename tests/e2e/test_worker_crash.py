@@ -16,7 +16,7 @@ from ringback.jobs import make_consumer
 from ringback.models import Message, ProviderEvent
 from ringback.runtime import run_sweep
 from tests.conftest import Service, settle, wait_for
-from tests.e2e.test_missed_call_textback import FORWARDED_TO, texts_to
+from tests.support.phone import FORWARDED_TO, texts_to
 from tests.twilio_payloads import caller_number, new_call_sid, payload
 
 

@@ -21,12 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from ringback.models import Message
-from tests.api.test_api_v1 import Token, make_token
 from tests.conftest import Service, wait_for
-from tests.e2e.test_conversation import conversation, next_text
-from tests.e2e.test_missed_call_textback import FORWARDED_TO, miss, texts_to
-from tests.e2e.test_sms import text_in
 from tests.staff.conftest import add_user, page_csrf, sign_in
+from tests.support.api import Token, make_token
+from tests.support.phone import FORWARDED_TO, conversation, miss, next_text, text_in, texts_to
 from tests.twilio_payloads import caller_number, new_call_sid, payload
 
 DAY = "2026-11-24"  # the test clock's Tuesday, in Los Angeles

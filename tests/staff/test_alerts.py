@@ -31,8 +31,7 @@ from ringback.logs import JsonFormatter
 from ringback.models import Conversation
 from ringback.ports import AlertDeliveryFailed
 from tests.conftest import Service, free_port, settle, wait_for
-from tests.e2e.test_missed_call_textback import miss, texts_to
-from tests.e2e.test_sms import text_in
+from tests.support.phone import miss, text_in, texts_to
 from tests.twilio_payloads import caller_number
 
 STAFF_SMS = "+13105550102"

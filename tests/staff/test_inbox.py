@@ -18,10 +18,8 @@ from sqlalchemy import func, select
 from ringback.models import Conversation, Message, Note, Patient
 from ringback.staff import pages
 from tests.conftest import Service, settle, wait_for
-from tests.e2e.test_conversation import next_text
-from tests.e2e.test_missed_call_textback import miss, texts_to
-from tests.e2e.test_sms import text_in
 from tests.staff.conftest import add_user, page_csrf
+from tests.support.phone import miss, next_text, text_in, texts_to
 from tests.twilio_payloads import caller_number
 
 SPA = "+13105550100"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from ringback.config import Location, load_locations
 from ringback.conversation.machine import (
     Command,
     Event,
@@ -38,3 +41,21 @@ class SettlingMachine:
                 )
                 out += more
         return state, out
+
+
+DEMO = Path(__file__).parents[2] / "src" / "ringback" / "demo" / "locations.yaml"
+
+
+ZONE = ZoneInfo("America/Los_Angeles")
+
+
+NOW = datetime(2026, 11, 24, 10, 15, tzinfo=ZONE)  # a Tuesday morning
+
+
+def location(**changes: object) -> Location:
+    glow = load_locations(DEMO).get("glow-downtown")
+    assert glow is not None
+    return glow.model_copy(update=changes)
+
+
+GLOW = location()

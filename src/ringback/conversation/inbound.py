@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 
 from ringback.config import Location
 from ringback.conversation import service as conversation_service
+from ringback.conversation.threads import find_open, open_conversation
 from ringback.db import insert_ignore
 from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.messaging import keywords
 from ringback.messaging.outbox import advance_status, queue_sms
-from ringback.missed_calls.service import open_conversation
-from ringback.models import Conversation, Message, Patient
+from ringback.models import Message, Patient
 from ringback.outbound_webhooks import service as webhooks
 from ringback.patients import service as patients
 from ringback.phones import InvalidPhoneNumber, normalize_e164, redact
@@ -48,7 +48,7 @@ def on_inbound_sms(
         log_event(log, "sms.inbound_unroutable", location=location.id)
         return
     patient = patients.get_or_create(session, location.id, phone, at)
-    conversation = _open_conversation_for(session, location.id, patient)
+    conversation = find_open(session, location.id, patient.id)
     message_id = insert_ignore(
         session,
         Message,
@@ -117,18 +117,6 @@ def on_inbound_sms(
     message = session.get(Message, message_id)
     if message is not None:
         conversation_service.inbound(session, deps, location, conversation, patient, message)
-
-
-def _open_conversation_for(
-    session: Session, location_id: str, patient: Patient
-) -> Conversation | None:
-    return session.scalars(
-        select(Conversation).where(
-            Conversation.location_id == location_id,
-            Conversation.patient_id == patient.id,
-            Conversation.is_open.is_(True),
-        )
-    ).one_or_none()
 
 
 def on_sms_status(session: Session, payload: dict[str, Any], at: datetime) -> None:

@@ -11,19 +11,20 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ringback import readable
 from ringback.config import Location
 from ringback.conversation import service as conversation_service
+from ringback.conversation.threads import find_open, open_conversation
 from ringback.db import insert_returning
 from ringback.deps import Deps
 from ringback.funnel import rollup as funnel
 from ringback.logs import log_event
 from ringback.messaging.outbox import queue_sms
 from ringback.missed_calls.screening import CallerFacts, screen
-from ringback.models import Call, Conversation, LineTypeCache, Message, Patient
+from ringback.models import Call, LineTypeCache, Message, Patient
 from ringback.outbound_webhooks import service as webhooks
 from ringback.patients import service as patients
 from ringback.phones import InvalidPhoneNumber, is_anonymous, normalize_e164, redact
@@ -221,62 +222,6 @@ def _cached_line_type(session: Session, deps: Deps, number: str) -> str | None:
     return line_type
 
 
-def _open_conversation(session: Session, location_id: str, patient_id: int) -> Conversation | None:
-    # ``is_open`` as the plain column, the partial unique index's own predicate, so the
-    # planner can answer from that index (``is_open IS true`` does not match it).
-    return session.scalars(
-        select(Conversation).where(
-            Conversation.location_id == location_id,
-            Conversation.patient_id == patient_id,
-            Conversation.is_open,
-        )
-    ).one_or_none()
-
-
-def open_conversation(
-    session: Session,
-    location_id: str,
-    patient: Patient,
-    now: datetime,
-    variant: str | None,
-    *,
-    known_none_open: bool = False,
-) -> tuple[Conversation, bool]:
-    """The patient's open conversation, creating it if there is none; True when created.
-
-    One thread per caller is a partial unique index, so two simultaneous misses from one
-    caller cannot open two threads: the loser of the race joins the winner's (its insert
-    does nothing, and it reads the winner's row). ``known_none_open`` skips the first
-    look when the caller has just looked in this transaction.
-    """
-    if not known_none_open:
-        existing = _open_conversation(session, location_id, patient.id)
-        if existing is not None:
-            return existing, False
-    conversation = insert_returning(
-        session,
-        Conversation,
-        {
-            "location_id": location_id,
-            "patient_id": patient.id,
-            "opened_at": now,
-            "variant": variant,
-            "state": {},
-        },
-        ["location_id", "patient_id"],
-        conflict_where=text("is_open"),  # the partial unique index's predicate
-    )
-    if conversation is not None:
-        return conversation, True
-    existing = _open_conversation(session, location_id, patient.id)
-    if existing is None:
-        raise RuntimeError(
-            f"no open conversation for patient {patient.id} at {location_id!r}, "
-            "yet opening one conflicted"
-        )
-    return existing, False
-
-
 def _last_textback_at(session: Session, patient_id: int) -> datetime | None:
     return session.scalar(
         select(func.max(Message.created_at)).where(
@@ -319,7 +264,7 @@ def screen_and_text(session: Session, deps: Deps, location: Location, call: Call
         )
         # A record created just now has no thread, text or appointment to look up.
         known = patient if patient is not None and not new_patient else None
-        open_conv = _open_conversation(session, location.id, known.id) if known else None
+        open_conv = find_open(session, location.id, known.id) if known else None
         appointment = (
             patients.upcoming_appointment(
                 session, known.id, now, now + timedelta(hours=location.appointment_window_hours)

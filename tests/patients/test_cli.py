@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from ringback.models import Appointment, Patient
-from tests.cli.test_cli import ringback
+from tests.support.cli import ringback
 
 Env = dict[str, str]
 

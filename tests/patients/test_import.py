@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ringback.config import Location
 from ringback.models import Appointment, Patient
 from ringback.patients.importing import ColumnMapping, MappingError, read_csv
-from tests.records.conftest import csv_text, run_import
+from tests.patients.conftest import csv_text, run_import
 
 Sessions = sessionmaker[Session]
 

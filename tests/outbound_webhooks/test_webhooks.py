@@ -35,9 +35,8 @@ from ringback.runtime import run_sweep
 from ringback.staff import actions
 from ringback.web import SignedIn
 from tests.conftest import REPO, ServerThread, Service, free_port, settle, wait_for
-from tests.e2e.test_missed_call_textback import miss, texts_to
-from tests.e2e.test_sms import text_in
 from tests.staff.conftest import add_user, page_csrf, sign_in
+from tests.support.phone import miss, text_in, texts_to
 from tests.twilio_payloads import caller_number
 
 # --- the receiver ------------------------------------------------------------------------------

@@ -14,10 +14,8 @@ from ringback.patients.importing import (
     read_csv,
 )
 from tests.conftest import Service, wait_for
-from tests.e2e.test_conversation import next_text
-from tests.e2e.test_missed_call_textback import miss, texts_to
-from tests.e2e.test_sms import text_in
-from tests.records.conftest import csv_text
+from tests.patients.conftest import csv_text
+from tests.support.phone import miss, next_text, text_in, texts_to
 from tests.twilio_payloads import caller_number
 
 

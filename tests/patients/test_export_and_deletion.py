@@ -27,9 +27,7 @@ from ringback.patients.erasure import AlreadyDeleted, PatientNotFound, delete_pa
 from ringback.patients.export import EXPORT_COLUMNS, csv_lines, export_patients
 from ringback.patients.record import patient_record
 from tests.conftest import Service, settle, wait_for
-from tests.e2e.test_conversation import next_text
-from tests.e2e.test_missed_call_textback import miss, texts_to
-from tests.e2e.test_sms import text_in
+from tests.support.phone import miss, next_text, text_in, texts_to
 from tests.twilio_payloads import caller_number, payload
 
 

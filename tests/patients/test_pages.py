@@ -19,10 +19,8 @@ from ringback.models import (
     SuppressedNumber,
 )
 from tests.conftest import Service
-from tests.e2e.test_conversation import next_text
-from tests.e2e.test_missed_call_textback import miss
-from tests.e2e.test_sms import text_in
 from tests.staff.conftest import add_user, page_csrf, sign_in
+from tests.support.phone import miss, next_text, text_in
 from tests.twilio_payloads import caller_number
 
 DOWNTOWN, WESTSIDE = "glow-downtown", "glow-westside"

@@ -16,8 +16,8 @@ from ringback.db import transaction
 from ringback.models import Call, Message, ProviderEvent
 from ringback.staff import auth
 from tests.conftest import Service, settle, wait_for
-from tests.e2e.test_missed_call_textback import texts_to
 from tests.staff.conftest import add_user
+from tests.support.phone import texts_to
 from tests.twilio_payloads import caller_number
 
 DOWNTOWN = "+13105550100"
