@@ -229,6 +229,7 @@ class Messages(BaseModel):
         "Reply STOP to opt out."
     )
     start: str = "{location}: you're opted back in to texts from us. Reply STOP to opt out."
+    stop: str = "You're unsubscribed from {location} texts. Reply START to resubscribe."
 
     @field_validator(
         "textback",
@@ -237,6 +238,7 @@ class Messages(BaseModel):
         "after_hours_greeting",
         "help",
         "start",
+        "stop",
     )
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
@@ -370,6 +372,13 @@ class Location(BaseModel):
     hold_textback_outside_texting_hours: bool = False
     nudge_after_minutes: float = Field(default=120, gt=0, le=7 * 24 * 60)
     close_after_minutes: float = Field(default=1440, gt=0, le=30 * 24 * 60)
+    # Who confirms STOP / START by text: Ringback (one short text per keyword), or the
+    # provider (Twilio's Advanced Opt-Out, configured in its console).
+    opt_out_confirmations: Literal["ringback", "provider"] = "ringback"
+    # "X" to a booking asks "Cancel your ...? Reply X again ..." before cancelling.
+    confirm_cancel: bool = True
+    # A patient text within this many days of a thread closing continues that thread.
+    reopen_days: float = Field(default=14, ge=0, le=90)
     providers: tuple[Provider, ...] = ()
     rooms: tuple[Room, ...] = ()
     booking: Booking = Field(default_factory=Booking)

@@ -121,7 +121,11 @@ def test_patient_cancels_the_booking_by_text_and_the_slot_is_free_again(
     text_in(service, caller, str(choice))
     assert "You're booked!" in next_text(service, caller, 3)
     text_in(service, caller, "X")
-    cancelled = next_text(service, caller, 4)
+    asked = next_text(service, caller, 4)
+    assert "Cancel your Botox on Thu Nov 26 at 3:00pm?" in asked
+    assert service.scalar(select(Appointment.status)) == "booked"
+    text_in(service, caller, "X")
+    cancelled = next_text(service, caller, 5)
     assert "is cancelled" in cancelled
     assert "Thu Nov 26 at 3:00pm" in cancelled
     appointment = wait_for(

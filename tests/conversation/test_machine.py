@@ -108,7 +108,7 @@ def test_text_back_counts_as_the_first_question_and_schedules_nudge_and_close() 
         # A time not understood twice goes to staff instead of looping.
         (
             ["botox", "hmm", "hmmm ok"],
-            ["ask_time", "ask_time_again", "handoff_generic"],
+            ["ask_time", "clarify_time", "handoff_generic"],
             "handoff",
             "time_not_understood",
         ),
@@ -268,12 +268,13 @@ def test_state_round_trips_through_json() -> None:
 @pytest.mark.parametrize(
     ("text", "expected", "stage"),
     [
-        ("thanks!", [], "routed"),
-        ("ok perfect 👍", [], "routed"),
+        ("thanks!", ["ack_link"], "routed"),
+        ("ok perfect 👍", ["ack_link"], "routed"),
         ("also a hydrafacial please", ["booking_link"], "routed"),
         ("the link doesn't work, can someone call me?", ["handoff_person"], "handoff"),
         ("the link doesn't work", ["handoff_generic"], "handoff"),
-        ("no thanks", ["handoff_generic"], "handoff"),
+        ("no thanks", ["ack_link"], "routed"),
+        ("first time", ["ack_link"], "routed"),
     ],
 )
 def test_after_the_booking_link(text: str, expected: list[str], stage: str) -> None:

@@ -147,8 +147,6 @@ UPCOMING = Upcoming(id=42, when="Thu Nov 26 at 3:00pm", service="Botox")
 @pytest.mark.parametrize(
     ("text", "command", "template"),
     [
-        ("X", CancelAppointment(42), "appointment_cancelled"),
-        ("I need to cancel my appointment", CancelAppointment(42), "appointment_cancelled"),
         ("C", ConfirmAppointment(42), "appointment_confirmed"),
         ("yes I'll be there", ConfirmAppointment(42), "appointment_confirmed"),
     ],
@@ -188,9 +186,46 @@ def test_yes_to_the_missed_call_question_is_not_a_confirmation() -> None:
     assert any(isinstance(c, HandOff) for c in commands)
 
 
-def test_thanks_after_booking_gets_no_reply() -> None:
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("X", "X"), ("I need to cancel my appointment", "yes"), ("pls cancel my appt", "yes please")],
+)
+def test_cancel_asks_once_then_cancels(first: str, second: str) -> None:
+    state, commands = say(State(), first, UPCOMING)
+    assert templates(commands) == ["confirm_cancel"]
+    assert not any(isinstance(c, CancelAppointment) for c in commands)
+    assert state.cancel_pending
+    state, commands = say(state, second, UPCOMING)
+    assert CancelAppointment(42) in commands
+    assert templates(commands) == ["appointment_cancelled"]
+    assert state.stage == "closed"
+
+
+def test_no_to_the_cancel_question_keeps_the_booking() -> None:
+    state, _ = say(State(), "X", UPCOMING)
+    state, commands = say(state, "no", UPCOMING)
+    assert not any(isinstance(c, CancelAppointment) for c in commands)
+    assert templates(commands) == ["appointment_kept"]
+
+
+def test_r_after_the_cancel_question_offers_other_times() -> None:
+    state, _ = say(State(), "X", UPCOMING)
+    state, commands = say(state, "R", UPCOMING)
+    assert templates(commands) == ["ask_reschedule_time"]
+    assert not state.cancel_pending
+
+
+def test_cancel_without_asking_where_the_location_turned_it_off() -> None:
+    direct = SettlingMachine(Machine(replace(SCHEDULING, confirm_cancel=False)), fake_slots)
+    u = understand("X", NOW, GLOW)
+    _state, commands = direct.transition(State(), Inbound(u, UPCOMING), NOW)
+    assert CancelAppointment(42) in commands
+    assert templates(commands) == ["appointment_cancelled"]
+
+
+def test_thanks_after_booking_gets_a_short_answer() -> None:
     state, commands = say(State(), "thank you so much!", UPCOMING)
-    assert templates(commands) == []
+    assert templates(commands) == ["ack_appointment"]
     assert Close("acknowledged") in commands
     assert state.stage == "closed"
 

@@ -360,8 +360,8 @@ def test_symptoms_are_urgent(text: str) -> None:
         ("alto", ("stop",)),
         ("START", ("start",)),
         ("unstop", ("start",)),
-        ("Yes", ("start",)),
-        ("yes.", ("start",)),
+        ("Yes", ("affirm",)),  # an opt-in keyword only for an opted-out patient
+        ("yes.", ("affirm",)),
         ("HELP", ("help",)),
         ("info?", ("help",)),
         ("help me pick a treatment", ()),

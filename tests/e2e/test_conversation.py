@@ -213,8 +213,27 @@ def test_staff_takeover_pauses_the_bot_until_handed_back(service: Service) -> No
     assert len(texts_to(service, caller)) == 1  # staff have it: the bot says nothing
     assert conversation(service).state["treatments"] == ["Botox"]  # but it still listens
     assert hand_back(service.runtime.deps, conv.id)
+    # Nobody answered "botox" while staff held the thread: the bot answers it now.
+    assert "What day and time work best?" in next_text(service, caller, 2)
     text_in(service, caller, "friday morning")
-    assert "first time" in next_text(service, caller, 2)
+    assert "first time" in next_text(service, caller, 3)
+
+
+def test_hand_back_after_staff_answered_sends_nothing_more(service: Service) -> None:
+    from ringback.conversation.service import hand_back, take_over
+
+    caller = caller_number(83)
+    miss(service, caller)
+    next_text(service, caller, 1)
+    conv = conversation(service)
+    assert take_over(service.runtime.deps, conv.id, None)
+    text_in(service, caller, "botox monday at 2pm please")
+    settle()
+    assert hand_back(service.runtime.deps, conv.id, already_answered=True)
+    settle()
+    assert len(texts_to(service, caller)) == 1  # staff said they answered it
+    text_in(service, caller, "first time")
+    assert "Botox" in next_text(service, caller, 2)  # the bot carries on from there
 
 
 def test_a_nudge_hours_away_is_fired_by_the_sweep(service: Service) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlalchemy import select
 
 from ringback.models import Call, Conversation, Message, Patient
@@ -42,6 +45,12 @@ def test_stop_opts_out_and_nothing_is_texted_after_whatever_path_tries(service: 
     wait_for(lambda: (p := patient(service, caller)) and p.opted_out, what="opt-out")
     conversation = service.scalar(select(Conversation))
     assert (conversation.is_open, conversation.close_reason) == (False, "opted_out")
+    # One confirmation naming the spa, and nothing after it.
+    confirmation = wait_for(lambda: texts_to(service, caller)[1:], what="STOP confirmation")
+    assert confirmation[0].body == (
+        "You're unsubscribed from Glow Med Spa texts. Reply START to resubscribe."
+    )
+    text_in(service, caller, "STOP")  # a second STOP changes nothing: no second confirmation
     # A new miss is screened out; HELP gets no answer while opted out.
     call_sid = miss(service, caller)
     wait_for(
@@ -51,7 +60,7 @@ def test_stop_opts_out_and_nothing_is_texted_after_whatever_path_tries(service: 
     assert service.scalar(select(Call.screening).where(Call.call_sid == call_sid)) == "opted_out"
     text_in(service, caller, "HELP")
     settle()
-    assert len(texts_to(service, caller)) == 1
+    assert len(texts_to(service, caller)) == 2
     suppressed = service.rows(select(Message).where(Message.status == "suppressed"))
     assert [m.kind for m in suppressed] == ["keyword"]
 
@@ -70,6 +79,38 @@ def test_every_twilio_stop_keyword_opts_out_and_start_opts_back_in(service: Serv
     wait_for(lambda: (p := patient(service, caller)) and not p.opted_out, what="opt back in")
     miss(service, caller)
     wait_for(lambda: texts_to(service, caller), what="text-back after START")
+
+
+def test_start_confirms_once_and_yes_is_an_answer_unless_opted_out(service: Service) -> None:
+    caller = caller_number(31)
+    miss(service, caller)
+    wait_for(lambda: texts_to(service, caller), what="text-back")
+    text_in(service, caller, "yes")  # not opted out: an answer, not a keyword
+    assert "didn't catch" in wait_for(lambda: texts_to(service, caller)[1:])[0].body
+    assert not patient(service, caller).opted_out
+    text_in(service, caller, "STOP")
+    wait_for(lambda: len(texts_to(service, caller)) == 3, what="STOP confirmation")
+    text_in(service, caller, "Yes")  # opted out: YES opts back in, confirmed once
+    wait_for(lambda: (p := patient(service, caller)) and not p.opted_out, what="opt back in")
+    back = wait_for(lambda: texts_to(service, caller)[3:], what="START confirmation")
+    assert "opted back in" in back[0].body
+    text_in(service, caller, "START")  # already in: nothing to confirm
+    settle()
+    assert len(texts_to(service, caller)) == 4
+
+
+def test_provider_confirms_opt_outs_where_the_location_says_so(
+    make_service: Callable[..., Service],
+) -> None:
+    def provider_confirms(config: dict[str, Any]) -> None:
+        config["locations"][0]["opt_out_confirmations"] = "provider"
+
+    service = make_service(edit=provider_confirms)
+    caller = caller_number(32)
+    text_in(service, caller, "STOP")
+    wait_for(lambda: (p := patient(service, caller)) and p.opted_out, what="opt-out")
+    settle()
+    assert texts_to(service, caller) == []
 
 
 def test_twilio_advanced_opt_out_type_is_honoured(service: Service) -> None:

@@ -162,12 +162,16 @@ def find_slots(
     limit: int | None = None,
     exclude: frozenset[datetime] = frozenset(),
     provider_id: str | None = None,
+    spread: bool = False,
 ) -> list[Slot]:
     """Up to ``limit`` slots closest to what the patient asked for (the earliest if nothing).
 
     Slots inside a requested window come first; then the nearest to one. Offered times are
     at least :data:`OFFER_SPACING` apart where the day allows, and never a start in
-    ``exclude`` (times the patient already turned down).
+    ``exclude`` (times the patient already turned down). With ``spread`` ("none of
+    those"), the new times avoid the parts of the day already turned down and come from
+    different days or parts of the day, so the patient gets a real choice rather than the
+    same times a quarter of an hour later.
     """
     limit = limit or location.booking.offers
     providers = bookable_providers(location, service)
@@ -179,17 +183,32 @@ def find_slots(
     today = now.astimezone(location.zone).date()
     last_day = today + timedelta(days=location.booking.horizon_days)
     days = _days_by_distance(today, last_day, windows, location)
+    zone = location.zone
+    turned_down = {_part_of_day(s, zone) for s in exclude} if spread else set()
     pool: list[tuple[float, Slot]] = []
     for index, (day, _lower_bound) in enumerate(days):
         for slot in candidate_slots(location, service, day, busy, not_before, providers):
-            if slot.start in exclude:
+            if slot.start in exclude or _part_of_day(slot.start, zone) in turned_down:
                 continue
             pool.append((_distance(slot, windows, not_before), slot))
-        chosen = _choose(pool, limit)
+        chosen = _choose(pool, limit, zone if spread else None)
         next_distance = days[index + 1][1] if index + 1 < len(days) else float("inf")
         if len(chosen) == limit and max(d for d, _ in chosen) <= next_distance:
             break
-    return sorted((s for _, s in _choose(pool, limit)), key=lambda s: s.start)
+    if spread and not pool:  # every other part of the day is full: the nearest will do
+        return find_slots(
+            location,
+            service,
+            now,
+            busy,
+            windows=windows,
+            limit=limit,
+            exclude=exclude,
+            provider_id=provider_id,
+        )
+    return sorted(
+        (s for _, s in _choose(pool, limit, zone if spread else None)), key=lambda s: s.start
+    )
 
 
 def is_bookable(
@@ -220,9 +239,24 @@ def is_bookable(
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _choose(pool: list[tuple[float, Slot]], limit: int) -> list[tuple[float, Slot]]:
+def _part_of_day(moment: datetime, zone: tzinfo) -> tuple[date, int]:
+    """(local day, 0 morning / 1 afternoon / 2 evening): what "none of those" turns down."""
+    local = moment.astimezone(zone)
+    return local.date(), 0 if local.hour < 12 else 1 if local.hour < 17 else 2
+
+
+def _choose(
+    pool: list[tuple[float, Slot]], limit: int, spread_in: tzinfo | None = None
+) -> list[tuple[float, Slot]]:
     ordered = sorted(pool, key=lambda item: (item[0], item[1].start))
     chosen: list[tuple[float, Slot]] = []
+    if spread_in is not None:  # one per day and part of day first
+        parts: set[tuple[date, int]] = set()
+        for item in ordered:
+            part = _part_of_day(item[1].start, spread_in)
+            if len(chosen) < limit and part not in parts:
+                parts.add(part)
+                chosen.append(item)
     for spacing in (OFFER_SPACING, timedelta(0)):
         for item in ordered:
             if len(chosen) == limit:

@@ -110,8 +110,10 @@ def offer(
     limit: int | None = None,
     provider_id: str | None = None,
     ignore_appointment: int | None = None,
+    spread: bool = False,
 ) -> list[Slot]:
-    """Up to ``limit`` free slots for ``service`` closest to ``windows`` (else the earliest)."""
+    """Up to ``limit`` free slots for ``service`` closest to ``windows`` (else the earliest);
+    ``spread`` after "none of those" (see :func:`find_slots`)."""
     horizon = now + timedelta(days=location.booking.horizon_days + 1)
     busy = busy_index(session, location, now, horizon, now, ignore_appointment=ignore_appointment)
     return find_slots(
@@ -123,6 +125,7 @@ def offer(
         limit=limit,
         exclude=frozenset(exclude),
         provider_id=provider_id,
+        spread=spread,
     )
 
 

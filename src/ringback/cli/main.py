@@ -199,16 +199,29 @@ def understand(
     now: Annotated[
         str | None, typer.Option(help="ISO-8601 time the message arrived (default: now).")
     ] = None,
+    asked: Annotated[
+        str | None,
+        typer.Option(
+            help="The question the bot asked last: treatment, time, patient, appointment or "
+            "confirm ('yes' and 'no' are read as answers to it)."
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Print what Ringback understands of a patient's text, as JSON.
 
-    Without TEXT, reads JSON lines {"text": ..., "now": ...} from stdin and writes one JSON
-    object per line, in order.
+    Without TEXT, reads JSON lines {"text": ..., "now": ..., "asked": ...} from stdin and
+    writes one JSON object per line, in order.
     """
     from datetime import UTC, datetime
 
+    from ringback.conversation.understand import ASKED
     from ringback.conversation.understand import understand as understand_text
+
+    def question(value: object, where: str) -> Any:
+        if value is None or value in ASKED:
+            return value
+        raise fail(f"{where}: expected one of {', '.join(ASKED)}, got {value!r}")
 
     _, locations = _load(config)
     found = locations.get(location)
@@ -228,7 +241,9 @@ def understand(
         return parsed
 
     if text is not None:
-        result = understand_text(text, moment(now, "--now"), found)
+        result = understand_text(
+            text, moment(now, "--now"), found, asked=question(asked, "--asked")
+        )
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
         return
     for number, line in enumerate(sys.stdin, start=1):
@@ -241,7 +256,8 @@ def understand(
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             raise fail(f'stdin line {number}: expected {{"text": "...", "now": "..."}}')
         when = moment(item.get("now", now), f"stdin line {number}: now")
-        result = understand_text(item["text"], when, found)
+        said = question(item.get("asked", asked), f"stdin line {number}: asked")
+        result = understand_text(item["text"], when, found, asked=said)
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
 
 

@@ -8,7 +8,7 @@ act on carrier errors that mean the patient cannot or will not be texted.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from ringback.config import Location
 from ringback.conversation import service as conversation_service
-from ringback.conversation.threads import find_open, open_conversation
+from ringback.conversation.threads import find_open, open_conversation, reopen_recent
 from ringback.db import insert_ignore
 from ringback.deps import Deps
 from ringback.logs import log_event
@@ -73,6 +73,9 @@ def on_inbound_sms(
     if message_id is None:
         return  # already handled
     word = keywords.from_opt_out_type(payload.get("OptOutType")) or keywords.keyword(body)
+    if word == "start" and patient.opted_out_at is None and keywords.is_answer(body):
+        # "Yes" re-subscribes only a patient who opted out; anyone else is answering us.
+        word = None
     log_event(
         log,
         "sms.received",
@@ -85,12 +88,14 @@ def on_inbound_sms(
         if patients.opt_out(patient, at, "keyword"):
             log_event(log, "patient.opted_out", location=location.id, patient_id=patient.id)
             webhooks.patient_opted_out(session, deps, patient, "keyword")
+            _confirm_keyword(session, deps, location, patient, "stop", payload, at)
         if conversation is not None:
             conversation_service.close(conversation, at, "opted_out")
         return
     if word == "start":
         if patients.opt_in(patient, at):
             log_event(log, "patient.opted_in", location=location.id, patient_id=patient.id)
+            _confirm_keyword(session, deps, location, patient, "start", payload, at)
         return
     if word == "help":
         queue_sms(
@@ -106,8 +111,14 @@ def on_inbound_sms(
             trigger_at=at,
         )
         return
+    reopened = False
     if conversation is None:
-        conversation, _ = open_conversation(session, location.id, patient, at, variant=None)
+        within = timedelta(days=location.reopen_days)
+        found = reopen_recent(session, location.id, patient.id, at, within)
+        reopened = found is not None
+        if found is None:
+            found, _ = open_conversation(session, location.id, patient, at, variant=None)
+        conversation = found
         session.execute(
             update(Message).where(Message.id == message_id).values(conversation_id=conversation.id)
         )
@@ -116,7 +127,41 @@ def on_inbound_sms(
     conversation.last_inbound_at = at
     message = session.get(Message, message_id)
     if message is not None:
-        conversation_service.inbound(session, deps, location, conversation, patient, message)
+        conversation_service.inbound(
+            session, deps, location, conversation, patient, message, reopened=reopened
+        )
+
+
+def _confirm_keyword(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    patient: Patient,
+    word: str,
+    payload: dict[str, Any],
+    at: datetime,
+) -> None:
+    """One short confirmation of STOP / START, when the location leaves it to Ringback.
+
+    Sent only when the keyword changed something (a second STOP gets nothing), keyed by
+    the inbound message so a retried webhook never sends it twice. The STOP confirmation
+    goes to a number that just opted out: it is the one text the rules allow then.
+    """
+    if location.opt_out_confirmations != "ringback":
+        return
+    template = location.messages.stop if word == "stop" else location.messages.start
+    queue_sms(
+        session,
+        deps,
+        location_id=location.id,
+        patient=None if word == "stop" else patient,
+        to_number=patient.phone,
+        from_number=location.phone_number,
+        body=location.render(template),
+        kind="keyword",
+        idempotency_key=f"{word}:{payload['MessageSid']}",
+        trigger_at=at,
+    )
 
 
 def on_sms_status(session: Session, payload: dict[str, Any], at: datetime) -> None:

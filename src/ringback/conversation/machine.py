@@ -41,7 +41,7 @@ from ringback.conversation.understand import Understanding
 MAX_QUESTIONS = 3
 Stage = Literal["qualifying", "offering", "routed", "handoff", "urgent", "closed"]
 MAX_OFFER_ROUNDS = 3
-Question = Literal["treatment", "time", "patient", "appointment"]
+Question = Literal["treatment", "time", "patient", "appointment", "confirm"]
 Language = Literal["en", "es"]
 TimerKind = Literal["nudge", "close"]
 
@@ -74,6 +74,8 @@ class Clinic:
     close_after: timedelta
     # The first moment at or after the given one inside the location's texting hours.
     next_texting_time: Callable[[datetime], datetime] = lambda moment: moment
+    # "X" to a booking asks once before cancelling (a location setting).
+    confirm_cancel: bool = True
     # Scheduling: whether the location books itself. Free slots are not looked up here:
     # the machine asks for them (FindOffers) and is told what was found (OffersFound).
     schedules: bool = False
@@ -115,6 +117,11 @@ class State:
     appointment_when: str | None = None
     appointment_service: str | None = None
     rescheduling: bool = False
+    # "Cancel your Thu 3pm Botox? Reply X again ...": waiting for that answer.
+    cancel_pending: bool = False
+    # A clarifying question's numbered choices (service names, new/returning, asap), so
+    # "2" answers it; empty when the last question offered none.
+    clarify: tuple[str, ...] = ()
     seq: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -122,6 +129,7 @@ class State:
         data["treatments"] = list(self.treatments)
         data["times"] = [list(t) for t in self.times]
         data["declined"] = list(self.declined)
+        data["clarify"] = list(self.clarify)
         return data
 
     @classmethod
@@ -134,6 +142,7 @@ class State:
         values["times"] = tuple(tuple(t) for t in values.get("times", ()))
         values["offers"] = tuple(Offer(**o) for o in values.get("offers", ()))
         values["declined"] = tuple(values.get("declined", ()))
+        values["clarify"] = tuple(values.get("clarify", ()))
         return cls(**values)
 
     @property
@@ -168,10 +177,15 @@ class TextedBack:
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """The patient wrote something (not a carrier keyword)."""
+    """The patient wrote something (not a carrier keyword).
+
+    ``reopened``: the thread had closed (booked, no reply ...) and this text continues it:
+    the bot owns it again and answers.
+    """
 
     understanding: Understanding
     upcoming: Upcoming | None = None
+    reopened: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +227,10 @@ class StaffTookOver:
 
 @dataclass(frozen=True, slots=True)
 class HandedBack:
-    pass
+    """Staff give the thread back. ``answer``: the patient wrote last and staff did not
+    answer it, so the bot answers now (staff may tick "already answered")."""
+
+    answer: bool = False
 
 
 Event = (
@@ -297,6 +314,8 @@ class FindOffers:
     exclude: tuple[str, ...]
     template: str = "offer_slots"
     price_line: str = ""
+    # "None of those": other days and parts of the day, not the same times a bit later.
+    spread: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,15 +371,13 @@ class Machine:
         if isinstance(event, TextedBack):
             self._texted_back(step, event, now)
         elif isinstance(event, Inbound):
-            self._inbound(step, event.understanding, now, event.upcoming)
+            self._inbound(step, event.understanding, now, event.upcoming, reopened=event.reopened)
         elif isinstance(event, TimerDue):
             self._timer(step, event.kind, now)
         elif isinstance(event, StaffTookOver):
             step.update(paused=True, nudge_at=None)
         elif isinstance(event, HandedBack):
-            step.update(
-                paused=False, stage="qualifying" if state.stage == "handoff" else state.stage
-            )
+            self._handed_back(step, event, now)
         elif isinstance(event, Booked):
             self._booked(step, event)
         elif isinstance(event, SlotTaken):
@@ -392,16 +409,26 @@ class Machine:
             )
 
     def _inbound(
-        self, step: _Step, u: Understanding, now: datetime, upcoming: Upcoming | None = None
+        self,
+        step: _Step,
+        u: Understanding,
+        now: datetime,
+        upcoming: Upcoming | None = None,
+        *,
+        reopened: bool = False,
     ) -> None:
         self._remember(step, upcoming)
+        if reopened:
+            self._reopen(step, upcoming)
+        u = self._clarified(step.state, u)
         state = before = step.state
-        step.update(awaiting_reply_since=None, nudge_at=None, language=u.language)
+        step.update(awaiting_reply_since=None, nudge_at=None, language=u.language, clarify=())
         if "stop" in u.intents:
             step.commands += [OptOut(), Close("opted_out")]
             step.update(stage="closed", outcome="opted_out", close_at=None)
             return
         if "urgent" in u.intents:
+            self._capture(step, u)  # the treatment named with the symptom, for staff
             step.commands += [AlertStaff("urgent", urgent=True), HandOff("urgent", urgent=True)]
             step.reply("urgent")
             step.update(stage="urgent", outcome="urgent", close_at=None)
@@ -423,6 +450,11 @@ class Machine:
         ):
             return
         if state.last_question == "appointment":
+            if "deny" in u.intents and not u.treatments:
+                # "No" to "are you calling about your appointment?": a new enquiry.
+                step.update(appointment_id=None, appointment_when=None, appointment_service=None)
+                self._next(step, now, "")
+                return
             self._hand_off(step, "appointment", "handoff_appointment")
             return
         if state.stage == "offering" and not {"human", "medical_question"} & set(u.intents):
@@ -454,6 +486,12 @@ class Machine:
                 return
             price_line = f"{service.name} starts at ${service.price_cents // 100}."
             step.update(price_answered=True)
+        if "unsure" in u.intents and state.last_question == "treatment" and not state.treatments:
+            if before.clarify:  # not sure even with the menu in front of them: a person helps
+                self._hand_off(step, "treatment_unsure", "handoff_choose")
+                return
+            self._clarify(step, now, "treatment", template="unsure_treatment")
+            return
         # A reply that answers the question, or tells us something else we needed, is not
         # a miss: "can I come in sat?" to "which treatment?" moves the conversation on.
         told_something = bool(u.treatments or u.times or u.timing or u.patient)
@@ -467,12 +505,71 @@ class Machine:
             step.update(misses=0)
         self._next(step, now, price_line)
 
+    def _reopen(self, step: _Step, upcoming: Upcoming | None) -> None:
+        """A closed thread continues: the bot owns it again, with what it already knows."""
+        state = step.state
+        booked = state.outcome in ("booked", "rescheduled", "confirmed", "acknowledged")
+        keep_appointment = upcoming is not None and upcoming.id == state.appointment_id
+        step.update(
+            stage="qualifying",
+            outcome=None,
+            paused=False,
+            questions=0,
+            misses=0,
+            nudged=False,
+            offers=(),
+            offer_rounds=0,
+            declined=(),
+            rescheduling=False,
+            cancel_pending=False,
+            last_question="confirm" if booked and keep_appointment else None,
+        )
+        if not keep_appointment:
+            step.update(appointment_id=None, appointment_when=None, appointment_service=None)
+            self._remember(step, upcoming)
+
+    def _clarified(self, state: State, u: Understanding) -> Understanding:
+        """A number that picks one of a clarifying question's choices, read as that answer."""
+        if not state.clarify or u.choice is None or not 1 <= u.choice <= len(state.clarify):
+            return u
+        picked = state.clarify[u.choice - 1]
+        plain = replace(u, choice=None, intents=tuple(i for i in u.intents if i != "choice"))
+        if state.last_question == "patient" and picked in ("new", "returning"):
+            return replace(plain, patient=picked)  # type: ignore[arg-type]
+        if state.last_question == "time" and picked == "asap":
+            return replace(plain, timing="asap")
+        if state.last_question == "treatment" and picked == TEAM:
+            return replace(plain, intents=(*plain.intents, "human"))
+        if state.last_question == "treatment" and self.clinic.service(picked) is not None:
+            return replace(plain, treatments=(picked,))
+        return u
+
+    def _handed_back(self, step: _Step, event: HandedBack, now: datetime) -> None:
+        state = step.state
+        step.update(paused=False, stage="qualifying" if state.stage == "handoff" else state.stage)
+        if not event.answer or step.state.stage not in ("qualifying", "offering", "routed"):
+            return
+        # The patient wrote while staff had the thread and nobody answered: the bot does.
+        if step.state.stage == "offering" and step.state.offers:
+            offers = step.state.offers
+            step.reply(
+                "offer_again",
+                slots=_slot_list(offers),
+                choices=_choices(len(offers), state.language),
+            )
+            self._await_reply(step, now)
+            return
+        if step.state.stage == "routed":
+            step.update(stage="qualifying")
+        step.update(misses=0, questions=min(state.questions, MAX_QUESTIONS - 1))
+        self._next(step, now, "")
+
     def _after_link(self, step: _Step, before: State, u: Understanding, now: datetime) -> None:
         """The patient writes again after getting the booking link.
 
-        A new treatment gets its own link; a thank-you or "ok" needs no answer; anything
-        else (a question, a problem with the link) goes to staff rather than the same link
-        again.
+        A new treatment gets its own link; thanks, "ok" or a late answer ("new", "Friday")
+        gets a short acknowledgement with the link again; anything else (a question, a
+        problem with the link) goes to staff rather than the same link again.
         """
         state = step.state
         new = tuple(t for t in state.treatments if t not in before.treatments)
@@ -482,8 +579,12 @@ class Machine:
             step.reply("booking_link", treatment=standard[0], price="")
             self._await_reply(step, now, nudge=False)
             return
-        chit_chat = bool(u.intents) and set(u.intents) <= {"affirm", "thanks"} and not new
-        if chit_chat:
+        intents = set(u.intents)
+        late_answer = bool(u.patient or u.times or u.timing) and not intents - {"affirm"}
+        small_talk = bool(intents) and intents <= {"affirm", "thanks", "deny", "choice"}
+        if (small_talk or late_answer) and not new:
+            step.reply("ack_link", treatment=state.treatment or "")
+            self._await_reply(step, now, nudge=False)
             return
         self._hand_off(step, "after_booking_link", "handoff_generic")
 
@@ -545,10 +646,12 @@ class Machine:
         elif state.patient is None:
             missing = "patient"
         if missing is not None and state.questions < MAX_QUESTIONS:
-            again = missing == state.last_question and state.misses > 0
-            template = f"ask_{missing}" + ("_again" if again else "")
+            if missing == state.last_question and state.misses > 0:
+                # Never the same question twice in a row: offer choices instead.
+                self._clarify(step, now, missing, price_line=price_line)
+                return
             values = {"treatment": state.treatment or "", "price": price_line}
-            step.reply(template, **values)
+            step.reply(f"ask_{missing}", **values)
             step.update(questions=state.questions + 1, last_question=missing)
             self._await_reply(step, now)
             return
@@ -566,10 +669,46 @@ class Machine:
         else:
             self._hand_off(step, "ready_to_book", "handoff_booking")
 
+    def _clarify(
+        self,
+        step: _Step,
+        now: datetime,
+        question: Question,
+        *,
+        template: str | None = None,
+        price_line: str = "",
+    ) -> None:
+        """Ask ``question`` again as numbered choices ("Reply 1 for new, 2 for returning")."""
+        state = step.state
+        if question == "treatment":
+            names = tuple(s.name for s in self.clinic.services if not s.consult)[:3]
+            clarify = (*names, TEAM)
+            menu = _menu(names, state.language, team=True)
+        elif question == "patient":
+            clarify, menu = ("new", "returning"), ""
+        else:
+            clarify, menu = ("asap",), ""
+        step.reply(
+            template or f"clarify_{question}",
+            menu=menu,
+            treatment=state.treatment or "",
+            price=price_line,
+        )
+        step.update(
+            questions=state.questions + 1, last_question=question, clarify=clarify, misses=1
+        )
+        self._await_reply(step, now)
+
     # --- scheduling ---------------------------------------------------------------------
 
     def _offer(
-        self, step: _Step, now: datetime, *, template: str = "offer_slots", price_line: str = ""
+        self,
+        step: _Step,
+        now: datetime,
+        *,
+        template: str = "offer_slots",
+        price_line: str = "",
+        spread: bool = False,
     ) -> None:
         """Ask for the slots closest to what the patient asked for (or fall back to the link
         after :data:`MAX_OFFER_ROUNDS`); :meth:`_offers_found` carries on."""
@@ -583,7 +722,9 @@ class Machine:
             return
         shown = tuple(o.start for o in state.offers)
         exclude = tuple(dict.fromkeys((*state.declined, *shown)))
-        step.commands.append(FindOffers(treatment, state.times, exclude, template, price_line))
+        step.commands.append(
+            FindOffers(treatment, state.times, exclude, template, price_line, spread)
+        )
 
     @staticmethod
     def _offer_treatment(state: State) -> str | None:
@@ -652,11 +793,15 @@ class Machine:
             return
         new_treatment = state.treatments != before.treatments
         if "decline" in u.intents or "deny" in u.intents or u.times or u.timing or new_treatment:
-            if "decline" in u.intents or "deny" in u.intents:
+            turned_down = "decline" in u.intents or "deny" in u.intents
+            if turned_down:
                 step.update(declined=(*state.declined, *(o.start for o in offers)))
-            self._offer(step, now)
+            fresh_wish = bool(u.times or u.timing or new_treatment)
+            self._offer(step, now, spread=turned_down and not fresh_wish)
             return
-        if "thanks" in u.intents and not u.intents[1:]:
+        if set(u.intents) <= {"thanks", "affirm"} and "thanks" in u.intents:
+            step.reply("ack_offers", choices=_choices(len(offers), state.language))
+            self._await_reply(step, now, nudge=False)
             return
         step.update(misses=state.misses + 1)
         if step.state.misses >= 2:
@@ -690,6 +835,8 @@ class Machine:
             appointment_when=event.when,
             appointment_service=treatment,
             rescheduling=False,
+            cancel_pending=False,
+            last_question="confirm",
             awaiting_reply_since=None,
             nudge_at=None,
             close_at=None,
@@ -702,8 +849,11 @@ class Machine:
         if appointment_id is None:
             return False
         when = state.appointment_when or ""
+        what = state.appointment_service or ""
         if "reschedule" in u.intents:
-            step.update(rescheduling=True, offers=(), offer_rounds=0, declined=())
+            step.update(
+                rescheduling=True, offers=(), offer_rounds=0, declined=(), cancel_pending=False
+            )
             if u.times or u.timing:
                 self._offer(step, now)
             else:
@@ -711,10 +861,29 @@ class Machine:
                 step.update(stage="qualifying", last_question="time")
                 self._await_reply(step, now)
             return True
-        if "cancel" in u.intents:
+        cancel = "cancel" in u.intents or (
+            state.cancel_pending and "affirm" in u.intents and "deny" not in u.intents
+        )
+        if cancel and (state.cancel_pending or not self.clinic.confirm_cancel):
             step.commands += [CancelAppointment(appointment_id), Close("cancelled")]
             step.reply("appointment_cancelled", when=when)
-            step.update(stage="closed", outcome="cancelled", nudge_at=None, close_at=None)
+            step.update(
+                stage="closed",
+                outcome="cancelled",
+                cancel_pending=False,
+                nudge_at=None,
+                close_at=None,
+            )
+            return True
+        if cancel:
+            step.reply("confirm_cancel", when=when, treatment=what)
+            step.update(cancel_pending=True, last_question="confirm")
+            self._await_reply(step, now, nudge=False)
+            return True
+        if state.cancel_pending and "deny" in u.intents:
+            step.commands.append(Close("kept"))
+            step.reply("appointment_kept", when=when)
+            step.update(stage="closed", outcome="kept", cancel_pending=False, close_at=None)
             return True
         # "Yes" to the missed-call text's "are you calling about your appointment?" says what
         # the call was about, not that they confirm: that one still goes to the front desk.
@@ -728,10 +897,17 @@ class Machine:
         if state.rescheduling and state.last_question == "time" and (u.times or u.timing):
             self._offer(step, now)
             return True
-        if set(u.intents) == {"thanks"} and plain and state.questions == 0:
-            # "Thank you!" after the booking confirmation: nothing to answer.
+        if set(u.intents) == {"thanks"} and plain:
+            # "Thank you!" after the booking or its confirmation: a short, warm answer.
             step.commands.append(Close("acknowledged"))
+            step.reply("ack_appointment", when=when)
             step.update(stage="closed", outcome="acknowledged", nudge_at=None, close_at=None)
+            return True
+        if state.last_question == "confirm" and plain and not u.intents:
+            # Something the bot cannot place, about a booked visit: ask with the choices.
+            step.reply("appointment_choices", when=when)
+            step.update(last_question="confirm", cancel_pending=False)
+            self._await_reply(step, now, nudge=False)
             return True
         return False
 
@@ -755,6 +931,24 @@ class Machine:
         if nudge_at is not None:
             step.commands.append(Schedule("nudge", nudge_at))
         step.commands.append(Schedule("close", close_at))
+
+
+# The last numbered choice of "which treatment?": talk to a person instead.
+TEAM = "__team__"
+
+
+def _menu(names: tuple[str, ...], language: Language, *, team: bool) -> str:
+    """ "1 for Botox, 2 for Filler, 3 for HydraFacial or 4 to ask our team"."""
+    word = "para" if language == "es" else "for"
+    items = [f"{n} {word} {name}" for n, name in enumerate(names, start=1)]
+    if team:
+        items.append(
+            f"{len(names) + 1} para hablar con nuestro equipo"
+            if language == "es"
+            else f"{len(names) + 1} to ask our team"
+        )
+    joiner = " o " if language == "es" else " or "
+    return ", ".join(items[:-1]) + joiner + items[-1] if len(items) > 1 else "".join(items)
 
 
 def _slot_list(offers: tuple[Offer, ...]) -> str:

@@ -11,15 +11,8 @@ from ringback.conversation.machine import Language
 TEMPLATES: dict[Language, dict[str, str]] = {
     "en": {
         "ask_treatment": "{location}: Happy to help! Which treatment are you interested in?",
-        "ask_treatment_again": (
-            "{location}: Sorry, I didn't catch that. Which treatment is it for? (e.g. {examples})"
-        ),
         "ask_time": "{location}: {price}Great, {treatment} it is! What day and time work best?",
-        "ask_time_again": (
-            "{location}: Sorry, I didn't catch the time. Which day, and morning or afternoon?"
-        ),
         "ask_patient": "{location}: {price}Got it! Have you visited us before, or is this your first time?",
-        "ask_patient_again": "{location}: Is this your first visit with us?",
         "booking_link": "{location}: {price}Perfect! Book your {treatment} here: {booking_link}",
         "handoff_person": "{location}: Of course! Someone from our team will reach out shortly.",
         "handoff_medical": (
@@ -66,16 +59,31 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{location}: Your appointment on {when} is cancelled. Text us any time to book again."
         ),
         "ask_reschedule_time": "{location}: No problem! What day and time would work better?",
+        "clarify_treatment": "{location}: Sorry, I didn't catch that. Reply {menu}.",
+        "unsure_treatment": "{location}: No problem! Reply {menu}.",
+        "clarify_time": (
+            "{location}: Sorry, I didn't catch the time. Reply 1 for our first opening, "
+            "or send a day and time (e.g. Tue afternoon)."
+        ),
+        "clarify_patient": "{location}: Sorry! Reply 1 if this is your first visit, or 2 if you've been before.",
+        "handoff_choose": "{location}: No problem! Someone from our team will text you shortly to help you choose.",
+        "ack_link": "{location}: Anytime! Book your {treatment} whenever you're ready: {booking_link}",
+        "ack_offers": "{location}: You're welcome! Just reply {choices} to book one of those times.",
+        "ack_appointment": "{location}: You're welcome! See you {when}.",
+        "confirm_cancel": (
+            "{location}: Cancel your {treatment} on {when}? Reply X again to cancel, "
+            "or R to pick another time."
+        ),
+        "appointment_kept": "{location}: No problem, you're still booked for {when}. See you then!",
+        "appointment_choices": (
+            "{location}: About your visit on {when}: reply C to confirm, R to reschedule or "
+            "X to cancel. For anything else, our team will help."
+        ),
     },
     "es": {
         "ask_treatment": "{location}: ¡Con gusto! ¿Qué tratamiento le interesa?",
-        "ask_treatment_again": (
-            "{location}: Perdón, no entendí. ¿Para qué tratamiento es? (p. ej. {examples})"
-        ),
         "ask_time": "{location}: {price}¡Perfecto, {treatment}! ¿Qué día y hora le quedan mejor?",
-        "ask_time_again": "{location}: Perdón, no entendí la hora. ¿Qué día, y mañana o tarde?",
         "ask_patient": "{location}: {price}¡Listo! ¿Ya nos ha visitado o es su primera vez?",
-        "ask_patient_again": "{location}: ¿Es su primera visita con nosotros?",
         "booking_link": "{location}: {price}¡Perfecto! Reserve su {treatment} aquí: {booking_link}",
         "handoff_person": "{location}: ¡Claro! Alguien de nuestro equipo le contactará pronto.",
         "handoff_medical": (
@@ -122,6 +130,26 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{location}: Su cita del {when} está cancelada. Escríbanos cuando quiera reservar."
         ),
         "ask_reschedule_time": "{location}: ¡Claro! ¿Qué día y hora le quedan mejor?",
+        "clarify_treatment": "{location}: Perdón, no entendí. Responda {menu}.",
+        "unsure_treatment": "{location}: ¡Sin problema! Responda {menu}.",
+        "clarify_time": (
+            "{location}: Perdón, no entendí la hora. Responda 1 para el primer horario "
+            "libre, o envíe un día y hora (p. ej. martes en la tarde)."
+        ),
+        "clarify_patient": "{location}: ¡Perdón! Responda 1 si es su primera visita, o 2 si ya nos ha visitado.",
+        "handoff_choose": "{location}: ¡Sin problema! Alguien de nuestro equipo le escribirá pronto para ayudarle a elegir.",
+        "ack_link": "{location}: ¡Con gusto! Reserve su {treatment} cuando quiera: {booking_link}",
+        "ack_offers": "{location}: ¡De nada! Responda {choices} para reservar uno de esos horarios.",
+        "ack_appointment": "{location}: ¡De nada! Nos vemos el {when}.",
+        "confirm_cancel": (
+            "{location}: ¿Cancelar su cita de {treatment} el {when}? Responda X otra vez "
+            "para cancelar, o R para elegir otro horario."
+        ),
+        "appointment_kept": "{location}: Sin problema, su cita del {when} sigue en pie. ¡Nos vemos!",
+        "appointment_choices": (
+            "{location}: Sobre su cita del {when}: responda C para confirmar, R para cambiar "
+            "o X para cancelar. Para otra cosa, nuestro equipo le ayudará."
+        ),
     },
 }
 

@@ -80,6 +80,7 @@ def clinic(location: Location) -> Clinic:
         close_after=timedelta(minutes=location.close_after_minutes),
         next_texting_time=location.next_texting_time,
         schedules=location.schedules,
+        confirm_cancel=location.confirm_cancel,
     )
 
 
@@ -99,6 +100,7 @@ def find_offers(
             Window(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in command.times
         ],
         exclude=[datetime.fromisoformat(x) for x in command.exclude],
+        spread=command.spread,
     )
     offers = tuple(
         Offer(
@@ -135,8 +137,16 @@ def _upcoming(
     )
 
 
+# Closing a booked thread again (after "C", "thanks", a reschedule) leaves it booked; only
+# these end the booking's story.
+_UNBOOKS = frozenset({"cancelled", "opted_out", "wrong_number", "lost"})
+
+
 def close(conversation: Conversation, at: datetime, reason: str) -> None:
-    """Close the thread (a new miss or text from the patient then opens a new one)."""
+    """Close the thread (a text soon after, or about its booking, continues it)."""
+    still_booked = conversation.status == "booked" and reason not in _UNBOOKS
+    if reason == "booked" or still_booked:
+        reason = "booked"
     conversation.is_open = False
     conversation.status = "booked" if reason == "booked" else "closed"
     conversation.close_reason = reason
@@ -180,16 +190,24 @@ def inbound(
     conversation: Conversation,
     patient: Patient,
     message: Message,
+    *,
+    reopened: bool = False,
 ) -> None:
+    """A patient text in ``conversation`` (``reopened``: it continues a closed thread),
+    read as an answer to the question the bot asked last."""
     now = message.created_at
+    asked = State.from_json(conversation.state).last_question
     understanding = understand(
-        message.body, now, location, known_patient=is_known_patient(session, patient)
+        message.body,
+        now,
+        location,
+        known_patient=is_known_patient(session, patient),
+        asked=asked,
     )
     conversation.language = understanding.language
     upcoming = _upcoming(session, location, patient, now, understanding.language)
-    _apply(
-        session, deps, location, conversation, patient, Inbound(understanding, upcoming), message
-    )
+    event = Inbound(understanding, upcoming, reopened=reopened)
+    _apply(session, deps, location, conversation, patient, event, message)
 
 
 def timer_due(deps: Deps, conversation_id: int, kind: TimerKind) -> None:
@@ -210,9 +228,19 @@ def take_over(deps: Deps, conversation_id: int, staff_user_id: int | None) -> bo
     return _staff_event(deps, conversation_id, StaffTookOver(), staff_user_id)
 
 
-def hand_back(deps: Deps, conversation_id: int) -> bool:
-    """Give the thread back to the bot, which carries on from what was captured."""
-    return _staff_event(deps, conversation_id, HandedBack(), None)
+def hand_back(deps: Deps, conversation_id: int, *, already_answered: bool = False) -> bool:
+    """Give the thread back to the bot, which carries on from what was captured; if the
+    patient wrote last and staff did not answer (nor tick ``already_answered``), the bot
+    answers now, so nobody is left on read."""
+    with deps.sessions() as session:
+        last = session.scalars(
+            select(Message.direction)
+            .where(Message.conversation_id == conversation_id, Message.kind != "alert")
+            .order_by(Message.id.desc())
+            .limit(1)
+        ).first()
+    answer = last == "inbound" and not already_answered
+    return _staff_event(deps, conversation_id, HandedBack(answer=answer), None)
 
 
 def _staff_event(

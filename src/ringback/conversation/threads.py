@@ -6,13 +6,13 @@ then texts, stays in one thread.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from ringback.db import insert_returning
-from ringback.models import Conversation, Patient
+from ringback.models import Appointment, Conversation, Patient
 
 
 def find_open(session: Session, location_id: str, patient_id: int) -> Conversation | None:
@@ -71,3 +71,41 @@ def open_conversation(
             "yet opening one conflicted"
         )
     return existing, False
+
+
+# A thread that closed for one of these is over: a new text starts a new story.
+_FINAL = frozenset({"opted_out", "wrong_number"})
+
+
+def reopen_recent(
+    session: Session, location_id: str, patient_id: int, now: datetime, within: timedelta
+) -> Conversation | None:
+    """Continue the patient's latest thread when it closed recently, or when it booked an
+    appointment that is still ahead: "C", "X", a question about the visit, or a reply days
+    later lands in the thread it belongs to. Call only when no thread is open."""
+    latest = session.scalars(
+        select(Conversation)
+        .where(Conversation.location_id == location_id, Conversation.patient_id == patient_id)
+        .order_by(Conversation.id.desc())
+        .limit(1)
+    ).first()
+    if latest is None or latest.is_open or latest.close_reason in _FINAL:
+        return None
+    recent = latest.closed_at is not None and latest.closed_at >= now - within
+    upcoming = session.scalar(
+        select(Appointment.id)
+        .where(
+            Appointment.conversation_id == latest.id,
+            Appointment.status == "booked",
+            Appointment.starts_at > now,
+        )
+        .limit(1)
+    )
+    if not recent and upcoming is None:
+        return None
+    latest.is_open = True
+    latest.closed_at = None
+    if latest.status == "closed":
+        latest.status = "active"
+    session.flush()  # the partial unique index guards "one open thread" from here on
+    return latest

@@ -44,7 +44,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Literal
@@ -57,9 +57,12 @@ from ringback.conversation.understand_time import (
 )
 from ringback.messaging.keywords import HELP_WORDS, START_WORDS, STOP_WORDS
 
-__all__ = ["INTENT_ORDER", "TimeWindow", "Understanding", "understand"]
+__all__ = ["ASKED", "INTENT_ORDER", "Asked", "TimeWindow", "Understanding", "understand"]
 
 Timing = Literal["asap", "flexible", "unsure"]
+# The question the bot asked last, which a short reply ("yes", "no", "new") answers.
+Asked = Literal["treatment", "time", "patient", "appointment", "confirm"]
+ASKED: tuple[Asked, ...] = ("treatment", "time", "patient", "appointment", "confirm")
 Patient = Literal["new", "returning"]
 Language = Literal["en", "es"]
 
@@ -79,6 +82,7 @@ INTENT_ORDER: tuple[str, ...] = (
     "affirm",
     "deny",
     "thanks",
+    "unsure",
 )
 
 
@@ -728,9 +732,19 @@ _THANKS = re.compile(
 
 
 def understand(
-    text: str, now: datetime, location: Location, *, known_patient: bool = False
+    text: str,
+    now: datetime,
+    location: Location,
+    *,
+    known_patient: bool = False,
+    asked: Asked | None = None,
 ) -> Understanding:
-    """Read one patient message; ``now`` (aware) anchors every relative date."""
+    """Read one patient message; ``now`` (aware) anchors every relative date.
+
+    ``asked`` is the question the bot asked last: a short answer ("yes", "no", "new",
+    "been before", "whenever", "not sure", "👍") means what it means as an answer to that
+    question (see :func:`_in_context`).
+    """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
     folded = _fold(text)
@@ -760,15 +774,68 @@ def understand(
         intents.add("choice")
     # a bare "not sure"/"idk" is about timing only when nothing else was said
     unclear_only = not treatments and "?" not in plain and intents <= {"affirm", "deny"}
-    return Understanding(
+    understood = Understanding(
         intents=tuple(i for i in INTENT_ORDER if i in intents),
         treatments=treatments,
         times=extract_times(folded, now, location),
-        timing=vague_timing(plain, allow_weak=unclear_only),
+        timing=vague_timing(plain, allow_weak=unclear_only and asked in (None, "time")),
         patient="returning" if known_patient else _patient(plain),
         choice=choice,
         language=language,
     )
+    return understood if asked is None else _in_context(understood, asked, bare, plain)
+
+
+# Short answers to "Have you visited us before, or is this your first time?".
+_NEW_ANSWER = re.compile(
+    r"^(im |i am |this is )?(new|new here|new patient|new client|first|first time|first visit|"
+    r"my first time|its my first time|brand new|nueva|nuevo|soy nueva|soy nuevo|"
+    r"primera|primera vez|es mi primera vez|la primera)( (here|time|one))?$"
+)
+_RETURNING_ANSWER = re.compile(
+    r"^(yes |yeah |yep |si )?(returning|returning patient|existing|existing patient|regular|"
+    r"been before|ive been before|i have been before|been there|been here|many times|"
+    r"a few times|several times|a couple times|once|once before|before|already|"
+    r"ya|ya he ido|ya fui|ya he estado|si ya|si he ido|varias veces|antes)( before)?$"
+)
+_UNSURE_ANSWER = re.compile(
+    r"^(im |i am )?(not sure|unsure|idk|i dont know|dont know|no idea|no se|not certain|"
+    r"undecided|no estoy segur[oa]|tal vez|maybe)( yet)?$"
+)
+_CONFIRM_ANSWER = re.compile(
+    r"^(ok+|okay|k|yes+|yeah|yep|yup|sure|si|confirm|confirmed|confirmo|confirmado|"
+    r"see you (then|there|soon)|will be there|ill be there|i will be there|nos vemos|"
+    r"alli estare|ahi estare|perfect|great|sounds good)( (thanks|thank you|thx|gracias))?$"
+)
+
+
+def _in_context(u: Understanding, asked: Asked, bare: str, plain: str) -> Understanding:
+    """What a short reply means as an answer to the question the bot asked last."""
+    intents = set(u.intents)
+    affirm = "affirm" in intents and "deny" not in intents
+    deny = "deny" in intents and "affirm" not in intents
+    said_little = not (u.treatments or u.times or u.timing or u.patient)
+    if asked == "patient" and u.patient is None:
+        if _NEW_ANSWER.match(bare):
+            return replace(u, patient="new")
+        if _RETURNING_ANSWER.match(bare):
+            return replace(u, patient="returning")
+        if said_little and affirm:  # "yes" (I have visited before)
+            return replace(u, patient="returning")
+        if said_little and deny and bare.split()[0] in ("no", "nope", "nah", "nop", "never"):
+            return replace(u, patient="new")  # "no" (not before)
+    if asked in ("treatment", "patient") and said_little and _UNSURE_ANSWER.match(bare):
+        intents.add("unsure")
+    if asked == "time" and said_little and _UNSURE_ANSWER.match(bare):
+        return replace(u, timing="unsure")
+    if (
+        asked == "confirm"
+        and not u.times
+        and "cancel" not in intents
+        and _CONFIRM_ANSWER.match(bare)
+    ):
+        intents.add("affirm")
+    return replace(u, intents=tuple(i for i in INTENT_ORDER if i in intents))
 
 
 # "None of those work": the offered times are turned down (the machine offers others).
@@ -789,7 +856,9 @@ def _carrier_keyword(bare: str) -> str | None:
         or (bare and all(w in STOP_WORDS for w in bare.split()))
     ):
         return "stop"
-    if bare in START_WORDS:
+    # "yes" re-subscribes only a patient who opted out: the messaging layer, which knows,
+    # decides; to the conversation it is an answer.
+    if bare in START_WORDS and bare != "yes":
         return "start"
     if bare in HELP_WORDS or bare in _EXTRA_HELP_WORDS:
         return "help"

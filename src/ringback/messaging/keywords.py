@@ -28,6 +28,12 @@ def keyword(body: str) -> Keyword | None:
     return None
 
 
+def is_answer(body: str) -> bool:
+    """ "Yes" is an opt-in keyword only for someone who opted out: to anyone else it is an
+    answer to the conversation (START and UNSTOP are never answers)."""
+    return _TRIM.sub("", body).lower() == "yes"
+
+
 def from_opt_out_type(value: str | None) -> Keyword | None:
     """Twilio's Advanced Opt-Out adds ``OptOutType`` (STOP, START, HELP) to the webhook."""
     if not value:

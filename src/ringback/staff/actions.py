@@ -160,8 +160,11 @@ def reply(deps: Deps, conversation_id: int, user: Viewer, body: str, nonce: str)
         return message
 
 
-def hand_back(deps: Deps, conversation_id: int, user: Viewer) -> None:
-    """Give the conversation back to the bot, which carries on from what it captured."""
+def hand_back(
+    deps: Deps, conversation_id: int, user: Viewer, *, already_answered: bool = False
+) -> None:
+    """Give the conversation back to the bot, which carries on from what it captured and
+    answers the patient's last text unless staff say they already answered it."""
     with transaction(deps.sessions) as session:
         conversation = _visible(session, user, conversation_id)
         if not conversation.is_open:
@@ -171,7 +174,7 @@ def hand_back(deps: Deps, conversation_id: int, user: Viewer) -> None:
                 "conversation",
                 "urgent conversations stay with staff; mark it booked or lost once resolved",
             )
-    if not conversation_service.hand_back(deps, conversation_id):
+    if not conversation_service.hand_back(deps, conversation_id, already_answered=already_answered):
         raise WrongState("conversation", "closed in the meantime")
     log_event(log, "staff.handed_back", conversation_id=conversation_id, user_id=user.user_id)
 

@@ -386,14 +386,20 @@ def post_reply(
 
 
 @router.post("/conversations/{conversation_id}/hand-back")
-def post_hand_back(request: Request, conversation_id: int, user: Poster) -> Response:
+def post_hand_back(
+    request: Request,
+    conversation_id: int,
+    user: Poster,
+    already_answered: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
     deps = deps_of(request)
+    answered = already_answered == "yes"
     return _act(
         request,
         user,
         conversation_id,
         "hand-back",
-        lambda: actions.hand_back(deps, conversation_id, user),
+        lambda: actions.hand_back(deps, conversation_id, user, already_answered=answered),
     )
 
 
