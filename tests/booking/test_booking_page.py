@@ -439,3 +439,32 @@ def test_a_link_used_after_the_thread_closed_still_confirms_and_counts_as_booked
     closed = service.scalar(select(Conversation).where(Conversation.id == conversation.id))
     assert (closed.status, closed.close_reason, closed.booked_by) == ("booked", "booked", "page")
     assert closed.treatment == "Filler"
+
+
+def test_the_link_opens_at_the_day_and_part_of_day_the_patient_asked_for(
+    make_service: Callable[..., Service],
+) -> None:
+    service = make_service(edit=scheduling())
+    caller = caller_number(371)
+    miss(service, caller)
+    next_text(service, caller, 1)
+    conversation = conversation_of(service, caller)
+    location = service.locations.get("glow-downtown")
+    assert location is not None
+    # "Friday afternoon": Fri Nov 27 2026, 12:00-17:00 in Los Angeles.
+    wish = (("2026-11-27T12:00:00-08:00", "2026-11-27T17:00:00-08:00"),)
+    url = booking_page_url(service.runtime.deps, location, conversation.id, "Botox", wish)
+    assert "day=2026-11-27" in url
+    assert "part=afternoon" in url
+    assert url.endswith("#asked")
+    page = get(service, url.split("#")[0])
+    assert page.status_code == 200
+    days = re.findall(r"<h2>([^<]+)</h2>", page.text)
+    assert days[0] == "Fri Nov 27"
+    asked = re.search(r'id="asked">.*?<button type="submit">([^<]+)<', page.text, re.S)
+    assert asked is not None
+    assert asked.group(1).strip() == "12:00pm"  # the first afternoon time, not 9:00am
+    bad = get(service, url.split("#")[0].replace("part=afternoon", "part=teatime"))
+    assert bad.status_code == 400
+    assert "part: expected morning, afternoon, evening" in text_of(bad)
+    assert appointments(service) == []

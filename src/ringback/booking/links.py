@@ -51,3 +51,11 @@ def feed_token(secret: bytes, location_id: str, key: str) -> str:
 
 def check_feed_token(secret: bytes, location_id: str, key: str, token: str) -> bool:
     return hmac.compare_digest(feed_token(secret, location_id, key), token)
+
+
+PARTS_OF_DAY = ("morning", "afternoon", "evening")
+
+
+def part_of_day(local: datetime) -> str:
+    """``morning`` before noon, ``afternoon`` until five, then ``evening`` (local time)."""
+    return PARTS_OF_DAY[0 if local.hour < 12 else 1 if local.hour < 17 else 2]

@@ -198,7 +198,12 @@ class Link:
 
 @router.get("/{token}", response_class=HTMLResponse)
 def booking_page(
-    request: Request, token: str, service: str = "", day: str = "", provider: str = ""
+    request: Request,
+    token: str,
+    service: str = "",
+    day: str = "",
+    provider: str = "",
+    part: str = "",
 ) -> Response:
     """The free times for a treatment, by day; each time is a button that holds it."""
     deps = deps_of(request)
@@ -214,7 +219,7 @@ def booking_page(
             booked = booking.conversation_booking(session, link.conversation.id)
             if booked is not None:
                 return _appointment_page(link, booked, "already")
-            return _times_page(session, deps, link, service, day, provider)
+            return _times_page(session, deps, link, service, day, provider, part=part)
     except PageProblem as problem:
         return _problem_page(problem)
 
@@ -525,8 +530,11 @@ def _times_page(
     *,
     notice: str | None = None,
     status: int = 200,
+    part: str = "",
 ) -> HTMLResponse:
     location, t = link.location, link.text
+    if part and part not in links.PARTS_OF_DAY:
+        raise link.bad_field(f"part: expected {', '.join(links.PARTS_OF_DAY)}, got {part[:20]!r}")
     bookable = _bookable(location)
     if not bookable:
         raise link.problem(404, "closed_title", t["closed_text"].format(phone=link.phone))
@@ -556,12 +564,20 @@ def _times_page(
             session, location, service, current, now, provider_id=provider.id if provider else None
         )
         if slots:
-            days.append(
-                {
-                    "label": _day_label(current, location, t["lang"]),
-                    "slots": _slot_rows(slots, link),
-                }
-            )
+            rows = _slot_rows(slots, link)
+            if part and current == first:
+                # The patient asked for this part of this day: the page opens there.
+                asked = next(
+                    (
+                        r
+                        for s, r in zip(slots, rows, strict=True)
+                        if links.part_of_day(s.start.astimezone(location.zone)) == part
+                    ),
+                    None,
+                )
+                if asked is not None:
+                    asked["asked"] = "yes"
+            days.append({"label": _day_label(current, location, t["lang"]), "slots": rows})
         current += timedelta(days=1)
     base_query = {"service": service.name, **({"provider": provider.id} if provider else {})}
     later = (

@@ -11,7 +11,7 @@ from ringback.conversation.machine import Language
 TEMPLATES: dict[Language, dict[str, str]] = {
     "en": {
         "ask_treatment": "{location}: Happy to help! Which treatment are you interested in?",
-        "ask_time": "{location}: {price}Great, {treatment} it is! What day and time work best?",
+        "ask_time": "{location}: {price}Great{name}, {treatment} it is! What day and time work best?",
         "ask_patient": "{location}: {price}Got it! Have you visited us before, or is this your first time?",
         "booking_link": "{location}: {price}Perfect! Book your {treatment} here: {booking_link}",
         "handoff_person": "{location}: Of course! Someone from our team will reach out shortly.",
@@ -47,14 +47,14 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{treatment} here: {booking_link}"
         ),
         "booked": (
-            "{location}: You're booked! {treatment} on {when} with {provider}. {address}{prep}"
+            "{location}: You're booked{name}! {treatment} on {when} with {provider}. {address}{prep}"
             "Reply C to confirm, R to reschedule or X to cancel."
         ),
         "rescheduled": (
             "{location}: Done! You're now booked for {treatment} on {when} with {provider}. "
             "{address}"
         ),
-        "appointment_confirmed": "{location}: Thank you, you're confirmed for {when}. See you then!",
+        "appointment_confirmed": "{location}: Thank you{name}, you're confirmed for {when}. See you then!",
         "appointment_cancelled": (
             "{location}: Your appointment on {when} is cancelled. Text us any time to book again."
         ),
@@ -69,7 +69,7 @@ TEMPLATES: dict[Language, dict[str, str]] = {
         "handoff_choose": "{location}: No problem! Someone from our team will text you shortly to help you choose.",
         "ack_link": "{location}: Anytime! Book your {treatment} whenever you're ready: {booking_link}",
         "ack_offers": "{location}: You're welcome! Just reply {choices} to book one of those times.",
-        "ack_appointment": "{location}: You're welcome! See you {when}.",
+        "ack_appointment": "{location}: You're welcome{name}! See you {when}.",
         "confirm_cancel": (
             "{location}: Cancel your {treatment} on {when}? Reply X again to cancel, "
             "or R to pick another time."
@@ -82,7 +82,7 @@ TEMPLATES: dict[Language, dict[str, str]] = {
     },
     "es": {
         "ask_treatment": "{location}: ¡Con gusto! ¿Qué tratamiento le interesa?",
-        "ask_time": "{location}: {price}¡Perfecto, {treatment}! ¿Qué día y hora le quedan mejor?",
+        "ask_time": "{location}: {price}¡Perfecto{name}, {treatment}! ¿Qué día y hora le quedan mejor?",
         "ask_patient": "{location}: {price}¡Listo! ¿Ya nos ha visitado o es su primera vez?",
         "booking_link": "{location}: {price}¡Perfecto! Reserve su {treatment} aquí: {booking_link}",
         "handoff_person": "{location}: ¡Claro! Alguien de nuestro equipo le contactará pronto.",
@@ -118,14 +118,14 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{treatment} aquí: {booking_link}"
         ),
         "booked": (
-            "{location}: ¡Listo! {treatment} el {when} con {provider}. {address}{prep}"
+            "{location}: ¡Listo{name}! {treatment} el {when} con {provider}. {address}{prep}"
             "Responda C para confirmar, R para cambiar o X para cancelar."
         ),
         "rescheduled": (
             "{location}: ¡Hecho! Su nueva cita de {treatment} es el {when} con {provider}. "
             "{address}"
         ),
-        "appointment_confirmed": "{location}: ¡Gracias! Su cita del {when} está confirmada.",
+        "appointment_confirmed": "{location}: ¡Gracias{name}! Su cita del {when} está confirmada.",
         "appointment_cancelled": (
             "{location}: Su cita del {when} está cancelada. Escríbanos cuando quiera reservar."
         ),
@@ -140,7 +140,7 @@ TEMPLATES: dict[Language, dict[str, str]] = {
         "handoff_choose": "{location}: ¡Sin problema! Alguien de nuestro equipo le escribirá pronto para ayudarle a elegir.",
         "ack_link": "{location}: ¡Con gusto! Reserve su {treatment} cuando quiera: {booking_link}",
         "ack_offers": "{location}: ¡De nada! Responda {choices} para reservar uno de esos horarios.",
-        "ack_appointment": "{location}: ¡De nada! Nos vemos el {when}.",
+        "ack_appointment": "{location}: ¡De nada{name}! Nos vemos el {when}.",
         "confirm_cancel": (
             "{location}: ¿Cancelar su cita de {treatment} el {when}? Responda X otra vez "
             "para cancelar, o R para elegir otro horario."
@@ -157,7 +157,8 @@ STAFF_ALERT = "Ringback: {what} from a patient (...{last4}) at {location}. Open:
 
 
 def render(template: str, language: Language, values: dict[str, str]) -> str:
-    """Fill ``template`` in ``language`` (English when a language lacks it)."""
+    """Fill ``template`` in ``language`` (English when a language lacks it). ``name`` is the
+    patient's first name when staff or an import gave one (", Maria"), else nothing."""
     text = TEMPLATES.get(language, {}).get(template) or TEMPLATES["en"][template]
     price = values.get("price", "")
     filled = dict(values, price=f"{price} " if price else "")

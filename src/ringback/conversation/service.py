@@ -343,21 +343,39 @@ def _apply(
 
 
 def _booking_link(
-    deps: Deps, location: Location, conversation: Conversation, treatment: str
+    deps: Deps,
+    location: Location,
+    conversation: Conversation,
+    treatment: str,
+    wish: tuple[tuple[str, str], ...] = (),
 ) -> str:
-    """The outside booking system's URL, or Ringback's own signed page for this thread."""
+    """The outside booking system's URL, or Ringback's own signed page for this thread,
+    opening at the day and part of the day the patient asked for."""
     if location.booking_url:
         base = location.booking_url
         separator = "&" if "?" in base else "?"
         return f"{base}{separator}{urlencode({'service': treatment})}"
-    return booking_page_url(deps, location, conversation.id, treatment)
+    return booking_page_url(deps, location, conversation.id, treatment, wish)
 
 
-def booking_page_url(deps: Deps, location: Location, conversation_id: int, treatment: str) -> str:
+def booking_page_url(
+    deps: Deps,
+    location: Location,
+    conversation_id: int,
+    treatment: str,
+    wish: tuple[tuple[str, str], ...] = (),
+) -> str:
     valid = timedelta(days=location.booking.link_days)
-    token = links.booking_token(deps.link_secret, conversation_id, deps.clock(), valid)
-    query = f"?{urlencode({'service': treatment})}" if treatment else ""
-    return f"{deps.public_url}/book/{token}{query}"
+    now = deps.clock()
+    token = links.booking_token(deps.link_secret, conversation_id, now, valid)
+    query: dict[str, str] = {"service": treatment} if treatment else {}
+    if wish:
+        start = datetime.fromisoformat(wish[0][0]).astimezone(location.zone)
+        if start.date() >= now.astimezone(location.zone).date():
+            query["day"] = start.date().isoformat()
+            query["part"] = links.part_of_day(start)
+    url = f"{deps.public_url}/book/{token}" + (f"?{urlencode(query)}" if query else "")
+    return url + ("#asked" if "part" in query else "")
 
 
 def _carry_out(
@@ -375,14 +393,16 @@ def _carry_out(
     key = f"conv:{conversation.id}:{state.seq}:{index}"
     if isinstance(command, Reply):
         values = dict(command.values)
+        first_name = (patient.first_name or "").strip()
         values.update(
             location=location.name,
             phone=location.phone_number,
             examples=", ".join(s.name for s in location.services[:3]),
+            name=f", {first_name}" if first_name else "",
         )
         if "treatment" in values and (location.booking_url or location.schedules):
             values["booking_link"] = _booking_link(
-                deps, location, conversation, values["treatment"]
+                deps, location, conversation, values["treatment"], state.times
             )
         if command.template in ("booked", "rescheduled"):
             service = location.service_named(values.get("treatment", ""))
@@ -390,7 +410,7 @@ def _carry_out(
             values["prep"] = f"{service.prep_note} " if service and service.prep_note else ""
         if command.template in ("offer_more", "offer_slots") and "booking_link" not in values:
             values["booking_link"] = _booking_link(
-                deps, location, conversation, state.treatment or ""
+                deps, location, conversation, state.treatment or "", state.times
             )
         queue_sms(
             session,
