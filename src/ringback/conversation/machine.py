@@ -122,6 +122,8 @@ class State:
     # A clarifying question's numbered choices (service names, new/returning, asap), so
     # "2" answers it; empty when the last question offered none.
     clarify: tuple[str, ...] = ()
+    # The question last asked again as choices: a third time it goes to a person.
+    clarified: Question | None = None
     seq: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -522,7 +524,7 @@ class Machine:
             declined=(),
             rescheduling=False,
             cancel_pending=False,
-            last_question="confirm" if booked and keep_appointment else None,
+            last_question="confirm" if booked and keep_appointment else state.last_question,
         )
         if not keep_appointment:
             step.update(appointment_id=None, appointment_when=None, appointment_service=None)
@@ -646,8 +648,11 @@ class Machine:
         elif state.patient is None:
             missing = "patient"
         if missing is not None and state.questions < MAX_QUESTIONS:
-            if missing == state.last_question and state.misses > 0:
-                # Never the same question twice in a row: offer choices instead.
+            if missing == state.last_question:
+                # Never the same question twice in a row: offer choices instead, once.
+                if state.clarified == missing:
+                    self._hand_off(step, f"{missing}_not_understood", "handoff_generic")
+                    return
                 self._clarify(step, now, missing, price_line=price_line)
                 return
             values = {"treatment": state.treatment or "", "price": price_line}
@@ -695,7 +700,11 @@ class Machine:
             price=price_line,
         )
         step.update(
-            questions=state.questions + 1, last_question=question, clarify=clarify, misses=1
+            questions=state.questions + 1,
+            last_question=question,
+            clarify=clarify,
+            clarified=question,
+            misses=1,
         )
         self._await_reply(step, now)
 
