@@ -402,6 +402,7 @@ class Machine:
             step.update(stage="closed", outcome="opted_out", close_at=None)
             return
         if "urgent" in u.intents:
+            self._capture(step, u)  # "swelling after filler": staff see which treatment
             step.commands += [AlertStaff("urgent", urgent=True), HandOff("urgent", urgent=True)]
             step.reply("urgent")
             step.update(stage="urgent", outcome="urgent", close_at=None)

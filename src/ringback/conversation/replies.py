@@ -66,6 +66,11 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{location}: Your appointment on {when} is cancelled. Text us any time to book again."
         ),
         "ask_reschedule_time": "{location}: No problem! What day and time would work better?",
+        # "urgent" with no number to call: after hours, and no on-call line configured.
+        "urgent_callback": (
+            "{location}: If this is an emergency, call 911 now. We've alerted our team and "
+            "a nurse will call you back as soon as possible."
+        ),
     },
     "es": {
         "ask_treatment": "{location}: ¡Con gusto! ¿Qué tratamiento le interesa?",
@@ -122,10 +127,14 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{location}: Su cita del {when} está cancelada. Escríbanos cuando quiera reservar."
         ),
         "ask_reschedule_time": "{location}: ¡Claro! ¿Qué día y hora le quedan mejor?",
+        "urgent_callback": (
+            "{location}: Si es una emergencia, llame al 911 ahora. Ya avisamos a nuestro "
+            "equipo y una enfermera le llamará lo antes posible."
+        ),
     },
 }
 
-STAFF_ALERT = "Ringback: {what} from a patient (...{last4}) at {location}. Open: {link}"
+STAFF_ALERT = "Ringback: {what} from {phone} at {location}. Call back or open: {link}"
 
 
 def render(template: str, language: Language, values: dict[str, str]) -> str:
