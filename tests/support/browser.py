@@ -15,7 +15,7 @@ from tests.browser.conftest import Phone
 from tests.conftest import Service
 from tests.staff.conftest import PASSWORD, add_user
 
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+AXE = Path(__file__).parents[1] / "browser" / "vendor" / "axe.min.js"
 
 
 OWNER = "dana@glow.example"
