@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ringback.phones import display
-from tests.conftest import AFTER_HOURS, Service, settle
+from tests.conftest import AFTER_HOURS, Service, settle, wait_for
 from tests.staff.conftest import add_user, sign_in
 from tests.support.phone import miss, next_text, text_in, texts_to
 from tests.support.staff import act, conversation_of, reload, wait_status
@@ -64,6 +64,16 @@ def test_after_hours_urgent_text_to_resolved(make_service: Callable[..., Service
     assert "Urgent since" not in client.get("/staff?queue=urgent").text
     settle()
     assert len(texts_to(service, caller)) == 2  # resolving texts nobody
+    # The dashboard counts it apart from booked and lost.
+    figures = wait_for(
+        lambda: (
+            (html := client.get("/staff/dashboard").text)
+            and "<td>Called back, resolved</td><td>1</td>" in html
+            and html
+        ),
+        what="the resolved thread in the funnel",
+    )
+    assert "<td>Marked lost</td><td>0</td>" in figures
 
 
 def test_after_hours_without_an_on_call_line_the_safety_text_gives_no_spa_number(
