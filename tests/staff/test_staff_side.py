@@ -7,13 +7,15 @@ Every refused form says which field was wrong and saves nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from ringback.models import Conversation, Note, Patient
+from ringback.db import transaction
+from ringback.models import Appointment, Conversation, Note, Patient
 from tests.conftest import Service, wait_for
 from tests.staff.conftest import page_csrf
 from tests.support.cli import ringback
@@ -305,3 +307,32 @@ def test_first_time_is_new_on_the_conversation_and_the_patient_list_alike(
     assert "· Returning" not in listing
     count = service.scalar(select(func.count()).select_from(Conversation))
     assert count == 1
+
+
+def test_a_patient_known_by_an_appointment_is_returning_on_the_record_too(
+    service: Service, staff_client: StaffClient
+) -> None:
+    caller = caller_number(631)
+    visited = service.clock() - timedelta(days=60)
+    with transaction(service.runtime.deps.sessions) as session:
+        patient = Patient(location_id="glow-downtown", phone=caller)
+        session.add(patient)
+        session.flush()
+        session.add(
+            Appointment(
+                location_id="glow-downtown",
+                patient_id=patient.id,
+                service="Botox",
+                starts_at=visited,
+                ends_at=visited + timedelta(minutes=30),
+                source="staff",
+            )
+        )
+    miss(service, caller)
+    next_text(service, caller, 1)
+    conversation = conversation_of(service, caller)
+    assert conversation.state["patient"] == "returning"
+    assert patient_of(service, caller).status == "returning"
+    client = staff_client()
+    assert '<dd id="new-or-returning">Returning</dd>' in page(client, conversation.id).text
+    assert "· Returning" in client.get(f"/staff/patients?q={caller[-4:]}").text

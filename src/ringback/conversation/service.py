@@ -160,13 +160,21 @@ def urgent_reply(location: Location, now: datetime) -> tuple[str, str]:
 
 
 def is_known_patient(session: Session, patient: Patient) -> bool:
-    """Returning per the record, or with any appointment on file: never asked again."""
+    """Returning per the record, or with any appointment on file: never asked again.
+
+    New or returning is one fact, the record's: a patient known only by an appointment,
+    whose record did not say, is recorded as returning, so the conversation and the
+    patient list never disagree.
+    """
     if patient.status == "returning":
         return True
-    return (
+    known = (
         session.scalar(select(Appointment.id).where(Appointment.patient_id == patient.id).limit(1))
         is not None
     )
+    if known and patient.status is None:
+        patient.status = "returning"
+    return known
 
 
 def texted_back(
