@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ringback.phones import InvalidPhoneNumber, normalize_e164
+from ringback.phones import InvalidPhoneNumber, display, normalize_e164
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -359,6 +359,9 @@ class Location(BaseModel):
     booking_url: str | None = None
     address: str | None = None
     staff_alert_numbers: tuple[E164, ...] = ()
+    # The on-call line the urgent safety text gives; without it, the location's number
+    # only while the clinic is open (after hours the text promises a call back instead).
+    urgent_phone: E164 | None = None
     staff_alert_emails: tuple[EmailAddress, ...] = ()
     # The URL is the credential (anyone holding it can post), so it stays out of reprs.
     slack_webhook_url: str | None = Field(default=None, repr=False)
@@ -492,7 +495,8 @@ class Location(BaseModel):
         return start.astimezone(moment.tzinfo)
 
     def own_numbers(self) -> frozenset[str]:
-        return frozenset((self.phone_number, *self.front_desk, *self.staff_alert_numbers))
+        on_call = (self.urgent_phone,) if self.urgent_phone else ()
+        return frozenset((self.phone_number, *self.front_desk, *self.staff_alert_numbers, *on_call))
 
     def service_named(self, name: str) -> Service | None:
         for service in self.services:
@@ -502,7 +506,12 @@ class Location(BaseModel):
 
     def render(self, template: str, **values: str) -> str:
         return template.format_map(
-            {"location": self.name, "phone": self.phone_number, "appointment": "", **values}
+            {
+                "location": self.name,
+                "phone": display(self.phone_number),
+                "appointment": "",
+                **values,
+            }
         )
 
 

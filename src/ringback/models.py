@@ -500,6 +500,7 @@ FUNNEL_DAILY_COUNTERS = (
     "wrong_number",
     "no_reply",
     "lost",
+    "resolved",  # staff called back and closed it: neither booked nor lost
 )
 FUNNEL_VARIANT_COUNTERS = ("texted", "replied", "qualified", "booked")
 

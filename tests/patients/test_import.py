@@ -129,7 +129,9 @@ def test_import_does_not_touch_consent_and_stays_at_its_location(
     assert (report.created, report.updated) == (1, 1)
     people = {(p.location_id, p.phone): p for p in all_patients(sessions)}
     ana = people[("glow-downtown", "+12135550131")]
-    assert (ana.first_name, ana.status, ana.opt_out_source) == ("Ana", "returning", "keyword")
+    # A file without a status column does not overwrite what is known ("new", told to
+    # the bot): new or returning is one fact the conversations share.
+    assert (ana.first_name, ana.status, ana.opt_out_source) == ("Ana", "new", "keyword")
     assert ana.opted_out_at is not None
     assert people[("glow-westside", "+12135550132")].first_name is None
     assert people[("glow-downtown", "+12135550132")].first_name == "Ben"

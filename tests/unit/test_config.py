@@ -62,6 +62,7 @@ def test_minimal_location_gets_defaults(tmp_path: Path) -> None:
         ("    hours: {mon: '9-5'}\n", "hours: mon: expected 'HH:MM-HH:MM'"),
         ("    hours: {funday: closed}\n", "hours: unknown day 'funday'"),
         ("    front_desk: ['555']\n", "front_desk[0]: expected a phone number in E.164 form"),
+        ("    urgent_phone: '555'\n", "urgent_phone: expected a phone number in E.164 form"),
         ("    booking_url: glow.example\n", "booking_url: expected an http(s) URL"),
         ("    messages: {textback: 'Hi {name}'}\n", "unknown placeholder {name}"),
         ("    services: [{name: Botox, minutes: ten}]\n", "services[0](Botox).minutes"),

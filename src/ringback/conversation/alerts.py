@@ -11,7 +11,8 @@ up the conversation.
 What goes where: the SMS alert stays minimal (it is sent in ``conversation.service``);
 the chat post adds what the bot captured (treatment, time, new or returning); the email,
 which goes to the clinic's own addresses, also carries the whole thread. Every channel
-shows the patient's number masked to its last four digits and links to the thread.
+shows the patient's full number, written the way people dial it (staff are authorised to
+see it, and the nurse calls back from the alert), and links to the thread.
 
 The adapters (:class:`ringback.integrations.email.SmtpEmailer`,
 :class:`ringback.integrations.chat.HttpChatWebhook`) satisfy the Protocols in
@@ -35,6 +36,7 @@ from ringback.db import after_commit, transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.models import Conversation, Message, Patient
+from ringback.phones import display
 from ringback.readable import clock, day
 
 log = logging.getLogger(__name__)
@@ -104,16 +106,12 @@ class AlertFacts:
     zone: str
     urgent: bool
     reason: str
-    last4: str
+    phone: str  # the patient's number as people write it: (310) 555-0142
     treatment: str | None
     time_preference: str | None
     patient_status: str | None
     link: str
     thread: tuple[ThreadLine, ...] = ()
-
-    @property
-    def masked(self) -> str:
-        return f"(...{self.last4})"
 
     @property
     def why(self) -> str:
@@ -136,8 +134,8 @@ def describe_time_preference(state: State, zone: ZoneInfo) -> str | None:
 
 def headline(facts: AlertFacts) -> str:
     if facts.urgent:
-        return f"URGENT: message from a patient {facts.masked} at {facts.location}"
-    return f"Handoff ({facts.why}): a patient {facts.masked} at {facts.location} needs a person"
+        return f"URGENT: message from a patient {facts.phone} at {facts.location}"
+    return f"Handoff ({facts.why}): a patient {facts.phone} at {facts.location} needs a person"
 
 
 def _captured(facts: AlertFacts) -> list[str]:
@@ -156,7 +154,7 @@ def email_subject(facts: AlertFacts) -> str:
 def email_body(facts: AlertFacts) -> str:
     if facts.urgent:
         lead = (
-            f"A patient {facts.masked} texted {facts.location} about something that may be "
+            f"A patient {facts.phone} texted {facts.location} about something that may be "
             "urgent. Ringback answered with the safety wording and stopped; please call "
             "them back now."
         )
@@ -216,13 +214,13 @@ def gather_facts(
         if location is None or patient is None:
             return None
         state = State.from_json(conversation.state)
-        status = state.patient or patient.status or ("returning" if state.known_patient else None)
+        status = patient.status or state.patient or ("returning" if state.known_patient else None)
         facts = AlertFacts(
             location=location.name,
             zone=location.timezone,
             urgent=urgent,
             reason=reason,
-            last4=patient.phone[-4:],
+            phone=display(patient.phone),
             treatment=conversation.treatment or state.treatment,
             time_preference=describe_time_preference(state, location.zone),
             patient_status=status,

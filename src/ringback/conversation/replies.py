@@ -79,6 +79,11 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{location}: About your visit on {when}: reply C to confirm, R to reschedule or "
             "X to cancel. For anything else, our team will help."
         ),
+        # "urgent" with no number to call: after hours, and no on-call line configured.
+        "urgent_callback": (
+            "{location}: If this is an emergency, call 911 now. We've alerted our team and "
+            "a nurse will call you back as soon as possible."
+        ),
     },
     "es": {
         "ask_treatment": "{location}: ¡Con gusto! ¿Qué tratamiento le interesa?",
@@ -150,10 +155,14 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{location}: Sobre su cita del {when}: responda C para confirmar, R para cambiar "
             "o X para cancelar. Para otra cosa, nuestro equipo le ayudará."
         ),
+        "urgent_callback": (
+            "{location}: Si es una emergencia, llame al 911 ahora. Ya avisamos a nuestro "
+            "equipo y una enfermera le llamará lo antes posible."
+        ),
     },
 }
 
-STAFF_ALERT = "Ringback: {what} from a patient (...{last4}) at {location}. Open: {link}"
+STAFF_ALERT = "Ringback: {what} from {phone} at {location}. Call back or open: {link}"
 
 
 def render(template: str, language: Language, values: dict[str, str]) -> str:

@@ -64,7 +64,7 @@ from ringback.messaging.outbox import queue_sms
 from ringback.models import Appointment, Conversation, ConversationDecision, Message, Patient
 from ringback.outbound_webhooks import service as webhooks
 from ringback.patients import service as patients
-from ringback.phones import redact
+from ringback.phones import display, redact
 from ringback.readable import slot_label, when
 
 log = logging.getLogger(__name__)
@@ -155,14 +155,36 @@ def close(conversation: Conversation, at: datetime, reason: str) -> None:
     funnel.conversation_changed(conversation)
 
 
+def urgent_reply(location: Location, now: datetime) -> tuple[str, str]:
+    """The safety text's template and the number it gives, written the way people write it.
+
+    The on-call ``urgent_phone`` when the location has one; the location's own number only
+    while the clinic is open (after hours nobody answers it: that may be why the patient
+    is texting); otherwise no number at all, just 911 and the promise of a call back.
+    """
+    if location.urgent_phone:
+        return "urgent", display(location.urgent_phone)
+    if location.is_open(now):
+        return "urgent", display(location.phone_number)
+    return "urgent_callback", ""
+
+
 def is_known_patient(session: Session, patient: Patient) -> bool:
-    """Returning per the record, or with any appointment on file: never asked again."""
+    """Returning per the record, or with any appointment on file: never asked again.
+
+    New or returning is one fact, the record's: a patient known only by an appointment,
+    whose record did not say, is recorded as returning, so the conversation and the
+    patient list never disagree.
+    """
     if patient.status == "returning":
         return True
-    return (
+    known = (
         session.scalar(select(Appointment.id).where(Appointment.patient_id == patient.id).limit(1))
         is not None
     )
+    if known and patient.status is None:
+        patient.status = "returning"
+    return known
 
 
 def texted_back(
@@ -396,10 +418,13 @@ def _carry_out(
         first_name = (patient.first_name or "").strip()
         values.update(
             location=location.name,
-            phone=location.phone_number,
+            phone=display(location.phone_number),
             examples=", ".join(s.name for s in location.services[:3]),
             name=f", {first_name}" if first_name else "",
         )
+        template = command.template
+        if template == "urgent":
+            template, values["phone"] = urgent_reply(location, now)
         if "treatment" in values and (location.booking_url or location.schedules):
             values["booking_link"] = _booking_link(
                 deps, location, conversation, values["treatment"], state.times
@@ -418,7 +443,7 @@ def _carry_out(
             location_id=location.id,
             patient=patient,
             from_number=location.phone_number,
-            body=replies.render(command.template, command.language, values),
+            body=replies.render(template, command.language, values),
             kind=command.kind,
             idempotency_key=key,
             conversation_id=conversation.id,
@@ -445,9 +470,10 @@ def _carry_out(
         what = (
             "URGENT message" if command.urgent else f"Handoff ({command.reason.replace('_', ' ')})"
         )
+        # Staff are authorised to see the number, and the nurse calls back from this text.
         body = replies.STAFF_ALERT.format(
             what=what,
-            last4=patient.phone[-4:],
+            phone=display(patient.phone),
             location=location.name,
             link=f"{deps.public_url}/staff/conversations/{conversation.id}",
         )

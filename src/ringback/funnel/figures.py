@@ -233,6 +233,7 @@ class Funnel:
     no_reply: int
     lost: int
     rates: dict[str, float | None]
+    resolved: int = 0  # urgent or handed-off threads staff called back and closed
 
 
 def funnel_from(counters: dict[str, int], revenue_cents: int, unpriced: int) -> Funnel:
@@ -279,6 +280,7 @@ def funnel_from(counters: dict[str, int], revenue_cents: int, unpriced: int) -> 
         no_reply=c.get("no_reply", 0),
         lost=c.get("lost", 0),
         rates=rates,
+        resolved=c.get("resolved", 0),
     )
 
 

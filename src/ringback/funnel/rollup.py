@@ -165,6 +165,7 @@ def add_call(
     bump("wrong_number", facts.close_reason == "wrong_number")
     bump("no_reply", facts.close_reason == "no_reply")
     bump("lost", facts.close_reason == "lost")
+    bump("resolved", facts.close_reason == "resolved")
     if facts.textback_sent_at is not None:
         trigger = facts.textback_trigger_at or facts.missed_at
         rollup.latencies["textback"].append(queries.latency_ms(trigger, facts.textback_sent_at))

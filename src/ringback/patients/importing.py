@@ -426,7 +426,7 @@ class _PatientFields:
     first_name: str | None
     last_name: str | None
     external_id: str | None
-    status: str
+    status: str  # new | returning | "" (the file does not say)
 
 
 @dataclass(frozen=True)
@@ -554,9 +554,10 @@ class _Importer:
             raise _BadField("phone", "not a valid phone number", raw) from None
 
     def patient_status(self, row: Mapping[str, str]) -> str:
+        """ "new" or "returning" as the file states it; "" when it does not say."""
         raw = self.text(row, "status") if self.report.kind == "patients" else None
         if raw is None:
-            return "returning"
+            return ""
         word = _word(raw)
         if word in _NEW_WORDS:
             return "new"
@@ -723,8 +724,12 @@ class _Importer:
             self.session, self.location.id, fields.phone, self.now
         )
         changed = False
+        # New or returning is one fact shared with the conversations: a file that does not
+        # say (an appointments export, a list without the column) only fills it in when it
+        # is unknown, never overwrites what the patient told the bot ("first time").
+        stated = fields.status or (None if patient.status else "returning")
         for name in ("first_name", "last_name", "external_id", "status"):
-            value = getattr(fields, name)
+            value = stated if name == "status" else getattr(fields, name)
             if value is not None and getattr(patient, name) != value:
                 setattr(patient, name, value)
                 changed = True

@@ -20,9 +20,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from ringback.config import Location
 from ringback.db import transaction
 from ringback.logs import log_event
+from ringback.models import Patient
 from ringback.patients import api as records_api
 from ringback.patients import erasure, export
 from ringback.patients import record as records
+from ringback.patients import service as patients
 from ringback.patients.service import KEPT_OPT_OUT
 from ringback.staff import inbox
 from ringback.staff.actions import NOT_TEXTABLE_WHY
@@ -36,6 +38,8 @@ Viewer = Annotated[SignedIn, Depends(staff_user)]
 Poster = Annotated[SignedIn, Depends(csrf_protected)]
 
 CONFIRM_WORD = "DELETE"
+DONE = {"name": "Name saved."}
+NAME_LABELS = {"first_name": "First name", "last_name": "Last name", "name": "Name"}
 OPT_OUT_SOURCES = {
     "keyword": "replied STOP",
     "carrier": "their carrier reported an opt-out",
@@ -133,6 +137,9 @@ def _patient_page(
     *,
     status: int = 200,
     error: str | None = None,
+    name_error: patients.InvalidName | None = None,
+    name_form: dict[str, str] | None = None,
+    done: str | None = None,
 ) -> Response:
     deps = deps_of(request)
     with transaction(deps.sessions) as session:
@@ -157,13 +164,62 @@ def _patient_page(
             can_delete=user.role == "owner",
             confirm_word=CONFIRM_WORD,
             error=error,
+            name_error=name_error,
+            name_error_text=f"{NAME_LABELS[name_error.field]}: {name_error.problem}"
+            if name_error
+            else "",
+            name_form=name_form
+            or {
+                "first_name": record.patient.first_name or "",
+                "last_name": record.patient.last_name or "",
+            },
+            done=DONE.get(done or ""),
         ),
     )
 
 
 @pages.get("/patients/{patient_id}", response_class=HTMLResponse)
-def patient_page(request: Request, patient_id: int, user: Viewer) -> Response:
-    return _patient_page(request, user, patient_id)
+def patient_page(request: Request, patient_id: int, user: Viewer, done: str = "") -> Response:
+    return _patient_page(request, user, patient_id, done=done)
+
+
+@pages.post("/patients/{patient_id}/name")
+def rename_patient(
+    request: Request,
+    patient_id: int,
+    user: Poster,
+    first_name: Annotated[str, Form()] = "",
+    last_name: Annotated[str, Form()] = "",
+) -> Response:
+    """Set the patient's first and last name; a bad value is shown, nothing is saved."""
+    deps = deps_of(request)
+    form = {"first_name": first_name, "last_name": last_name}
+    try:
+        with transaction(deps.sessions) as session:
+            patient = session.get(Patient, patient_id, with_for_update=True)
+            if patient is None or not user.can_see(patient.location_id):
+                found = False
+            else:
+                found = True
+                if patient.deleted_at is not None:
+                    raise patients.InvalidName("name", "this patient's data was deleted on request")
+                changed = patients.rename(patient, first_name, last_name, deps.clock())
+    except patients.InvalidName as error:
+        log_event(
+            log,
+            "records.rename_refused",
+            logging.INFO,
+            user_id=user.user_id,
+            patient_id=patient_id,
+            field=error.field,
+        )
+        return _patient_page(
+            request, user, patient_id, status=400, name_error=error, name_form=form
+        )
+    if not found:
+        return _not_found(request, user, f"patient: no patient {patient_id}")
+    log_event(log, "records.renamed", user_id=user.user_id, patient_id=patient_id, changed=changed)
+    return RedirectResponse(f"/staff/patients/{patient_id}?done=name", status_code=303)
 
 
 @pages.post("/patients/{patient_id}/delete")

@@ -7,6 +7,7 @@ every text everywhere for that location.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from datetime import datetime
 
 from sqlalchemy import select
@@ -107,3 +108,47 @@ def upcoming_appointment(
         .order_by(Appointment.starts_at)
         .limit(1)
     ).first()
+
+
+# --- names -------------------------------------------------------------------------------
+
+MAX_NAME = 80  # the column's width
+
+
+class InvalidName(ValueError):
+    """A name staff typed that cannot be kept; ``field`` is first_name or last_name."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def clean_name(field: str, raw: str) -> str | None:
+    """A name as typed, trimmed with inner runs of spaces made one; None when left empty.
+
+    Names go into texts the bot sends ("Hi Maria"), so control characters (a pasted tab,
+    a newline, a zero-width joiner's invisible cousins in category Cc/Cf) are refused.
+    """
+    text = " ".join(raw.split())
+    if not text:
+        return None
+    if len(text) > MAX_NAME:
+        raise InvalidName(field, f"at most {MAX_NAME} characters (got {len(text)})")
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in raw.strip()):
+        raise InvalidName(field, "contains a control character; type the name again")
+    return text
+
+
+def rename(patient: Patient, first_name: str, last_name: str, now: datetime) -> bool:
+    """Set the patient's first and last name (empty clears one); True when anything changed.
+
+    Both are checked before either is written, so a bad last name keeps the old first name.
+    """
+    first = clean_name("first_name", first_name)
+    last = clean_name("last_name", last_name)
+    if (patient.first_name, patient.last_name) == (first, last):
+        return False
+    patient.first_name, patient.last_name = first, last
+    patient.updated_at = now
+    return True

@@ -1,4 +1,5 @@
-"""What staff do to a conversation: reply, hand back, mark booked or lost, assign, note.
+"""What staff do to a conversation: reply, hand back, resolve, mark booked or lost, assign,
+note, and name the patient.
 
 Each action checks that the person may see the conversation's location (if not, the
 conversation is :class:`ConversationNotFound`, the same as one that does not exist),
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 MAX_REPLY = 1600  # Twilio's limit for one message body
 MAX_NOTE = 5000
 MAX_LOST_REASON = 200
+MAX_RESOLVE_NOTE = 1000
+RESOLVABLE = ("urgent", "needs_staff")
+RESOLVED_NOTE = "Called back, resolved."
 MAX_VALUE_CENTS = 10_000_000  # $100,000: anything above is a typo, not a booking
 # A reply form carries a random nonce, so a double-submitted form sends one text.
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -172,16 +176,61 @@ def hand_back(
         if conversation.status == "urgent":
             raise WrongState(
                 "conversation",
-                "urgent conversations stay with staff; mark it booked or lost once resolved",
+                "urgent conversations stay with staff; resolve it once you have called back, "
+                "or mark it booked or lost",
             )
     if not conversation_service.hand_back(deps, conversation_id, already_answered=already_answered):
         raise WrongState("conversation", "closed in the meantime")
     log_event(log, "staff.handed_back", conversation_id=conversation_id, user_id=user.user_id)
 
 
-def mark_booked(deps: Deps, conversation_id: int, user: Viewer, value_cents: int) -> None:
-    """The patient booked (staff did it, by phone or in the clinic's system): close as booked."""
-    if not 0 <= value_cents <= MAX_VALUE_CENTS:
+def resolve(deps: Deps, conversation_id: int, user: Viewer, note: str = "") -> Note:
+    """Staff called the patient back and dealt with it (an urgent symptom, a question):
+    close the thread as ``resolved``, neither booked nor lost. Who and when are kept as a
+    note on the thread (with what staff wrote, if anything)."""
+    extra = note.strip()
+    if len(extra) > MAX_RESOLVE_NOTE:
+        raise InvalidInput(
+            "note", f"write at most {MAX_RESOLVE_NOTE} characters (got {len(extra)})"
+        )
+    with transaction(deps.sessions) as session:
+        conversation = _visible(session, user, conversation_id)
+        if not conversation.is_open or conversation.status not in RESOLVABLE:
+            raise WrongState(
+                "conversation",
+                f"only urgent or handed-off conversations are resolved; this one is "
+                f"{conversation.status}",
+            )
+        now = deps.clock()
+        record = Note(
+            conversation_id=conversation.id,
+            patient_id=conversation.patient_id,
+            author_id=user.user_id,
+            body=f"{RESOLVED_NOTE} {extra}".strip(),
+            created_at=now,
+        )
+        session.add(record)
+        conversation.lost_reason = None
+        conversation_service.close(conversation, now, "resolved")
+        webhooks.conversation_closed(session, deps, conversation)
+        session.flush()
+        log_event(
+            log,
+            "staff.resolved",
+            conversation_id=conversation_id,
+            user_id=user.user_id,
+            note_id=record.id,
+        )
+        return record
+
+
+def mark_booked(
+    deps: Deps, conversation_id: int, user: Viewer, value_cents: int | None = None
+) -> None:
+    """The patient booked (staff did it, by phone or in the clinic's system): close as booked.
+
+    Without a value, the captured treatment's price from the location's menu is used."""
+    if value_cents is not None and not 0 <= value_cents <= MAX_VALUE_CENTS:
         raise InvalidInput(
             "value", f"expected $0 to ${MAX_VALUE_CENTS // 100:,}, got {value_cents / 100:,.2f}"
         )
@@ -189,6 +238,8 @@ def mark_booked(deps: Deps, conversation_id: int, user: Viewer, value_cents: int
         conversation = _visible(session, user, conversation_id)
         if conversation.status == "booked":
             raise WrongState("conversation", "already marked booked")
+        if value_cents is None:
+            value_cents = treatment_price(deps, conversation)
         conversation.booked_by = "staff"
         conversation.booked_value_cents = value_cents
         conversation.lost_reason = None
@@ -213,6 +264,48 @@ def mark_lost(deps: Deps, conversation_id: int, user: Viewer, reason: str) -> No
         conversation.lost_reason = why
         conversation_service.close(conversation, deps.clock(), "lost")
         log_event(log, "staff.marked_lost", conversation_id=conversation_id, user_id=user.user_id)
+
+
+def treatment_price(deps: Deps, conversation: Conversation) -> int:
+    """The menu price of the conversation's treatment; refused when it is not known."""
+    location = deps.locations.get(conversation.location_id)
+    service = (
+        location.service_named(conversation.treatment)
+        if location is not None and conversation.treatment
+        else None
+    )
+    if service is None:
+        raise InvalidInput(
+            "value",
+            "enter what the visit is worth in dollars (the treatment is not known, so there "
+            "is no price to use)",
+        )
+    return service.price_cents
+
+
+def rename_patient(
+    deps: Deps, conversation_id: int, user: Viewer, first_name: str, last_name: str
+) -> None:
+    """Set the name of the conversation's patient (what the bot greets them by)."""
+    with transaction(deps.sessions) as session:
+        conversation = _visible(session, user, conversation_id)
+        patient = session.get(Patient, conversation.patient_id)
+        if patient is None or patient.deleted_at is not None:
+            raise WrongState("name", "this patient's data was deleted on request")
+        try:
+            changed = patients.rename(patient, first_name, last_name, deps.clock())
+        except patients.InvalidName as error:
+            raise InvalidInput(error.field, error.problem) from error
+        if changed:
+            conversation.updated_at = utcnow()  # open inboxes show the new name
+        log_event(
+            log,
+            "staff.renamed_patient",
+            conversation_id=conversation_id,
+            patient_id=patient.id,
+            user_id=user.user_id,
+            changed=changed,
+        )
 
 
 def assign(deps: Deps, conversation_id: int, user: Viewer, assignee_id: int | None) -> None:

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from ringback.config import Locations
@@ -68,6 +68,16 @@ class ConversationRow:
     patient: Patient
     last_message: Message | None
     assignee: str | None
+    # The patient's own latest words: what a card waiting for staff shows (the symptom,
+    # the question), rather than the bot's safety or handoff text that followed them.
+    last_inbound: Message | None = None
+
+    @property
+    def shown_message(self) -> Message | None:
+        waiting = self.conversation.status in ("urgent", "needs_staff")
+        if waiting and self.last_inbound is not None:
+            return self.last_inbound
+        return self.last_message
 
 
 def conversation_list(
@@ -98,16 +108,9 @@ def conversation_list(
 
 def _rows(session: Session, conversations: list[Conversation]) -> list[ConversationRow]:
     ids = [c.id for c in conversations]
-    latest: dict[int, Message] = {}
-    if ids:
-        newest = (
-            select(func.max(Message.id))
-            .where(Message.conversation_id.in_(ids), Message.kind != "alert")
-            .group_by(Message.conversation_id)
-        )
-        for message in session.scalars(select(Message).where(Message.id.in_(newest))):
-            if message.conversation_id is not None:
-                latest[message.conversation_id] = message
+    latest = _newest_messages(session, ids, Message.kind != "alert")
+    waiting = [c.id for c in conversations if c.status in ("urgent", "needs_staff")]
+    inbound = _newest_messages(session, waiting, Message.direction == "inbound")
     names = _user_names(session, {c.assigned_user_id for c in conversations})
     return [
         ConversationRow(
@@ -115,9 +118,28 @@ def _rows(session: Session, conversations: list[Conversation]) -> list[Conversat
             patient=c.patient,
             last_message=latest.get(c.id),
             assignee=names.get(c.assigned_user_id) if c.assigned_user_id else None,
+            last_inbound=inbound.get(c.id),
         )
         for c in conversations
     ]
+
+
+def _newest_messages(
+    session: Session, conversation_ids: list[int], which: ColumnElement[bool]
+) -> dict[int, Message]:
+    """Each conversation's newest message of the kind ``which`` picks, by conversation id."""
+    if not conversation_ids:
+        return {}
+    newest = (
+        select(func.max(Message.id))
+        .where(Message.conversation_id.in_(conversation_ids), which)
+        .group_by(Message.conversation_id)
+    )
+    return {
+        message.conversation_id: message
+        for message in session.scalars(select(Message).where(Message.id.in_(newest)))
+        if message.conversation_id is not None
+    }
 
 
 def _user_names(session: Session, ids: set[int | None]) -> dict[int | None, str]:

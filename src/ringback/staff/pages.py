@@ -60,6 +60,8 @@ PAGES = Environment(
 DONE = {
     "reply": "Reply queued. The bot is paused in this conversation until you hand it back.",
     "hand-back": "Handed back to the bot. It carries on from what the patient told it.",
+    "resolve": "Resolved: closed as called back, not counted as booked or lost.",
+    "name": "Name saved.",
     "booked": "Marked booked.",
     "lost": "Marked lost.",
     "assign": "Assignment saved.",
@@ -116,6 +118,7 @@ REASONS = {
     "booking_link": "Sent the booking link",
     "booked": "Booked",
     "lost": "Lost",
+    "resolved": "Called back, resolved",
     "offered": "Offered times",
     "no_suitable_time": "No offered time suited",
     "offer_not_understood": "Answer to the offered times not understood",
@@ -128,6 +131,10 @@ REASONS = {
 FIELD_LABELS = {
     ("reply", "body"): "Reply",
     ("note", "body"): "Note",
+    ("resolve", "note"): "Note",
+    "first_name": "First name",
+    "last_name": "Last name",
+    "name": "Name",
     "value": "Booked value",
     "reason": "Reason lost",
     "assignee": "Assigned to",
@@ -385,6 +392,40 @@ def post_reply(
     )
 
 
+@router.post("/conversations/{conversation_id}/resolve")
+def post_resolve(
+    request: Request, conversation_id: int, user: Poster, note: Annotated[str, Form()] = ""
+) -> Response:
+    deps = deps_of(request)
+    return _act(
+        request,
+        user,
+        conversation_id,
+        "resolve",
+        lambda: actions.resolve(deps, conversation_id, user, note),
+        {"note": note},
+    )
+
+
+@router.post("/conversations/{conversation_id}/name")
+def post_name(
+    request: Request,
+    conversation_id: int,
+    user: Poster,
+    first_name: Annotated[str, Form()] = "",
+    last_name: Annotated[str, Form()] = "",
+) -> Response:
+    deps = deps_of(request)
+    return _act(
+        request,
+        user,
+        conversation_id,
+        "name",
+        lambda: actions.rename_patient(deps, conversation_id, user, first_name, last_name),
+        {"first_name": first_name, "last_name": last_name},
+    )
+
+
 @router.post("/conversations/{conversation_id}/hand-back")
 def post_hand_back(
     request: Request,
@@ -426,7 +467,9 @@ def post_booked(
     deps = deps_of(request)
 
     def book() -> None:
-        actions.mark_booked(deps, conversation_id, user, parse_dollars(value))
+        # Left empty: the captured treatment's menu price (refused when there is none).
+        cents = parse_dollars(value) if value.strip() else None
+        actions.mark_booked(deps, conversation_id, user, cents)
 
     return _act(request, user, conversation_id, "booked", book, {"value": value})
 
