@@ -75,7 +75,7 @@ def test_text_back_counts_as_the_first_question_and_schedules_nudge_and_close() 
         # Time first, then treatment.
         (
             ["can I come in saturday?", "lip fillr"],
-            ["ask_treatment", "ask_patient"],
+            ["clarify_treatment", "ask_patient"],
             "qualifying",
             None,
         ),

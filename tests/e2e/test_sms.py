@@ -86,7 +86,9 @@ def test_start_confirms_once_and_yes_is_an_answer_unless_opted_out(service: Serv
     miss(service, caller)
     wait_for(lambda: texts_to(service, caller), what="text-back")
     text_in(service, caller, "yes")  # not opted out: an answer, not a keyword
-    assert "didn't catch" in wait_for(lambda: texts_to(service, caller)[1:])[0].body
+    assert (
+        "Which treatment would you like?" in wait_for(lambda: texts_to(service, caller)[1:])[0].body
+    )
     assert not patient(service, caller).opted_out
     text_in(service, caller, "STOP")
     wait_for(lambda: len(texts_to(service, caller)) == 3, what="STOP confirmation")

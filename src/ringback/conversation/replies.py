@@ -59,13 +59,13 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{location}: Your appointment on {when} is cancelled. Text us any time to book again."
         ),
         "ask_reschedule_time": "{location}: No problem! What day and time would work better?",
-        "clarify_treatment": "{location}: Sorry, I didn't catch that. Reply {menu}.",
+        "clarify_treatment": "{location}: Which treatment would you like? Reply {menu}.",
         "unsure_treatment": "{location}: No problem! Reply {menu}.",
         "clarify_time": (
-            "{location}: Sorry, I didn't catch the time. Reply 1 for our first opening, "
+            "{location}: Which day and time suit you? Reply 1 for our first opening, "
             "or send a day and time (e.g. Tue afternoon)."
         ),
-        "clarify_patient": "{location}: Sorry! Reply 1 if this is your first visit, or 2 if you've been before.",
+        "clarify_patient": "{location}: Is this your first visit? Reply 1 if it's your first, or 2 if you've been before.",
         "handoff_choose": "{location}: No problem! Someone from our team will text you shortly to help you choose.",
         "ack_link": "{location}: Anytime! Book your {treatment} whenever you're ready: {booking_link}",
         "ack_offers": "{location}: You're welcome! Just reply {choices} to book one of those times.",
@@ -135,13 +135,13 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{location}: Su cita del {when} está cancelada. Escríbanos cuando quiera reservar."
         ),
         "ask_reschedule_time": "{location}: ¡Claro! ¿Qué día y hora le quedan mejor?",
-        "clarify_treatment": "{location}: Perdón, no entendí. Responda {menu}.",
+        "clarify_treatment": "{location}: ¿Qué tratamiento le gustaría? Responda {menu}.",
         "unsure_treatment": "{location}: ¡Sin problema! Responda {menu}.",
         "clarify_time": (
-            "{location}: Perdón, no entendí la hora. Responda 1 para el primer horario "
+            "{location}: ¿Qué día y hora le quedan? Responda 1 para el primer horario "
             "libre, o envíe un día y hora (p. ej. martes en la tarde)."
         ),
-        "clarify_patient": "{location}: ¡Perdón! Responda 1 si es su primera visita, o 2 si ya nos ha visitado.",
+        "clarify_patient": "{location}: ¿Es su primera visita? Responda 1 si es la primera, o 2 si ya nos ha visitado.",
         "handoff_choose": "{location}: ¡Sin problema! Alguien de nuestro equipo le escribirá pronto para ayudarle a elegir.",
         "ack_link": "{location}: ¡Con gusto! Reserve su {treatment} cuando quiera: {booking_link}",
         "ack_offers": "{location}: ¡De nada! Responda {choices} para reservar uno de esos horarios.",
