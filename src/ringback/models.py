@@ -494,6 +494,10 @@ FUNNEL_DAILY_COUNTERS = (
     "booked_page",
     "booked_staff",
     "booked_other",
+    # Of the bookings above, those since cancelled (every appointment the thread booked is
+    # cancelled and none replaced it), and those still booked after a reschedule.
+    "cancelled",
+    "rebooked",
     "handoffs",
     "urgent",
     "opted_out",
@@ -547,7 +551,10 @@ funnel_latency = Table(
 )
 
 # Bookings by treatment, so revenue is priced from the location's catalogue when read
-# (``valued``/``value_cents``: bookings whose value staff entered, and its sum).
+# (``valued``/``value_cents``: bookings whose value is known, staff's entry or the booked
+# appointment's, and its sum). ``cancelled*``: the same for the ones since cancelled, so
+# revenue recovered (the bookings not cancelled) is the difference. A rescheduled booking
+# is one booking, at its current appointment's treatment and value.
 funnel_bookings = Table(
     "funnel_bookings",
     Base.metadata,
@@ -559,6 +566,21 @@ funnel_bookings = Table(
     _counter("booked"),
     _counter("valued"),
     Column("value_cents", BigInteger, nullable=False, default=0, server_default="0"),
+    _counter("cancelled"),
+    _counter("cancelled_valued"),
+    Column("cancelled_value_cents", BigInteger, nullable=False, default=0, server_default="0"),
+)
+
+# When the bookings not cancelled start (their current appointment's start), so that
+# "kept" (the start has passed) is counted against the clock when read, not when rolled
+# up. Bookings with no appointment (staff marked them booked) have no row here.
+funnel_booking_starts = Table(
+    "funnel_booking_starts",
+    Base.metadata,
+    Column("location_id", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("starts_at", UTCDateTime(), primary_key=True),
+    _counter("booked"),
 )
 
 # Rollups out of date, by location and the hour (UTC) the missed call behind the change
@@ -572,9 +594,12 @@ funnel_dirty = Table(
     Column("marked_at", UTCDateTime(), nullable=False),
 )
 
-# What the rollups look up: a conversation's calls, a call's text-back.
+# What the rollups look up: a conversation's calls, a call's text-back, a thread's
+# appointments and what replaced them.
 Index("ix_calls_conversation_id", Call.conversation_id)
 Index("ix_messages_call_id", Message.call_id)
+Index("ix_appointments_conversation_id", Appointment.conversation_id)
+Index("ix_appointments_rescheduled_from_id", Appointment.rescheduled_from_id)
 
 
 # --- patient records (ringback.patients) -----------------------------------------------------

@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +18,10 @@ from sqlalchemy import select
 
 from ringback.models import Message
 from tests.conftest import Service, wait_for
-from tests.staff.conftest import add_user, page_csrf, sign_in
+from tests.staff.conftest import add_user, sign_in
 from tests.support.api import Token, make_token
+from tests.support.funnel import cli_report as support_cli_report
+from tests.support.funnel import ringback, staff_books, without_time
 from tests.support.phone import FORWARDED_TO, conversation, miss, next_text, text_in, texts_to
 from tests.twilio_payloads import caller_number, new_call_sid, payload
 
@@ -111,57 +109,12 @@ def play(service: Service) -> Story:
     return Story(booked_caller=urgent, qualified_caller=qualified, service=service)
 
 
-def staff_books(service: Service, client: httpx.Client, caller: str, dollars: str) -> None:
-    conversation_id = conversation_for(service, caller)
-    csrf = page_csrf(client, f"/staff/conversations/{conversation_id}")
-    response = client.post(
-        f"/staff/conversations/{conversation_id}/booked",
-        data={"value": dollars, "csrf_token": csrf},
-    )
-    assert response.status_code == 303, response.text
-
-
-def conversation_for(service: Service, caller: str) -> int:
-    from ringback.models import Conversation, Patient
-
-    return int(
-        service.scalar(
-            select(Conversation.id)
-            .join(Patient, Patient.id == Conversation.patient_id)
-            .where(Patient.phone == caller)
-        )
-    )
-
-
-def ringback(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "RINGBACK_DATABASE_URL": service.runtime.settings.resolved_database_url,
-        "RINGBACK_CONFIG": str(service.config_path),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "ringback.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
 def cli_report(service: Service, *extra: str) -> dict[str, Any]:
-    result = ringback(service, "report", "--format", "json", "--since", DAY, "--until", DAY, *extra)
-    assert result.returncode == 0, result.stderr
-    data: dict[str, Any] = json.loads(result.stdout)
-    return data
+    return support_cli_report(service, DAY, DAY, *extra)
 
 
 def api_funnel(service: Service, token: Token, **params: str) -> httpx.Response:
     return service.http.get(service.url + "/api/v1/funnel", params=params, headers=token.headers)
-
-
-def without_time(data: dict[str, Any]) -> dict[str, Any]:
-    return {**data, "generated_at": None}
 
 
 @pytest.fixture

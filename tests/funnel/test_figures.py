@@ -14,6 +14,7 @@ from ringback.funnel.figures import (
     Histogram,
     Latency,
     LatencyStats,
+    Money,
     ReasonFigures,
     Variants,
     bucket_of,
@@ -161,7 +162,7 @@ def test_heatmap_peak_is_the_busiest_hour_earliest_in_the_week() -> None:
 
 
 def funnel(**counters: int) -> Funnel:
-    return funnel_from(counters, revenue_cents=counters.pop("revenue", 0), unpriced=0)
+    return funnel_from(counters, Money(revenue_cents=counters.pop("revenue", 0)))
 
 
 def latency(textback: list[int] | None = None, reply: list[int] | None = None) -> Latency:
@@ -228,7 +229,7 @@ def test_many_screened_out_names_the_main_reasons_and_what_to_do() -> None:
     assert revenue == Finding(
         "good",
         "Revenue recovered",
-        "12 bookings from missed calls, worth $5,760 ($57.60 per missed call).",
+        "12 bookings from missed calls not cancelled, worth $5,760 ($57.60 per missed call).",
     )
 
 
@@ -241,8 +242,8 @@ def test_delivery_and_sending_problems_are_named() -> None:
 
 def test_reasons_and_peak_are_worded() -> None:
     reasons = [
-        ReasonFigures("staff_busy", "Front desk busy", 30, 30, 25, 12, 9, 0, 0.3, 0.3),
-        ReasonFigures("after_hours", "After hours", 20, 18, 15, 4, 1, 0, 0.05, 0.055),
+        ReasonFigures("staff_busy", "Front desk busy", 30, 30, 25, 12, 9, 0, 0, 0.3, 0.3),
+        ReasonFigures("after_hours", "After hours", 20, 18, 15, 4, 1, 0, 0, 0.05, 0.055),
     ]
     grid = [[0] * 24 for _ in range(7)]
     grid[1][10] = 7

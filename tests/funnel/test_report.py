@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -219,7 +219,7 @@ def test_diagnosis_in_plain_words(history: sessionmaker[Session], locations: Loc
         (
             "good",
             "Revenue recovered",
-            "3 bookings from missed calls, worth $1,579 ($112.78 per missed call).",
+            "3 bookings from missed calls not cancelled, worth $1,579 ($112.78 per missed call).",
         ),
     ]
 
@@ -354,7 +354,7 @@ def export(
     sessions: sessionmaker[Session], locations: Locations, ids: tuple[str, ...]
 ) -> list[dict[str, str]]:
     chosen = [loc for loc in locations if loc.id in ids]
-    text = "".join(stream_calls_csv(sessions, chosen, date(2026, 3, 6), date(2026, 3, 10)))
+    text = "".join(stream_calls_csv(sessions, chosen, date(2026, 3, 6), date(2026, 3, 10), now=NOW))
     reader = csv.DictReader(io.StringIO(text))
     assert tuple(reader.fieldnames or ()) == COLUMNS
     return list(reader)
@@ -435,3 +435,47 @@ def test_history_is_what_the_dataset_says() -> None:
         and date(2026, 3, 6) <= m.local.replace(tzinfo=LA).date() <= date(2026, 3, 10)
     ]  # fmt: skip
     assert len(inside) == 14
+
+
+def test_an_import_that_cancels_a_booking_moves_the_figures(
+    history: sessionmaker[Session], locations: Locations
+) -> None:
+    from ringback.models import Appointment
+    from ringback.patients.importing import ColumnMapping, import_appointments, read_csv
+
+    downtown = locations.get(DOWNTOWN)
+    assert downtown is not None
+    start = datetime(2026, 3, 13, 17, 0, tzinfo=UTC)  # 10:00 in Los Angeles
+    with transaction(history) as session:
+        booked = session.scalars(select(Call).where(Call.call_sid == "CAhist0001")).one()
+        conversation = session.get(Conversation, booked.conversation_id)
+        assert conversation is not None
+        session.add(
+            Appointment(
+                location_id=DOWNTOWN,
+                patient_id=conversation.patient_id,
+                conversation_id=conversation.id,
+                service="Botox",
+                starts_at=start,
+                ends_at=start + timedelta(minutes=30),
+                status="booked",
+                source="bot",
+                value_cents=48_000,
+            )
+        )
+    rollup.rebuild(history, locations)
+    before = report(history, locations).total
+    assert (before.booked, before.cancelled, before.upcoming) == (3, 0, 1)
+    # The clinic's system says the patient cancelled; its export is imported.
+    table = read_csv(
+        "phone,start,service,status\r\n2135550001,2026-03-13 10:00,Botox,cancelled\r\n"
+    )
+    with transaction(history) as session:
+        result = import_appointments(
+            session, downtown, table.rows, ColumnMapping.preset("appointments"), NOW
+        )
+        assert result.updated == 1
+    after = report(history, locations).total
+    assert (after.booked, after.cancelled, after.still_booked, after.upcoming) == (3, 1, 2, 0)
+    assert after.revenue_cents == before.revenue_cents - 48_000
+    assert after.cancelled_revenue_cents == 48_000

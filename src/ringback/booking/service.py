@@ -30,6 +30,7 @@ from ringback.booking.availability import (
 from ringback.config import CalendarLink, Location, Service
 from ringback.db import after_commit, transaction, upsert_insert
 from ringback.deps import Deps
+from ringback.funnel import rollup as funnel
 from ringback.logs import log_event
 from ringback.models import Appointment, BookingLock, CalendarSync, ExternalBusy, Patient
 from ringback.outbound_webhooks import service as webhooks
@@ -284,6 +285,7 @@ def cancel(
     appointment.status = "cancelled"
     appointment.cancelled_at = deps.clock()
     appointment.cancelled_by = by
+    funnel.appointment_changed(appointment)
     queue_calendar_syncs(session, deps, location, appointment)
     webhooks.appointment_cancelled(session, deps, appointment)
     log_event(log, "booking.cancelled", location=location.id, appointment_id=appointment.id, by=by)
@@ -329,6 +331,7 @@ def _booked(
     appointment: Appointment,
     replaces: Appointment | None,
 ) -> None:
+    funnel.appointment_changed(appointment)
     queue_calendar_syncs(session, deps, location, appointment)
     if replaces is not None:
         cancel(session, deps, location, replaces, by="patient")

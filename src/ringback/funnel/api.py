@@ -39,7 +39,16 @@ router = APIRouter(
         "location's own time zone), for one location or every location you can see. Each "
         "call counts on the day it was missed, with everything that followed from it. "
         "Latency percentiles are upper bounds at the stored histogram's resolution "
-        "(`latency.bounds_ms`). Defaults: the 30 days up to today."
+        "(`latency.bounds_ms`). Defaults: the 30 days up to today.\n\n"
+        "Bookings: `booked` counts every booking made (also those since cancelled); "
+        "`booked = cancelled + still_booked` and `still_booked = kept + upcoming + "
+        "booked_time_unknown`. `cancelled`: none of its appointments stands. `kept`: the "
+        "appointment's start has passed and it was not cancelled (no-shows are not recorded "
+        "yet). `rebooked`: still booked after a reschedule, counted once. `revenue_cents` "
+        "(revenue recovered) counts only bookings not cancelled, a rescheduled one once at "
+        "its current value; `cancelled_revenue_cents` is what the cancelled ones were worth. "
+        "`rates.recovered_of_*` and `reasons[].recovery_rate*` count bookings not cancelled; "
+        "`rates.booked_of_*` every booking made."
     ),
 )
 def funnel(
@@ -100,5 +109,5 @@ def metrics(request: Request) -> Response:
             )
     deps: Deps = request.app.state.deps
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FunnelCollector(deps.sessions, deps.locations))
+    registry.register(FunnelCollector(deps.sessions, deps.locations, deps.clock))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -124,7 +124,14 @@ _CSV_FIELDS = (
     "replied",
     "qualified",
     "booked",
+    "cancelled",
+    "still_booked",
+    "kept",
+    "upcoming",
+    "booked_time_unknown",
+    "rebooked",
     "revenue_cents",
+    "cancelled_revenue_cents",
     "handoffs",
     "urgent",
     "opted_out",
@@ -198,9 +205,25 @@ def render_table(result: Report, locations: dict[str, Location]) -> str:
     for who, count in f.booked_by.items():
         if count:
             out.append(f"      {BOOKED_BY_LABELS.get(who, 'Other'):<30}{count:>9}")
-    out.append(f"  {'Revenue recovered':<34}{money(f.revenue_cents):>9}")
+    step("Cancelled since", f.cancelled, f.booked)
+    step("Still booked (not cancelled)", f.still_booked, f.booked)
+    for label, count in (
+        ("Kept (start passed)", f.kept),
+        ("Upcoming", f.upcoming),
+        ("No appointment time", f.booked_time_unknown),
+        ("Rescheduled (counted once)", f.rebooked),
+    ):
+        if count:
+            out.append(f"      {label:<30}{count:>9}")
+    out.append(f"  {'Revenue recovered':<34}{money(f.revenue_cents):>9}  not counting cancelled")
+    if f.cancelled_revenue_cents:
+        out.append(f"      (cancelled bookings were worth {money(f.cancelled_revenue_cents)})")
     if f.booked_unpriced:
         out.append(f"      ({f.booked_unpriced} booking(s) with no price in the service list)")
+    out.append(
+        "  Kept = the appointment's start has passed and it was not cancelled "
+        "(no-shows are not recorded yet)."
+    )
     out += [
         "",
         f"  Handoffs to staff {f.handoffs} (urgent {f.urgent}) · opt-outs {f.opted_out} · "
@@ -208,12 +231,12 @@ def render_table(result: Report, locations: dict[str, Location]) -> str:
         "",
         "Why calls were missed",
         f"  {'Reason':<22}{'Missed':>8}{'Texted':>8}{'Replied':>9}{'Booked':>8}"
-        f"{'Recovered':>11}{'Revenue':>11}",
+        f"{'Cancelled':>11}{'Recovered':>11}{'Revenue':>11}",
     ]
     for r in result.reasons:
         out.append(
             f"  {r.label:<22}{r.missed:>8}{r.texted:>8}{r.replied:>9}{r.booked:>8}"
-            f"{percent(r.recovery_rate):>11}{money(r.revenue_cents):>11}"
+            f"{r.cancelled:>11}{percent(r.recovery_rate):>11}{money(r.revenue_cents):>11}"
         )
     tb, rl = result.latency.textback, result.latency.reply
     out += [
@@ -254,13 +277,13 @@ def render_table(result: Report, locations: dict[str, Location]) -> str:
             "",
             "By location",
             f"  {'Location':<28}{'Missed':>8}{'Texted':>8}{'Replied':>9}{'Booked':>8}"
-            f"{'Revenue':>12}{'p50 text':>10}",
+            f"{'Cancelled':>11}{'Revenue':>12}{'p50 text':>10}",
         ]
         for loc in result.locations:
             lf = loc.funnel
             out.append(
                 f"  {loc.name[:27]:<28}{lf.missed:>8}{lf.texted:>8}{lf.replied:>9}"
-                f"{lf.booked:>8}{money(lf.revenue_cents):>12}"
+                f"{lf.booked:>8}{lf.cancelled:>11}{money(lf.revenue_cents):>12}"
                 f"{duration(loc.latency.textback.p50_ms):>10}"
             )
     out += ["", "What this means"]
@@ -289,7 +312,7 @@ def export_calls(
 
     locations, sessions = _database(config)
     chosen, start, end = _scope(locations, location, since, until)
-    for chunk in stream_calls_csv(sessions, chosen, start, end):
+    for chunk in stream_calls_csv(sessions, chosen, start, end, now=datetime.now(UTC)):
         sys.stdout.write(chunk)
     sys.stdout.flush()
 

@@ -1,6 +1,13 @@
 """One CSV row per missed call and what became of it, streamed (``ringback export-calls`` and
 the staff app's download). Times are in the location's zone, with their offset.
 
+The booking columns, for a call whose conversation booked: ``booking`` is where it stands
+now (``kept``: the appointment's start has passed and it was not cancelled, as no-shows
+are not recorded yet; ``upcoming``; ``booked``: marked booked with no appointment time;
+``cancelled``), ``appointment_at`` the current appointment's start, ``rescheduled`` whether
+it was moved, ``booking_value_cents`` its value (cancelled or not) and ``revenue_cents``
+what it counts towards revenue recovered (0 once cancelled): the column sums to the report's.
+
 Cells that a spreadsheet would run as a formula (starting ``=``, ``+``, ``-``, ``@``) are
 prefixed with ``'``; phone numbers in E.164 are left as they are (a spreadsheet reads
 them as numbers, never as formulas).
@@ -42,6 +49,10 @@ COLUMNS = (
     "urgent",
     "outcome",
     "booked_by",
+    "booking",
+    "appointment_at",
+    "rescheduled",
+    "booking_value_cents",
     "revenue_cents",
 )
 PAGE = 5000
@@ -64,25 +75,39 @@ def _local(moment: datetime | None, zone: ZoneInfo) -> str:
     return moment.astimezone(zone).isoformat(timespec="seconds") if moment else ""
 
 
-def call_row(facts: CallFacts, location: Location) -> list[str]:
-    """The CSV cells for one missed call."""
+def call_row(facts: CallFacts, location: Location, now: datetime) -> list[str]:
+    """The CSV cells for one missed call (``now`` decides kept from upcoming)."""
     zone = location.zone
     local = facts.missed_at.astimezone(zone)
     latency = None
     if facts.textback_sent_at is not None:
         trigger = facts.textback_trigger_at or facts.missed_at
         latency = queries.latency_ms(trigger, facts.textback_sent_at)
-    revenue = None
-    booked = facts.close_reason == "booked"
+    value: int | None = None
+    revenue: int | None = None
+    standing: str | None = None
+    appointment_at: str | None = None
+    rescheduled: bool | None = None
+    booked = facts.opened and facts.close_reason == "booked"
     if booked:
-        service = location.service_named(facts.treatment) if facts.treatment else None
-        revenue = (
-            facts.booked_value_cents
-            if facts.booked_value_cents is not None
+        booking = rollup.booking_outcome(facts)
+        service = location.service_named(booking.treatment) if booking.treatment else None
+        value = (
+            booking.value_cents
+            if booking.value_cents is not None
             else service.price_cents
             if service
             else None
         )
+        revenue = 0 if booking.cancelled else value
+        if booking.cancelled:
+            standing = "cancelled"
+        elif booking.starts_at is None:
+            standing = "booked"
+        else:
+            standing = "kept" if booking.starts_at <= now else "upcoming"
+        appointment_at = _local(booking.starts_at, zone) or None
+        rescheduled = any(b.rescheduled for b in facts.bookings)
     outcome = facts.close_reason or (facts.status if facts.opened else None)
     values: list[object] = [
         facts.location_id,
@@ -105,6 +130,10 @@ def call_row(facts: CallFacts, location: Location) -> list[str]:
         facts.urgent_at is not None if facts.opened else None,
         outcome,
         facts.booked_by if booked else None,
+        standing,
+        appointment_at,
+        rescheduled,
+        value,
         revenue,
     ]
     return [_cell(v) for v in values]
@@ -117,7 +146,12 @@ def _line(cells: Sequence[str]) -> str:
 
 
 def stream_calls_csv(
-    sessions: sessionmaker[Session], locations: Sequence[Location], since: date, until: date
+    sessions: sessionmaker[Session],
+    locations: Sequence[Location],
+    since: date,
+    until: date,
+    *,
+    now: datetime,
 ) -> Iterator[str]:
     """CSV text, a line at a time: the header, then every missed call of ``locations`` on
     local days ``since``..``until``, location by location, oldest first."""
@@ -131,7 +165,7 @@ def stream_calls_csv(
             with sessions() as session:
                 page = queries.call_facts_page(session, location.id, start, end, after, PAGE)
             lines = [
-                _line(call_row(facts, location))
+                _line(call_row(facts, location, now))
                 for facts in page
                 if since <= rollup.local_day(facts.missed_at, zone) <= until
             ]

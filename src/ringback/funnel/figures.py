@@ -208,7 +208,26 @@ class Funnel:
     ``joined_conversation`` came from callers already in a conversation (no new text),
     the rest were ``to_text``. ``texted`` text-backs left, ``delivered`` reached the phone.
     ``replied``, ``qualified`` and ``booked`` count the conversations those text-backs
-    opened. Revenue is the booked treatment's catalogue price, or what staff entered.
+    opened; ``booked`` counts every booking made (by the bot, on the page, or marked by
+    staff), also those since cancelled.
+
+    What became of the bookings (they add up: ``booked = cancelled + still_booked`` and
+    ``still_booked = kept + upcoming + booked_time_unknown``):
+
+    * ``cancelled``: every appointment the booking made is cancelled and none replaced it;
+    * ``still_booked``: not cancelled; of those, ``kept`` have an appointment whose start
+      has passed (no-shows are not recorded yet, so "kept" means "start passed, not
+      cancelled"), ``upcoming`` one that has not started, and ``booked_time_unknown`` no
+      appointment time in Ringback (staff marked them booked);
+    * ``rebooked``: still booked after being rescheduled (one booking, at its new time);
+      part of ``still_booked``.
+
+    ``revenue_cents`` (revenue recovered) is the value of the bookings not cancelled, a
+    rescheduled one once at its current appointment's value: the booked treatment's price
+    in the location's list, or what staff entered. ``cancelled_revenue_cents`` is what the
+    cancelled ones were worth (not in ``revenue_cents``). ``booked_unpriced``: bookings not
+    cancelled with no price to count. The ``recovered_of_*`` rates count bookings not
+    cancelled; the ``booked_of_*`` rates count every booking made.
     """
 
     missed: int
@@ -224,7 +243,14 @@ class Funnel:
     qualified: int
     booked: int
     booked_by: dict[str, int]
+    cancelled: int
+    still_booked: int
+    kept: int
+    upcoming: int
+    booked_time_unknown: int
+    rebooked: int
     revenue_cents: int
+    cancelled_revenue_cents: int
     booked_unpriced: int
     handoffs: int
     urgent: int
@@ -236,9 +262,50 @@ class Funnel:
     resolved: int = 0  # urgent or handed-off threads staff called back and closed
 
 
-def funnel_from(counters: dict[str, int], revenue_cents: int, unpriced: int) -> Funnel:
-    """Build a :class:`Funnel` from summed rollup counters (``funnel_daily`` columns)."""
+@dataclass(frozen=True, slots=True)
+class Money:
+    """What bookings are worth, priced when read: the value of those not cancelled, of those
+    cancelled, and how many not cancelled have no price."""
+
+    revenue_cents: int = 0
+    cancelled_cents: int = 0
+    unpriced: int = 0
+
+    def __add__(self, other: Money) -> Money:
+        return Money(
+            self.revenue_cents + other.revenue_cents,
+            self.cancelled_cents + other.cancelled_cents,
+            self.unpriced + other.unpriced,
+        )
+
+
+def priced(row: dict[str, int], price_cents: int | None) -> Money:
+    """One ``funnel_bookings`` sum, priced: a booking without a known value is worth the
+    treatment's list price (``price_cents``; None when the list has no such treatment)."""
+    made = row["value_cents"] + (row["booked"] - row["valued"]) * (price_cents or 0)
+    cancelled = row["cancelled_value_cents"] + (row["cancelled"] - row["cancelled_valued"]) * (
+        price_cents or 0
+    )
+    unvalued = (row["booked"] - row["valued"]) - (row["cancelled"] - row["cancelled_valued"])
+    return Money(made - cancelled, cancelled, 0 if price_cents is not None else unvalued)
+
+
+@dataclass(frozen=True, slots=True)
+class Starts:
+    """Bookings not cancelled that have an appointment time, and how many have started."""
+
+    dated: int = 0
+    kept: int = 0
+
+
+def funnel_from(
+    counters: dict[str, int], money: Money | None = None, starts: Starts | None = None
+) -> Funnel:
+    """Build a :class:`Funnel` from summed rollup counters (``funnel_daily`` columns), the
+    bookings priced, and when the ones not cancelled start."""
     c = counters
+    money = money or Money()
+    starts = starts or Starts()
     by_reason = {r: c.get(f"screened_{r}", 0) for r in FUNNEL_SCREENED_OUT}
     by_reason["other"] = c.get("screened_other", 0)
     booked_by = {who: c.get(f"booked_{who}", 0) for who in BOOKED_BY}
@@ -246,6 +313,8 @@ def funnel_from(counters: dict[str, int], revenue_cents: int, unpriced: int) -> 
     recoverable = missed - screened - pending
     texted, replied, booked = c.get("texted", 0), c.get("replied", 0), sum(booked_by.values())
     to_text = c.get("to_text", 0)
+    cancelled = c.get("cancelled", 0)
+    still_booked = booked - cancelled
     rates = {
         "recoverable": ratio(recoverable, missed),
         "texted": ratio(texted, to_text),
@@ -254,8 +323,10 @@ def funnel_from(counters: dict[str, int], revenue_cents: int, unpriced: int) -> 
         "qualified": ratio(c.get("qualified", 0), replied),
         "booked_of_replied": ratio(booked, replied),
         "booked_of_texted": ratio(booked, texted),
-        "recovered_of_recoverable": ratio(booked, recoverable),
-        "recovered_of_missed": ratio(booked, missed),
+        "recovered_of_recoverable": ratio(still_booked, recoverable),
+        "recovered_of_missed": ratio(still_booked, missed),
+        "cancelled_of_booked": ratio(cancelled, booked),
+        "kept_of_booked": ratio(starts.kept, booked),
     }
     return Funnel(
         missed=missed,
@@ -271,8 +342,15 @@ def funnel_from(counters: dict[str, int], revenue_cents: int, unpriced: int) -> 
         qualified=c.get("qualified", 0),
         booked=booked,
         booked_by=booked_by,
-        revenue_cents=revenue_cents,
-        booked_unpriced=unpriced,
+        cancelled=cancelled,
+        still_booked=still_booked,
+        kept=starts.kept,
+        upcoming=starts.dated - starts.kept,
+        booked_time_unknown=still_booked - starts.dated,
+        rebooked=c.get("rebooked", 0),
+        revenue_cents=money.revenue_cents,
+        cancelled_revenue_cents=money.cancelled_cents,
+        booked_unpriced=money.unpriced,
         handoffs=c.get("handoffs", 0),
         urgent=c.get("urgent", 0),
         opted_out=c.get("opted_out", 0),
@@ -286,7 +364,8 @@ def funnel_from(counters: dict[str, int], revenue_cents: int, unpriced: int) -> 
 
 @dataclass(frozen=True, slots=True)
 class ReasonFigures:
-    """Why calls were missed, and how many of each were recovered."""
+    """Why calls were missed, and how many of each were recovered (booked and not
+    cancelled; ``booked`` counts every booking made, ``cancelled`` those since cancelled)."""
 
     reason: str
     label: str
@@ -295,9 +374,10 @@ class ReasonFigures:
     texted: int
     replied: int
     booked: int
-    revenue_cents: int
-    recovery_rate: float | None  # booked / missed
-    recovery_rate_of_recoverable: float | None  # booked / recoverable
+    cancelled: int
+    revenue_cents: int  # of the bookings not cancelled
+    recovery_rate: float | None  # (booked - cancelled) / missed
+    recovery_rate_of_recoverable: float | None  # (booked - cancelled) / recoverable
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +387,7 @@ class DayFigures:
     texted: int
     replied: int
     booked: int
+    cancelled: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,6 +605,7 @@ def _lower(label: str) -> str:
 MIN_CALLS = 10
 MIN_TEXTS = 10
 MIN_REPLIES = 8
+MIN_BOOKINGS = 3
 # What counts as a problem (or as going well), as shares of the step before.
 SCREENED_OUT_HIGH = 0.25
 NOT_SENT_HIGH = 0.05
@@ -534,6 +616,7 @@ BOOKED_OF_REPLIED_LOW = 0.30
 HANDOFFS_HIGH = 0.30
 OPT_OUT_HIGH = 0.05
 NO_REPLY_HIGH = 0.60
+CANCELLED_HIGH = 0.20
 TEXTBACK_SLOW_MS = 60_000
 TEXTBACK_FAST_MS = 10_000
 BOT_SLOW_MS = 30_000
@@ -764,19 +847,49 @@ def diagnose(
                 )
             )
 
-    if f.booked:
+    leak = f.booked >= MIN_BOOKINGS and f.cancelled / f.booked >= CANCELLED_HIGH
+    if leak:
+        out.append(
+            Finding(
+                "problem",
+                "Bookings are being cancelled",
+                f"{f.cancelled:,} of {f.booked:,} bookings from missed calls "
+                f"({_share(f.cancelled, f.booked)}) were cancelled, "
+                f"{money(f.cancelled_revenue_cents)} that is not counted as recovered. A "
+                "reminder the day before that offers to move the time (reply R) rather "
+                "than only to cancel, and booking sooner (fewer days between the call and "
+                "the visit), keeps more of them.",
+            )
+        )
+    if f.still_booked:
+        cancelled = (
+            f"; {f.cancelled:,} more were booked and then cancelled "
+            f"({money(f.cancelled_revenue_cents)}, not counted)"
+            if f.cancelled
+            else ""
+        )
         out.append(
             Finding(
                 "good",
                 "Revenue recovered",
-                f"{f.booked:,} bookings from missed calls, worth {money(f.revenue_cents)} "
-                f"({money(f.revenue_cents // f.missed)} per missed call)"
+                f"{f.still_booked:,} bookings from missed calls not cancelled, worth "
+                f"{money(f.revenue_cents)} ({money(f.revenue_cents // f.missed)} per missed "
+                f"call){cancelled}"
                 + (
                     f"; {f.booked_unpriced:,} had no price in your service list"
                     if f.booked_unpriced
                     else ""
                 )
                 + ".",
+            )
+        )
+    elif f.cancelled and not leak:
+        out.append(
+            Finding(
+                "problem",
+                "No booking from missed calls stands",
+                f"All {f.cancelled:,} bookings from missed calls were cancelled "
+                f"({money(f.cancelled_revenue_cents)}): nothing recovered yet.",
             )
         )
     return out

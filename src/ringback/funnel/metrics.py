@@ -12,13 +12,19 @@ scrapes must send ``Authorization: Bearer <token>``.
 
 Counters are all-time (Prometheus takes rates); each call counts on the day it was
 missed, so a reply today to yesterday's text-back increases ``ringback_replies_total``
-now. Latency histograms use the rollups' buckets.
+now. ``ringback_bookings_total`` counts bookings made and ``ringback_bookings_cancelled_total``
+those since cancelled; what can go down as well as up is a gauge: the bookings by where
+they stand now (``ringback_bookings_outcome``: kept, upcoming, time_unknown, cancelled;
+they add up to the bookings made), those rescheduled and still booked, and the revenue
+recovered, which counts only bookings not cancelled. Latency histograms use the rollups'
+buckets.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client.core import (
@@ -34,6 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ringback.config import Locations
 from ringback.funnel import queries, rollup
+from ringback.funnel.figures import Money, priced
 from ringback.models import (
     FUNNEL_BUCKETS,
     FUNNEL_DAILY_COUNTERS,
@@ -81,9 +88,15 @@ _HISTOGRAMS = (
 class FunnelCollector(Collector):
     """Collects the funnel's all-time totals from the rollups, fresh at each scrape."""
 
-    def __init__(self, sessions: sessionmaker[Session], locations: Locations) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        locations: Locations,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.sessions = sessions
         self.locations = locations
+        self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
         rollup.refresh(self.sessions, self.locations)
@@ -92,6 +105,7 @@ class FunnelCollector(Collector):
             daily = queries.daily_by_location_reason(session, ids, None, None)
             latency = queries.latency_sums(session, ids, None, None)
             bookings = queries.booking_sums(session, ids, None, None)
+            starts = queries.start_sums(session, ids, None, None, self.clock())
             stale = queries.dirty_count(session)
 
         per_location: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -132,24 +146,68 @@ class FunnelCollector(Collector):
                 booked.add_metric([location_id, who], c[f"booked_{who}"])
         yield booked
 
-        revenue: dict[str, int] = defaultdict(int)
+        cancelled = CounterMetricFamily(
+            "ringback_bookings_cancelled",
+            "Bookings from missed calls since cancelled (none of their appointments stands).",
+            labels=["location"],
+        )
+        for location_id, c in sorted(per_location.items()):
+            cancelled.add_metric([location_id], c["cancelled"])
+        yield cancelled
+
+        outcome = GaugeMetricFamily(
+            "ringback_bookings_outcome",
+            "Bookings from missed calls by where they stand now: kept (start passed, not "
+            "cancelled; no-shows are not recorded), upcoming, time_unknown (marked booked "
+            "without an appointment), cancelled. They add up to ringback_bookings_total.",
+            labels=["location", "outcome"],
+        )
+        rebooked = GaugeMetricFamily(
+            "ringback_bookings_rebooked",
+            "Bookings from missed calls rescheduled and still booked (each counted once).",
+            labels=["location"],
+        )
+        for location_id, c in sorted(per_location.items()):
+            dated, kept = starts.get(location_id, (0, 0))
+            made = sum(c[f"booked_{who}"] for who in ("bot", "page", "staff", "other"))
+            still = made - c["cancelled"]
+            for name, value in (
+                ("kept", kept),
+                ("upcoming", dated - kept),
+                ("time_unknown", still - dated),
+                ("cancelled", c["cancelled"]),
+            ):
+                outcome.add_metric([location_id, name], value)
+            rebooked.add_metric([location_id], c["rebooked"])
+        yield outcome
+        yield rebooked
+
+        worth: dict[str, Money] = defaultdict(Money)
         for row in bookings:
             location = self.locations.get(row["location_id"])
             service = (
                 location.service_named(row["treatment"]) if location and row["treatment"] else None
             )
-            unvalued = int(row["booked"]) - int(row["valued"])
-            revenue[row["location_id"]] += int(row["value_cents"]) + (
-                unvalued * service.price_cents if service else 0
+            worth[row["location_id"]] += priced(
+                {name: int(row[name]) for name in queries.BOOKING_SUMS},
+                service.price_cents if service else None,
             )
         money = GaugeMetricFamily(
             "ringback_recovered_revenue_dollars",
-            "Revenue of bookings from missed calls, at current list prices or as entered.",
+            "Revenue recovered: bookings from missed calls not cancelled (a rescheduled one "
+            "once, at its current value), at current list prices or as entered.",
+            labels=["location"],
+        )
+        lost = GaugeMetricFamily(
+            "ringback_cancelled_revenue_dollars",
+            "What the cancelled bookings from missed calls were worth (not recovered).",
             labels=["location"],
         )
         for location_id in sorted(per_location):
-            money.add_metric([location_id], revenue[location_id] / 100)
+            money.add_metric([location_id], worth[location_id].revenue_cents / 100)
+            lost.add_metric([location_id], worth[location_id].cancelled_cents / 100)
         yield money
+        yield lost
 
         for kind, name, documentation in _HISTOGRAMS:
             histogram = HistogramMetricFamily(name, documentation, labels=["location"])

@@ -112,6 +112,7 @@ def _funnel_steps(report: Report) -> list[charts.Step]:
         charts.Step("Replied", f.replied, of(f.replied, f.texted, "texted")),
         charts.Step("Qualified", f.qualified, of(f.qualified, f.replied, "replied")),
         charts.Step("Booked", f.booked, of(f.booked, f.replied, "replied")),
+        charts.Step("Not cancelled", f.still_booked, of(f.still_booked, f.booked, "booked")),
     ]
 
 
@@ -218,7 +219,7 @@ def calls_csv(
         raise HTTPException(error.status, error.message) from None
     name = f"ringback-calls-{scope.location or 'all'}-{scope.since}-{scope.until}.csv"
     return StreamingResponse(
-        stream_calls_csv(deps.sessions, scope.chosen, scope.since, scope.until),
+        stream_calls_csv(deps.sessions, scope.chosen, scope.since, scope.until, now=deps.clock()),
         media_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": f'attachment; filename="{name}"',

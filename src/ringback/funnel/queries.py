@@ -8,7 +8,7 @@ Nothing here decides what a figure means (that is :mod:`ringback.funnel.rollup` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    case,
     delete,
     func,
     insert,
@@ -32,9 +33,11 @@ from ringback.models import (
     FUNNEL_DAILY_COUNTERS,
     FUNNEL_HOURS,
     FUNNEL_VARIANT_COUNTERS,
+    Appointment,
     Call,
     Conversation,
     Message,
+    funnel_booking_starts,
     funnel_bookings,
     funnel_daily,
     funnel_dirty,
@@ -42,11 +45,32 @@ from ringback.models import (
     funnel_variants,
 )
 
-ROLLUP_TABLES = (funnel_daily, funnel_variants, funnel_latency, funnel_bookings)
+ROLLUP_TABLES = (
+    funnel_daily,
+    funnel_variants,
+    funnel_latency,
+    funnel_bookings,
+    funnel_booking_starts,
+)
 # Held (as a transaction-scoped advisory lock on PostgreSQL) while days are recomputed, so
 # two readers refreshing at once cannot interleave their deletes and inserts.
 REFRESH_LOCK = 0x52424E46  # "RBNF"
 _CHUNK = 500
+# Reschedules followed from one appointment to the next at most this many times (a guard
+# against a cycle in bad data; a real chain is a handful long).
+_MAX_RESCHEDULES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class BookingChain:
+    """One appointment a thread booked, as it stands now: the last appointment of the chain
+    of reschedules that started with it (the appointment itself when never rescheduled)."""
+
+    status: str  # booked | cancelled
+    starts_at: datetime
+    value_cents: int | None
+    service: str
+    rescheduled: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +105,9 @@ class CallFacts:
     booked_by: str | None = None
     booked_value_cents: int | None = None
     treatment: str | None = None
+    # The appointments the opened conversation booked, each as it stands now (empty when it
+    # booked none, or staff marked it booked without one).
+    bookings: tuple[BookingChain, ...] = ()
 
 
 OPENING_SCREENINGS = ("texted", "appointment_textback")
@@ -164,7 +191,89 @@ def call_facts(session: Session, windows: Sequence[Window]) -> list[CallFacts]:
     """The missed calls in any of the (location, start, end) windows, oldest first."""
     if not windows:
         return []
-    return [_facts(row) for row in session.execute(_facts_statement(windows))]
+    return _with_bookings(
+        session, [_facts(row) for row in session.execute(_facts_statement(windows))]
+    )
+
+
+def _with_bookings(session: Session, facts: list[CallFacts]) -> list[CallFacts]:
+    booked = [f.conversation_id for f in facts if f.opened and f.close_reason == "booked"]
+    chains = booking_chains(session, [c for c in booked if c is not None])
+    if not chains:
+        return facts
+    return [
+        replace(f, bookings=tuple(chains[f.conversation_id]))
+        if f.opened and f.conversation_id in chains
+        else f
+        for f in facts
+    ]
+
+
+_CHAIN_COLUMNS = (
+    Appointment.id,
+    Appointment.status,
+    Appointment.starts_at,
+    Appointment.value_cents,
+    Appointment.service,
+)
+
+
+def booking_chains(
+    session: Session, conversation_ids: Iterable[int]
+) -> dict[int, list[BookingChain]]:
+    """Per conversation, the appointments it booked (held or lapsed holds never count), each
+    followed through its reschedules to the one that stands now."""
+    ids = sorted(set(conversation_ids))
+    # Each original appointment's id -> (conversation, what it is now).
+    now_is: dict[int, tuple[int, BookingChain]] = {}
+    frontier: dict[int, int] = {}  # a cancelled appointment's id -> the original's id
+    for i in range(0, len(ids), _CHUNK):
+        rows = session.execute(
+            select(Appointment.conversation_id, *_CHAIN_COLUMNS)
+            .where(
+                Appointment.conversation_id.in_(ids[i : i + _CHUNK]),
+                Appointment.rescheduled_from_id.is_(None),
+                Appointment.status.in_(("booked", "cancelled")),
+            )
+            .order_by(Appointment.id)
+        )
+        for conversation_id, appointment_id, status, starts_at, value, service in rows:
+            if conversation_id is None:
+                continue  # excluded by the query; here for the type checker
+            now_is[appointment_id] = (
+                conversation_id,
+                BookingChain(status, starts_at, value, service, rescheduled=False),
+            )
+            if status == "cancelled":
+                frontier[appointment_id] = appointment_id
+    for _ in range(_MAX_RESCHEDULES):
+        if not frontier:
+            break
+        replaced = sorted(frontier)
+        found: dict[int, int] = {}
+        for i in range(0, len(replaced), _CHUNK):
+            rows = session.execute(
+                select(Appointment.rescheduled_from_id, *_CHAIN_COLUMNS).where(
+                    Appointment.rescheduled_from_id.in_(replaced[i : i + _CHUNK]),
+                    Appointment.status.in_(("booked", "cancelled")),
+                )
+            )
+            for old_id, appointment_id, status, starts_at, value, service in rows:
+                if old_id is None:
+                    continue  # excluded by the query; here for the type checker
+                origin = frontier[old_id]
+                conversation_id = now_is[origin][0]
+                now_is[origin] = (
+                    conversation_id,
+                    BookingChain(status, starts_at, value, service, rescheduled=True),
+                )
+                if status == "cancelled":
+                    found[appointment_id] = origin
+        frontier = found
+    out: dict[int, list[BookingChain]] = {}
+    for conversation_id, chain in now_is.values():
+        out.setdefault(conversation_id, []).append(chain)
+    return out
 
 
 def call_facts_page(
@@ -178,7 +287,7 @@ def call_facts_page(
     """A page of :func:`call_facts` after the (missed_at, call id) ``after``, for streaming
     in short transactions (a long one would hold SQLite's write lock)."""
     statement = _facts_statement([(location_id, start, end)], after).limit(limit)
-    return [_facts(row) for row in session.execute(statement)]
+    return _with_bookings(session, [_facts(row) for row in session.execute(statement)])
 
 
 def reply_latencies(session: Session, conversation_ids: Iterable[int]) -> dict[int, list[int]]:
@@ -222,6 +331,33 @@ def cohort_moments(
                 )
             )
             out.extend((loc, missed_at) for loc, missed_at in rows if missed_at is not None)
+    return out
+
+
+def appointment_threads(session: Session, appointment_ids: Iterable[int]) -> set[int]:
+    """The conversations that booked these appointments or the ones they replaced (a
+    reschedule or a cancellation changes the outcome of the booking that started it)."""
+    out: set[int] = set()
+    seen: set[int] = set()
+    todo = set(appointment_ids)
+    for _ in range(_MAX_RESCHEDULES):
+        todo -= seen
+        if not todo:
+            break
+        seen |= todo
+        ids = sorted(todo)
+        todo = set()
+        for i in range(0, len(ids), _CHUNK):
+            rows = session.execute(
+                select(Appointment.conversation_id, Appointment.rescheduled_from_id).where(
+                    Appointment.id.in_(ids[i : i + _CHUNK])
+                )
+            )
+            for conversation_id, replaced_id in rows:
+                if conversation_id is not None:
+                    out.add(conversation_id)
+                if replaced_id is not None:
+                    todo.add(replaced_id)
     return out
 
 
@@ -308,12 +444,13 @@ def clear_dirty(session: Session) -> None:
 
 @dataclass(frozen=True, slots=True)
 class RollupRows:
-    """The rows of the four rollup tables for some (location, day)s."""
+    """The rows of the rollup tables for some (location, day)s."""
 
     daily: list[dict[str, Any]]
     variants: list[dict[str, Any]]
     latency: list[dict[str, Any]]
     bookings: list[dict[str, Any]]
+    starts: list[dict[str, Any]]
 
     def by_table(self) -> list[tuple[Table, list[dict[str, Any]]]]:
         return [
@@ -321,6 +458,7 @@ class RollupRows:
             (funnel_variants, self.variants),
             (funnel_latency, self.latency),
             (funnel_bookings, self.bookings),
+            (funnel_booking_starts, self.starts),
         ]
 
 
@@ -381,6 +519,7 @@ TREND_COUNTERS = (
     "booked_page",
     "booked_staff",
     "booked_other",
+    "cancelled",
 )
 
 
@@ -429,6 +568,16 @@ def latency_sums(
     return _as_dicts(session.execute(stmt))
 
 
+BOOKING_SUMS = (
+    "booked",
+    "valued",
+    "value_cents",
+    "cancelled",
+    "cancelled_valued",
+    "cancelled_value_cents",
+)
+
+
 def booking_sums(
     session: Session, location_ids: Sequence[str], since: date | None, until: date | None
 ) -> list[dict[str, Any]]:
@@ -440,9 +589,28 @@ def booking_sums(
             t.c.miss_reason,
             t.c.variant,
             t.c.treatment,
-            *_sums(t, ("booked", "valued", "value_cents")),
+            *_sums(t, BOOKING_SUMS),
         )
         .where(*_in_range(t, location_ids, since, until))
         .group_by(t.c.location_id, t.c.miss_reason, t.c.variant, t.c.treatment)
     )
     return _as_dicts(session.execute(stmt))
+
+
+def start_sums(
+    session: Session,
+    location_ids: Sequence[str],
+    since: date | None,
+    until: date | None,
+    now: datetime,
+) -> dict[str, tuple[int, int]]:
+    """Per location: the bookings not cancelled that have an appointment time, and how many
+    of those have started by ``now`` (kept)."""
+    t = funnel_booking_starts
+    started = func.coalesce(func.sum(case((t.c.starts_at <= now, t.c.booked), else_=0)), 0)
+    stmt = (
+        select(t.c.location_id, func.coalesce(func.sum(t.c.booked), 0), started)
+        .where(*_in_range(t, location_ids, since, until))
+        .group_by(t.c.location_id)
+    )
+    return {loc: (int(dated), int(kept)) for loc, dated, kept in session.execute(stmt)}

@@ -26,13 +26,16 @@ from ringback.funnel.figures import (
     Latency,
     LatencyStats,
     LocationFigures,
+    Money,
     ReasonFigures,
     Report,
+    Starts,
     Variants,
     compare_variants,
     diagnose,
     funnel_from,
     heatmap_of,
+    priced,
     ratio,
     variant_figures,
 )
@@ -100,23 +103,30 @@ def build_report(
     ids = [location.id for location in locations]
     by_id = {location.id: location for location in locations}
 
-    # Revenue: what staff entered, else the booked treatment's price in that location's list.
-    revenue: dict[tuple[str, ...], int] = defaultdict(int)
-    unpriced: dict[tuple[str, ...], int] = defaultdict(int)
+    # Revenue: the known value (staff's entry, the appointment's), else the booked
+    # treatment's price in that location's list; cancelled bookings apart.
+    money: dict[tuple[str, ...], Money] = defaultdict(Money)
     for row in queries.booking_sums(session, ids, since, until):
         location = by_id[row["location_id"]]
         service = location.service_named(row["treatment"]) if row["treatment"] else None
-        unvalued = int(row["booked"]) - int(row["valued"])
-        cents = int(row["value_cents"]) + (unvalued * service.price_cents if service else 0)
-        missing = 0 if service else unvalued
+        value = priced(
+            {name: int(row[name]) for name in queries.BOOKING_SUMS},
+            service.price_cents if service else None,
+        )
         for key in (
             ("all",),
             ("location", row["location_id"]),
             ("reason", row["miss_reason"]),
             ("variant", row["variant"]),
         ):
-            revenue[key] += cents
-            unpriced[key] += missing
+            money[key] += value
+    starts = queries.start_sums(session, ids, since, until, now)
+    started = {
+        location_id: Starts(dated=dated, kept=kept) for location_id, (dated, kept) in starts.items()
+    }
+    all_starts = Starts(
+        dated=sum(s.dated for s in started.values()), kept=sum(s.kept for s in started.values())
+    )
 
     per_location: dict[str, dict[str, int]] = {i: {} for i in ids}
     per_reason: dict[str, dict[str, int]] = defaultdict(dict)
@@ -134,8 +144,8 @@ def build_report(
             timezone=location.timezone,
             funnel=funnel_from(
                 per_location[location.id],
-                revenue[("location", location.id)],
-                unpriced[("location", location.id)],
+                money[("location", location.id)],
+                started.get(location.id),
             ),
             latency=_latency([r for r in latency_rows if r["location_id"] == location.id]),
         )
@@ -146,7 +156,7 @@ def build_report(
     reasons = []
     for reason in sorted(per_reason, key=lambda r: (order.get(r, len(order)), r)):
         c = per_reason[reason]
-        funnel = funnel_from(c, 0, 0)
+        funnel = funnel_from(c)
         booked = _booked(c)
         reasons.append(
             ReasonFigures(
@@ -157,9 +167,10 @@ def build_report(
                 texted=funnel.texted,
                 replied=funnel.replied,
                 booked=booked,
-                revenue_cents=revenue[("reason", reason)],
-                recovery_rate=ratio(booked, funnel.missed),
-                recovery_rate_of_recoverable=ratio(booked, funnel.recoverable),
+                cancelled=funnel.cancelled,
+                revenue_cents=money[("reason", reason)].revenue_cents,
+                recovery_rate=ratio(funnel.still_booked, funnel.missed),
+                recovery_rate_of_recoverable=ratio(funnel.still_booked, funnel.recoverable),
             )
         )
 
@@ -180,6 +191,7 @@ def build_report(
                 texted=counters["texted"],
                 replied=counters["replied"],
                 booked=_booked(counters),
+                cancelled=counters["cancelled"],
             )
         )
         for hour, name in enumerate(FUNNEL_HOURS):
@@ -195,7 +207,7 @@ def build_report(
     ]
     variants = Variants(variants=variant_list, comparisons=compare_variants(variant_list))
 
-    total_funnel: Funnel = funnel_from(total, revenue[("all",)], unpriced[("all",)])
+    total_funnel: Funnel = funnel_from(total, money[("all",)], all_starts)
     latency = _latency(latency_rows)
     return Report(
         since=since,

@@ -7,7 +7,8 @@ How it stays correct:
   (:func:`recompute_days`), so it can always be recomputed, and a full rebuild gives the
   same numbers as the incremental path.
 * The domain code says what it touched: :func:`call_changed` (screening),
-  :func:`conversation_changed` (a reply, qualified, handoff, close) and
+  :func:`conversation_changed` (a reply, qualified, handoff, close),
+  :func:`appointment_changed` (booked, cancelled, rescheduled: the booking's outcome) and
   :func:`message_changed` (a text-back or reply sent or delivered). These only note the
   row in the session; when the transaction commits, the notes are resolved to the
   (location, UTC day) of the missed calls behind them and upserted into ``funnel_dirty``,
@@ -21,7 +22,6 @@ How it stays correct:
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -43,6 +43,7 @@ from ringback.models import (
     FUNNEL_HOURS,
     FUNNEL_SCREENED_OUT,
     FUNNEL_VARIANT_COUNTERS,
+    Appointment,
     Call,
     Conversation,
     Message,
@@ -69,6 +70,7 @@ class DayRollup:
     variants: dict[str, dict[str, int]] = field(default_factory=dict)
     latencies: dict[str, list[int]] = field(default_factory=lambda: {"textback": [], "reply": []})
     bookings: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    starts: dict[datetime, int] = field(default_factory=dict)
 
     def rows(self) -> RollupRows:
         weekday = self.day.weekday()
@@ -104,15 +106,52 @@ class DayRollup:
                     "miss_reason": reason,
                     "variant": variant,
                     "treatment": treatment,
-                    "booked": booked,
-                    "valued": valued,
-                    "value_cents": cents,
+                    **dict(zip(queries.BOOKING_SUMS, counters, strict=True)),
                 }
-                for (reason, variant, treatment), (booked, valued, cents) in sorted(
-                    self.bookings.items()
-                )
+                for (reason, variant, treatment), counters in sorted(self.bookings.items())
+            ],
+            starts=[
+                {**base, "starts_at": starts_at, "booked": booked}
+                for starts_at, booked in sorted(self.starts.items())
             ],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class BookingOutcome:
+    """What became of a missed call's booking, from the appointments its thread booked.
+
+    ``cancelled``: every appointment it booked is cancelled and none replaced it.
+    ``rebooked``: still booked, at a time the patient (or staff) moved it to; one booking.
+    ``starts_at``: when the (first) appointment still booked starts; None when cancelled or
+    when there is no appointment (staff marked it booked). ``value_cents`` and ``treatment``
+    are the current appointment's (staff's entry without one); None prices it from the list.
+    """
+
+    cancelled: bool
+    rebooked: bool
+    starts_at: datetime | None
+    value_cents: int | None
+    treatment: str | None
+
+
+def booking_outcome(facts: CallFacts) -> BookingOutcome:
+    """The outcome of a booked call (one whose conversation closed as booked)."""
+    if not facts.bookings:
+        return BookingOutcome(False, False, None, facts.booked_value_cents, facts.treatment)
+    live = [b for b in facts.bookings if b.status == "booked"]
+    counted = live or list(facts.bookings)
+    values = [b.value_cents for b in counted if b.value_cents is not None]
+    value = sum(values) if values else None
+    if facts.booked_by == "staff" and facts.booked_value_cents is not None:
+        value = facts.booked_value_cents  # what staff entered wins, as it always has
+    return BookingOutcome(
+        cancelled=not live,
+        rebooked=any(b.rescheduled for b in live),
+        starts_at=min((b.starts_at for b in live), default=None),
+        value_cents=value,
+        treatment=counted[0].service or facts.treatment,
+    )
 
 
 def add_call(
@@ -156,9 +195,12 @@ def add_call(
     bump("delivered", texted and facts.textback_status in DELIVERED)
     bump("replied", replied)
     bump("qualified", qualified)
-    if booked:
+    outcome = booking_outcome(facts) if booked else None
+    if outcome is not None:
         who = facts.booked_by if facts.booked_by in ("bot", "page", "staff") else "other"
         bump(f"booked_{who}")
+        bump("cancelled", outcome.cancelled)
+        bump("rebooked", outcome.rebooked)
     bump("handoffs", facts.handed_off_at is not None)
     bump("urgent", facts.urgent_at is not None)
     bump("opted_out", facts.close_reason == "opted_out")
@@ -177,13 +219,17 @@ def add_call(
         v["replied"] += replied
         v["qualified"] += qualified
         v["booked"] += booked
-    if booked:
-        key = (reason, variant if screening == "texted" else "", facts.treatment or "")
-        entry = rollup.bookings.setdefault(key, [0, 0, 0])
-        entry[0] += 1
-        if facts.booked_value_cents is not None:
-            entry[1] += 1
-            entry[2] += facts.booked_value_cents
+    if outcome is not None:
+        key = (reason, variant if screening == "texted" else "", outcome.treatment or "")
+        # booked, valued, value_cents, then the same for the cancelled ones (BOOKING_SUMS).
+        entry = rollup.bookings.setdefault(key, [0] * len(queries.BOOKING_SUMS))
+        for offset in (0, 3) if outcome.cancelled else (0,):
+            entry[offset] += 1
+            if outcome.value_cents is not None:
+                entry[offset + 1] += 1
+                entry[offset + 2] += outcome.value_cents
+        if outcome.starts_at is not None:
+            rollup.starts[outcome.starts_at] = rollup.starts.get(outcome.starts_at, 0) + 1
 
 
 def local_day(moment: datetime, zone: ZoneInfo) -> date:
@@ -230,12 +276,13 @@ def _recompute(session: Session, wanted: list[tuple[tuple[str, date], Location]]
 
 
 def _merge(parts: Iterable[RollupRows]) -> RollupRows:
-    merged = RollupRows([], [], [], [])
+    merged = RollupRows([], [], [], [], [])
     for rows in parts:
         merged.daily.extend(rows.daily)
         merged.variants.extend(rows.variants)
         merged.latency.extend(rows.latency)
         merged.bookings.extend(rows.bookings)
+        merged.starts.extend(rows.starts)
     return merged
 
 
@@ -259,6 +306,7 @@ class _Notes:
     hours: set[tuple[str, datetime]] = field(default_factory=set)
     call_ids: set[int] = field(default_factory=set)
     conversation_ids: set[int] = field(default_factory=set)
+    appointment_ids: set[int] = field(default_factory=set)
     unflushed: list[Any] = field(default_factory=list)
     # Conversations opened in this transaction, with the one call (hour) behind each.
     opened: dict[int, tuple[str, datetime]] = field(default_factory=dict)
@@ -302,6 +350,17 @@ def conversation_opened(conversation: Conversation, call: Call) -> None:
     _notes(session).opened[conversation.id] = (call.location_id, hour_of(call.missed_at))
 
 
+def appointment_changed(appointment: Appointment) -> None:
+    """An appointment was booked, cancelled or moved (by text, by staff, on the booking page,
+    by an import): the day of the missed call whose booking it is, or replaced, is stale."""
+    session = object_session(appointment)
+    if session is None:
+        return
+    if appointment.id is None:
+        session.flush([appointment])
+    _notes(session).appointment_ids.add(appointment.id)
+
+
 def message_changed(message: Message) -> None:
     """A text-back or bot reply was sent or its delivery status moved."""
     if message.kind not in ("textback", "reply"):
@@ -324,6 +383,7 @@ def _mark_dirty_days(session: Session) -> None:
         return
     conversation_ids = set(notes.conversation_ids)
     conversation_ids.update(c.id for c in notes.unflushed if c.id is not None)
+    conversation_ids |= queries.appointment_threads(session, notes.appointment_ids)
     hours = set(notes.hours)
     for conversation_id, hour in notes.opened.items():
         conversation_ids.discard(conversation_id)
@@ -396,11 +456,4 @@ def rollups_for(
             rollup = per_day[day] = DayRollup(location.id, day)
         replies = replies_ms.get(item.conversation_id or 0, []) if item.opened else []
         add_call(rollup, item, zone, replies)
-    merged: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rollup in per_day.values():
-        rows = rollup.rows()
-        merged["daily"] += rows.daily
-        merged["variants"] += rows.variants
-        merged["latency"] += rows.latency
-        merged["bookings"] += rows.bookings
-    return RollupRows(merged["daily"], merged["variants"], merged["latency"], merged["bookings"])
+    return _merge(rollup.rows() for rollup in per_day.values())

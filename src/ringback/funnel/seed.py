@@ -27,11 +27,11 @@ from typing import Any
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from ringback.config import Location, TimeRange
+from ringback.config import Location, Service, TimeRange
 from ringback.db import transaction
 from ringback.funnel import queries, rollup
-from ringback.funnel.queries import CallFacts
-from ringback.models import Call, Conversation, Message, Patient
+from ringback.funnel.queries import BookingChain, CallFacts
+from ringback.models import Appointment, Call, Conversation, Message, Patient
 
 BATCH_ROWS = 20_000
 
@@ -47,6 +47,15 @@ CONVERSATION_COLUMNS = (
     "first_reply_at", "last_inbound_at", "last_outbound_at", "closed_at", "booked_value_cents",
     "treatment", "qualified_at", "handoff_reason", "handed_off_at", "urgent_at",
 )  # fmt: skip
+APPOINTMENT_COLUMNS = (
+    "id", "location_id", "patient_id", "conversation_id", "service", "starts_at", "ends_at",
+    "status", "source", "value_cents", "created_at", "cancelled_at", "cancelled_by",
+    "rescheduled_from_id",
+)  # fmt: skip
+# Of the bookings the bot or the page made: how many are cancelled later, and how many are
+# moved to another time (of those, some cancelled after all).
+CANCELLED_SHARE = 0.12
+RESCHEDULED_SHARE = 0.08
 MESSAGE_COLUMNS = (
     "id", "location_id", "conversation_id", "patient_id", "call_id", "direction", "kind",
     "from_number", "to_number", "body", "provider", "provider_sid", "idempotency_key",
@@ -150,7 +159,7 @@ def _sqlite_value(value: Any) -> Any:
 class BulkWriter:
     """Rows buffered per table and written with COPY (PostgreSQL) or executemany (SQLite)."""
 
-    ORDER = ("patients", "conversations", "calls", "messages")
+    ORDER = ("patients", "conversations", "calls", "appointments", "messages")
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
@@ -159,6 +168,7 @@ class BulkWriter:
             "patients": PATIENT_COLUMNS,
             "conversations": CONVERSATION_COLUMNS,
             "calls": CALL_COLUMNS,
+            "appointments": APPOINTMENT_COLUMNS,
             "messages": MESSAGE_COLUMNS,
         }
         self.rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in self.columns}
@@ -226,6 +236,7 @@ class _Ids:
     call: int
     conversation: int
     message: int
+    appointment: int
 
     def next(self, kind: str) -> int:
         value: int = getattr(self, kind)
@@ -237,7 +248,9 @@ def _start_ids(session: Session) -> _Ids:
     def after(model: Any) -> int:
         return int(session.scalar(select(func.coalesce(func.max(model.id), 0))) or 0) + 1
 
-    return _Ids(after(Patient), after(Call), after(Conversation), after(Message))
+    return _Ids(
+        after(Patient), after(Call), after(Conversation), after(Message), after(Appointment)
+    )
 
 
 class _LocationHistory:
@@ -559,6 +572,10 @@ class _LocationHistory:
                         status="booked", is_open=False, close_reason="booked", booked_by=who,
                         booked_value_cents=entered, closed_at=t + timedelta(minutes=10),
                     )  # fmt: skip
+                    if who != "staff" and treatment is not None:
+                        c["bookings"] = self._appointments(
+                            conversation_id, patient_id, treatment, t + timedelta(minutes=10), who
+                        )
                 elif settled:  # sent the booking link; the patient did not book
                     c.update(
                         status="closed", is_open=False, close_reason="booking_link",
@@ -598,7 +615,73 @@ class _LocationHistory:
             "booked_by": c["booked_by"],
             "booked_value_cents": c["booked_value_cents"],
             "treatment": c["treatment"],
+            "bookings": c.get("bookings", ()),
         }
+
+    def _appointments(
+        self,
+        conversation_id: int,
+        patient_id: int,
+        treatment: Service,
+        booked_at: datetime,
+        source: str,
+    ) -> tuple[BookingChain, ...]:
+        """Write the appointment the bot or the page booked, and what became of it: most
+        are kept or upcoming, some cancelled, some moved (and a few of those cancelled)."""
+        rng = self.rng
+        local = (booked_at + timedelta(days=rng.lognormvariate(math.log(4), 0.7))).astimezone(
+            self.zone
+        )
+        start = local.replace(hour=rng.randint(9, 17), minute=0, second=0, microsecond=0)
+        value = treatment.price_cents or None
+        x = rng.random()
+        cancelled = x < CANCELLED_SHARE
+        moved = CANCELLED_SHARE <= x < CANCELLED_SHARE + RESCHEDULED_SHARE
+        first = self._appointment(
+            conversation_id, patient_id, treatment, start, booked_at, value, source,
+            cancelled_at=booked_at + timedelta(days=1) if cancelled or moved else None,
+            replaces=None,
+        )  # fmt: skip
+        if not moved:
+            status = "cancelled" if cancelled else "booked"
+            return (BookingChain(status, start.astimezone(UTC), value, treatment.name, False),)
+        later = start + timedelta(days=rng.randint(1, 10))
+        gave_up = rng.random() < 0.15
+        # The new time is booked in the thread the patient texted from, not this one.
+        self._appointment(
+            None, patient_id, treatment, later, booked_at + timedelta(days=1), value, "bot",
+            cancelled_at=booked_at + timedelta(days=2) if gave_up else None, replaces=first,
+        )  # fmt: skip
+        status = "cancelled" if gave_up else "booked"
+        return (BookingChain(status, later.astimezone(UTC), value, treatment.name, True),)
+
+    def _appointment(
+        self,
+        conversation_id: int | None,
+        patient_id: int,
+        treatment: Service,
+        start: datetime,
+        created_at: datetime,
+        value: int | None,
+        source: str,
+        *,
+        cancelled_at: datetime | None,
+        replaces: int | None,
+    ) -> int:
+        appointment_id = self.ids.next("appointment")
+        start_utc = start.astimezone(UTC)
+        end_utc = start_utc + timedelta(minutes=treatment.minutes)
+        status = "cancelled" if cancelled_at else "booked"
+        cancelled_by = "patient" if cancelled_at else None
+        self.writer.add(
+            "appointments",
+            (
+                appointment_id, self.location.id, patient_id, conversation_id, treatment.name,
+                start_utc, end_utc, status, source, value, created_at, cancelled_at,
+                cancelled_by, replaces,
+            ),
+        )  # fmt: skip
+        return appointment_id
 
 
 def seed_history(
@@ -662,7 +745,7 @@ def seed_history(
     with transaction(sessions) as session:
         connection = session.connection()
         if connection.dialect.name == "postgresql":
-            for name in ("patients", "calls", "conversations", "messages"):
+            for name in ("patients", "calls", "conversations", "messages", "appointments"):
                 connection.exec_driver_sql(
                     f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "  # noqa: S608
                     f"(SELECT COALESCE(MAX(id), 1) FROM {name}))"

@@ -27,6 +27,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from ringback.config import Location
+from ringback.funnel import rollup as funnel
 from ringback.models import (
     Appointment,
     Patient,
@@ -778,6 +779,11 @@ class _Importer:
             if getattr(appointment, name) != value:
                 setattr(appointment, name, value)
                 changed = True
+        if changed and (
+            appointment.conversation_id is not None or appointment.rescheduled_from_id is not None
+        ):
+            # One Ringback booked (matched by patient and time): its booking's outcome moves.
+            funnel.appointment_changed(appointment)
         return False, changed
 
 
