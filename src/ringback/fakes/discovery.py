@@ -14,7 +14,7 @@ import functools
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ringback.fakes.contract import (
@@ -102,7 +102,7 @@ def _operation(method: Mapping[str, Any], common: Mapping[str, ParameterRule]) -
 
 
 def _parameter(name: str, node: Mapping[str, Any]) -> ParameterRule:
-    location = "path" if node.get("location") == "path" else "query"
+    location: Literal["path", "query"] = "path" if node.get("location") == "path" else "query"
     return ParameterRule(
         name,
         location,

@@ -219,7 +219,8 @@ def _search_availability_rules(
         return violations
     start = parse_rfc3339(time_range["start_at"])
     end = parse_rfc3339(time_range["end_at"])
-    assert start is not None and end is not None
+    assert start is not None
+    assert end is not None
     if not timedelta(hours=24) <= end - start <= timedelta(days=32):
         violations.append(_violation(label, where, "must be at least 24 hours and at most 32 days"))
     if not body.get("query", {}).get("filter", {}).get("location_id"):
@@ -235,7 +236,8 @@ def _list_bookings_rules(query: Mapping[str, list[str]], body: Any) -> list[Cont
     if not violations and "start_at_min" in query and "start_at_max" in query:
         low = parse_rfc3339(query["start_at_min"][0])
         high = parse_rfc3339(query["start_at_max"][0])
-        assert low is not None and high is not None
+        assert low is not None
+        assert high is not None
         if high - low > timedelta(days=31):
             violations.append(
                 _violation(
