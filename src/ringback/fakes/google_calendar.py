@@ -190,7 +190,7 @@ class FakeGoogleCalendar:
         self.traffic = TrafficLog()
         self._events: dict[str, dict[str, _StoredEvent]] = {cid: {} for cid in calendar_ids}
         self._sequence = 0
-        self._oldest_valid_sync = 0
+        self._sync_generation = 0
         self._last_created = datetime.min.replace(tzinfo=UTC)
         self._access_tokens: dict[str, tuple[_Grant, datetime]] = {}
         self._refresh_tokens: dict[str, _Grant] = {}
@@ -269,7 +269,7 @@ class FakeGoogleCalendar:
     def expire_sync_tokens(self) -> None:
         """Every sync token issued so far answers 410 GONE (Google dropped them)."""
         with self.traffic.lock:
-            self._oldest_valid_sync = self._sequence + 1
+            self._sync_generation += 1
 
     @property
     def channels(self) -> list[WatchChannel]:
@@ -781,8 +781,8 @@ def _events_list(state: FakeGoogleCalendar, call: _Call) -> tuple[Response, _Cha
         sync_token = first("syncToken")
         since: int | None = None
         if sync_token is not None:
-            since = _read_sync_token(sync_token, calendar)
-            if since is None or since < state._oldest_valid_sync - 1:
+            since = _read_sync_token(sync_token, calendar, state._sync_generation)
+            if since is None:
                 message = "Sync token is no longer valid, a full sync is required."
                 return _respond(google_error(410, message, reason="fullSyncRequired")), []
         show_deleted = since is not None or first("showDeleted") == "true"
@@ -818,20 +818,23 @@ def _events_list(state: FakeGoogleCalendar, call: _Call) -> tuple[Response, _Cha
             "accessRole": "owner",
             "defaultReminders": [],
             "items": items,
-            "nextSyncToken": _sync_token(state._sequence, calendar),
+            "nextSyncToken": _sync_token(state._sequence, calendar, state._sync_generation),
         }
     return JSONResponse(answer), []
 
 
-def _sync_token(sequence: int, calendar: str) -> str:
-    raw = f"{calendar}|{sequence}".encode()
+def _sync_token(sequence: int, calendar: str, generation: int) -> str:
+    raw = f"{calendar}|{generation}|{sequence}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _read_sync_token(token: str, calendar: str) -> int | None:
+def _read_sync_token(token: str, calendar: str, generation: int) -> int | None:
+    """The change-log position in ``token``; ``None`` if dropped or not this calendar's."""
     try:
-        owner, _, sequence = _b64decode(token).decode().rpartition("|")
-        return int(sequence) if owner == calendar else None
+        owner, token_generation, sequence = _b64decode(token).decode().rsplit("|", 2)
+        if owner != calendar or int(token_generation) != generation:
+            return None
+        return int(sequence)
     except (ValueError, UnicodeDecodeError):
         return None
 
