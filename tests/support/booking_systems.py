@@ -22,7 +22,7 @@ from ringback.ports import ExternalBooking
 SPA_ZONE = ZoneInfo("America/Los_Angeles")
 
 
-def next_weekday_at(hour: int, minute: int = 0, *, days_ahead: int = 2) -> datetime:
+def spa_time(hour: int, minute: int = 0, *, days_ahead: int = 2) -> datetime:
     """A time ``days_ahead`` days from now at ``hour:minute`` in the spa's zone, as UTC."""
     day = datetime.now(SPA_ZONE).date() + timedelta(days=days_ahead)
     return datetime.combine(day, time(hour, minute), SPA_ZONE).astimezone(UTC)
