@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from ringback.fakes.google_calendar import (
@@ -134,6 +135,25 @@ def test_a_cancelled_appointment_booked_again_restores_its_event(
     assert again.external_id == ref.external_id
     (event,) = live_events(state)
     assert event["start"] == {"dateTime": "2030-03-05T18:00:00Z"}
+
+
+def test_our_own_event_missed_by_the_lookup_does_not_block_itself(
+    server: FakeGoogleCalendarServer, google: GoogleCalendarBookingSystem, state: FakeGoogleCalendar
+) -> None:
+    # An earlier try wrote the event without the extended property the lookup uses.
+    headers = {"Authorization": f"Bearer {state.issue_access_token()}"}
+    body = {
+        "id": event_id_for("appt-1"),
+        "start": {"dateTime": "2030-03-05T17:00:00Z"},
+        "end": {"dateTime": "2030-03-05T17:30:00Z"},
+    }
+    inserted = httpx.post(
+        f"{server.api_base}/calendars/{CALENDAR}/events", json=body, headers=headers
+    )
+    assert inserted.status_code == 200, inserted.text
+    ref = google.create(booking("appt-1", START))
+    assert ref.external_id == f"{CALENDAR}/{event_id_for('appt-1')}"
+    assert len(live_events(state)) == 1
 
 
 def test_someone_elses_event_is_a_conflict(

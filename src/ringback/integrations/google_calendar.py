@@ -524,10 +524,12 @@ class GoogleCalendarBookingSystem:
             # An earlier try got this far; it may not have lived to check the slot.
             self._keep_if_first(calendar, existing, booking)
             return self._ref(calendar, existing)
-        if self.busy(booking.start, booking.end, [calendar]):
+        event_id = event_id_for(booking.ringback_id)
+        if self.busy(booking.start, booking.end, [calendar]) and self._others_overlapping(
+            calendar, booking, event_id
+        ):
             log_event(logger, "google.booking.slot_taken", calendar_hash=_hash(calendar))
             raise BookingConflict("google: the calendar is busy at that time")
-        event_id = event_id_for(booking.ringback_id)
         body = {"id": event_id, **_event_body(booking)}
         response = self._request(
             "POST",
@@ -637,6 +639,20 @@ class GoogleCalendarBookingSystem:
         )
         live = [item for item in answer.get("items", []) if item.get("status") != "cancelled"]
         return live[0] if live else None
+
+    def _others_overlapping(
+        self, calendar: str, booking: ExternalBooking, event_id: str
+    ) -> list[dict[str, Any]]:
+        """Events other than this appointment's own that make the slot busy.
+
+        Free/busy cannot tell whose event is busy; an event of ours the lookup by
+        ``ringbackId`` missed (an earlier try, written without it) must not block itself.
+        """
+        return [
+            event
+            for event in self._events_overlapping(calendar, booking.start, booking.end)
+            if event.get("id") != event_id and _ringback_id_of(event) != booking.ringback_id
+        ]
 
     def _revive(self, calendar: str, event_id: str, booking: ExternalBooking) -> dict[str, Any]:
         """The id exists: an earlier try inserted it (return it), or it was deleted since
@@ -864,8 +880,13 @@ def _event_body(booking: ExternalBooking, *, include_ringback_id: bool = True) -
     return body
 
 
+def _ringback_id_of(event: Mapping[str, Any]) -> str | None:
+    value = event.get("extendedProperties", {}).get("private", {}).get(RINGBACK_ID_PROPERTY)
+    return str(value) if value is not None else None
+
+
 def _change(calendar: str, item: Mapping[str, Any], *, full_read: bool) -> ExternalChange:
-    ringback_id = item.get("extendedProperties", {}).get("private", {}).get(RINGBACK_ID_PROPERTY)
+    ringback_id = _ringback_id_of(item)
     start = _event_time(item.get("start"))
     end = _event_time(item.get("end"))
     kind: ExternalChangeKind
@@ -877,7 +898,7 @@ def _change(calendar: str, item: Mapping[str, Any], *, full_read: bool) -> Exter
         kind = "updated"
     return ExternalChange(
         external_id=f"{calendar}/{item['id']}",
-        ringback_id=str(ringback_id) if ringback_id is not None else None,
+        ringback_id=ringback_id,
         kind=kind,
         start=start,
         end=end,
