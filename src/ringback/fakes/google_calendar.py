@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ringback.fakes.contract import ApiContract, bearer_token, parse_rfc3339
+from ringback.fakes.contract import ApiContract, Operation, bearer_token, parse_rfc3339
 from ringback.fakes.discovery import google_calendar_contract
 from ringback.fakes.scripting import (
     BackgroundTasks,
@@ -475,7 +475,6 @@ class _Call:
     path_values: Mapping[str, str]
     query: Mapping[str, list[str]]
     body: Any
-    base_url: str
 
 
 def create_fake_google_calendar_app(state: FakeGoogleCalendar) -> Starlette:
@@ -516,7 +515,6 @@ def create_fake_google_calendar_app(state: FakeGoogleCalendar) -> Starlette:
         raw_path = raw_path or request.url.path
         query = parse_qs(request.url.query, keep_blank_values=True)
         body = await request.body()
-        base_url = f"{request.url.scheme}://{request.url.netloc}"
         flush_pending()
 
         def record(operation: str | None, status: int | None, parsed: Any = None) -> None:
@@ -565,7 +563,7 @@ def create_fake_google_calendar_app(state: FakeGoogleCalendar) -> Starlette:
             state.traffic.record_violations([message])
             record(operation, 501, checked.body)
             return _respond(google_error(501, message, reason="notImplemented"))
-        call = _Call(operation, checked.path_values, query, checked.body, base_url)
+        call = _Call(operation, checked.path_values, query, checked.body)
         response, changed = handler(state, call)
         for calendar_id, resource_state in changed:
             notify(calendar_id, resource_state)
@@ -594,7 +592,7 @@ def create_fake_google_calendar_app(state: FakeGoogleCalendar) -> Starlette:
 
 
 def _auth_error(
-    state: FakeGoogleCalendar, authorization: str | None, operation: Any
+    state: FakeGoogleCalendar, authorization: str | None, operation: Operation | None
 ) -> ScriptedError | None:
     token, problem = bearer_token(authorization)
     if token is None:
@@ -606,8 +604,7 @@ def _auth_error(
     if grant_and_expiry is None or grant_and_expiry[1] <= state.clock():
         return google_error(401, "Invalid Credentials", reason="authError")
     grant = grant_and_expiry[0]
-    scopes = getattr(operation, "scopes", ())
-    if scopes and not grant.scopes & set(scopes):
+    if operation is not None and operation.scopes and not grant.scopes & set(operation.scopes):
         message = "Request had insufficient authentication scopes."
         state.traffic.record_violations([f"{operation.operation_id}: {message}"])
         return google_error(403, message, reason="insufficientPermissions")
@@ -714,7 +711,7 @@ def _calendar(state: FakeGoogleCalendar, call: _Call) -> str | None:
 
 
 def _not_found(what: str) -> tuple[Response, _Changed]:
-    return _respond(google_error(404, "Not Found")), []
+    return _respond(google_error(404, f"Not Found: no such {what}")), []
 
 
 def _events_insert(state: FakeGoogleCalendar, call: _Call) -> tuple[Response, _Changed]:

@@ -48,7 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ringback.fakes.contract import ApiContract, bearer_token, parse_rfc3339
+from ringback.fakes.contract import ApiContract, Operation, bearer_token, parse_rfc3339
 from ringback.fakes.openapi import square_contract
 from ringback.fakes.scripting import (
     BackgroundTasks,
@@ -584,21 +584,21 @@ def create_fake_square_app(state: FakeSquare) -> Starlette:
 
 
 def _auth_error(
-    state: FakeSquare, authorization: str | None, operation: Any
+    state: FakeSquare, authorization: str | None, operation: Operation | None
 ) -> ScriptedError | None:
     token, problem = bearer_token(authorization)
     if token is None:
-        state.traffic.record_violations([f"{getattr(operation, 'operation_id', '?')}: {problem}"])
+        label = operation.operation_id if operation is not None else "request"
+        state.traffic.record_violations([f"{label}: {problem}"])
         return square_error(401, f"This request could not be authorized: {problem}")
     with state.traffic.lock:
         expired = state._token_expired
-    if not hmac.compare_digest(token, state.access_token):
+    if not hmac.compare_digest(token.encode(), state.access_token.encode()):
         return square_error(401, "This request could not be authorized.")
     if expired:
         return square_error(401, "The OAuth access token is expired.", code="ACCESS_TOKEN_EXPIRED")
-    needed = set(getattr(operation, "scopes", ()))
-    missing = needed - state.scopes
-    if missing:
+    missing = set(operation.scopes) - state.scopes if operation is not None else set()
+    if operation is not None and missing:
         detail = (
             f"The merchant has not given your application permission: {', '.join(sorted(missing))}"
         )
