@@ -398,3 +398,25 @@ def test_channels_are_renewed_before_they_expire() -> None:
     assert not channel_needs_renewal(channel, expiry - timedelta(days=1))
     assert channel_needs_renewal(channel, expiry - timedelta(hours=11))
     assert channel_needs_renewal(channel, expiry + timedelta(minutes=1))
+
+
+def test_every_page_is_read(server: FakeGoogleCalendarServer, state: FakeGoogleCalendar) -> None:
+    token = StaticAccessToken(state.issue_access_token())
+    google = GoogleCalendarBookingSystem(
+        token, default_calendar=CALENDAR, api_base=server.api_base, page_size=2
+    )
+    now = datetime.now(UTC)
+    for hour in range(5):
+        state.add_event(
+            now + timedelta(days=1, hours=hour), now + timedelta(days=1, hours=hour + 1)
+        )
+    for hour in range(3):  # "working" blocks that show as free: listed, but not blocking
+        state.add_event(START, START + timedelta(hours=8), transparent=True, summary=f"w{hour}")
+    first, cursor = google.changes(None)
+    assert len(first) == 8
+    google.create(booking("appt-1", START))
+    later, _ = google.changes(cursor)
+    assert [c.ringback_id for c in later] == ["appt-1"]
+    pages = [r for r in state.requests if r.operation == "calendar.events.list"]
+    assert any("pageToken" in r.query for r in pages)
+    google.close()

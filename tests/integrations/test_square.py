@@ -344,3 +344,17 @@ def test_webhook_parser_ignores_other_events() -> None:
 def test_a_booking_needs_a_team_member_and_a_service(square: SquareBookingSystem) -> None:
     with pytest.raises(ValueError, match="team member"):
         square.create(booking("appt-1", TEN))
+
+
+def test_every_page_is_read(
+    server: FakeSquareServer, state: FakeSquare, member: str, service: SquareService
+) -> None:
+    square = SquareBookingSystem(
+        state.access_token, state.location_id, base_url=server.url, page_size=2
+    )
+    for hour in range(5):
+        state.book_directly(member, service, TEN + timedelta(hours=hour))
+    busy = square.busy(TEN, TEN + timedelta(hours=6), [member])
+    assert len(busy) == 5
+    assert any("cursor" in r.query for r in state.requests if r.operation == "ListBookings")
+    square.close()

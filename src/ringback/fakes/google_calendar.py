@@ -806,7 +806,17 @@ def _events_list(state: FakeGoogleCalendar, call: _Call) -> tuple[Response, _Cha
             items.append(copy.deepcopy(stored.body))
         if first("orderBy") == "startTime":
             items.sort(key=lambda item: _event_span(item)[0] or datetime.min.replace(tzinfo=UTC))
-        answer = {
+        # Pages: the token holds the offset and the change-log position of the first page,
+        # which the last page's sync token carries (later changes come with the next sync).
+        page_size = min(int(first("maxResults") or 250), 2500)
+        offset, snapshot = 0, state._sequence
+        if "pageToken" in query:
+            try:
+                offset_text, snapshot_text = _b64decode(query["pageToken"][0]).decode().split("|")
+                offset, snapshot = int(offset_text), int(snapshot_text)
+            except ValueError:
+                return _respond(google_error(400, "Invalid page token", reason="invalid")), []
+        answer: dict[str, Any] = {
             "kind": "calendar#events",
             "etag": f'"{state._sequence}"',
             "summary": calendar,
@@ -814,9 +824,13 @@ def _events_list(state: FakeGoogleCalendar, call: _Call) -> tuple[Response, _Cha
             "timeZone": "UTC",
             "accessRole": "owner",
             "defaultReminders": [],
-            "items": items,
-            "nextSyncToken": _sync_token(state._sequence, calendar, state._sync_generation),
+            "items": items[offset : offset + page_size],
         }
+        if offset + page_size < len(items):
+            raw = f"{offset + page_size}|{snapshot}".encode()
+            answer["nextPageToken"] = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        else:
+            answer["nextSyncToken"] = _sync_token(snapshot, calendar, state._sync_generation)
     return JSONResponse(answer), []
 
 

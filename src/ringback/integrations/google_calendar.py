@@ -456,8 +456,10 @@ class GoogleCalendarBookingSystem:
         timeout: float = 10.0,
         client: httpx.Client | None = None,
         clock: Callable[[], datetime] | None = None,
+        page_size: int = 250,
     ) -> None:
         self._tokens = tokens
+        self.page_size = page_size
         self.default_calendar = default_calendar
         self.sync_calendars = tuple(sync_calendars or (default_calendar,))
         self.api_base = api_base.rstrip("/")
@@ -579,10 +581,7 @@ class GoogleCalendarBookingSystem:
         tokens: dict[str, str] = _read_cursor(cursor)
         found: list[ExternalChange] = []
         for calendar in self.sync_calendars:
-            items, token = self._sync_calendar(calendar, tokens.get(calendar))
-            full_read = tokens.get(calendar) is None or token.startswith("!")
-            token = token.removeprefix("!")
-            tokens[calendar] = token
+            items, tokens[calendar], full_read = self._sync_calendar(calendar, tokens.get(calendar))
             found += [_change(calendar, item, full_read=full_read) for item in items]
         return found, _write_cursor(tokens)
 
@@ -699,7 +698,7 @@ class GoogleCalendarBookingSystem:
                 "timeMin": _rfc3339(start),
                 "timeMax": _rfc3339(end),
                 "singleEvents": "true",
-                "maxResults": "250",
+                "maxResults": str(self.page_size),
             }
             if page_token is not None:
                 params["pageToken"] = page_token
@@ -714,39 +713,43 @@ class GoogleCalendarBookingSystem:
             if item.get("status") != "cancelled" and item.get("transparency") != "transparent"
         ]
 
-    def _sync_calendar(self, calendar: str, token: str | None) -> tuple[list[dict[str, Any]], str]:
-        """One calendar's changes since ``token`` (all of it without one). A token Google
-        dropped (410) means a full read; the returned token then starts with ``!``."""
-        restarted = False
+    def _sync_calendar(
+        self, calendar: str, token: str | None
+    ) -> tuple[list[dict[str, Any]], str, bool]:
+        """One calendar's changes since ``token``: the items, the next token, and whether
+        this was a full read (no token yet, or Google dropped it with 410 GONE)."""
+        if token is not None:
+            found = self._list_pages(calendar, {"syncToken": token})
+            if found is not None:
+                return found[0], found[1], False
+            log_event(logger, "google.sync.token_expired", calendar_hash=_hash(calendar))
+        since = {"timeMin": _rfc3339(self._clock() - FULL_SYNC_LOOKBACK)}
+        full = self._list_pages(calendar, since)
+        if full is None:
+            raise BookingSystemUnavailable("google: a full read answered 410 GONE")
+        return full[0], full[1], True
+
+    def _list_pages(
+        self, calendar: str, filters: Mapping[str, str]
+    ) -> tuple[list[dict[str, Any]], str] | None:
+        """Every page of ``events.list`` and the final ``nextSyncToken``; ``None`` on 410."""
+        items: list[dict[str, Any]] = []
+        page_token: str | None = None
         while True:
-            items: list[dict[str, Any]] = []
-            page_token: str | None = None
-            gone = False
-            while True:
-                params: dict[str, str] = {"maxResults": "250"}
-                if token is not None:
-                    params["syncToken"] = token
-                else:
-                    params["timeMin"] = _rfc3339(self._clock() - FULL_SYNC_LOOKBACK)
-                if page_token is not None:
-                    params["pageToken"] = page_token
-                response = self._request(
-                    "GET", f"/calendars/{_quote(calendar)}/events", params=params
-                )
-                if response.status_code == 410 and token is not None:
-                    gone = True
-                    break
-                answer = self._expect_json(response, "list changed events")
-                items += answer.get("items", [])
-                page_token = answer.get("nextPageToken")
-                if page_token is None:
-                    next_token = str(answer.get("nextSyncToken", ""))
-                    if not next_token:
-                        raise BookingSystemUnavailable("google: events.list gave no sync token")
-                    return items, ("!" + next_token) if restarted else next_token
-            if gone:
-                log_event(logger, "google.sync.token_expired", calendar_hash=_hash(calendar))
-                token, restarted = None, True
+            params = {**filters, "maxResults": str(self.page_size)}
+            if page_token is not None:
+                params["pageToken"] = page_token
+            response = self._request("GET", f"/calendars/{_quote(calendar)}/events", params=params)
+            if response.status_code == 410:
+                return None
+            answer = self._expect_json(response, "list changed events")
+            items += answer.get("items", [])
+            page_token = answer.get("nextPageToken")
+            if page_token is None:
+                next_token = answer.get("nextSyncToken")
+                if not next_token:
+                    raise BookingSystemUnavailable("google: events.list gave no sync token")
+                return items, str(next_token)
 
     def _delete(self, calendar: str, event_id: str) -> None:
         response = self._request(

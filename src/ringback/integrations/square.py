@@ -167,7 +167,9 @@ class SquareBookingSystem:
         timeout: float = 10.0,
         client: httpx.Client | None = None,
         clock: Callable[[], datetime] | None = None,
+        page_size: int = 100,
     ) -> None:
+        self.page_size = page_size
         self._token = access_token if callable(access_token) else (lambda: access_token)
         self.location_id = location_id
         self.base_url = base_url.rstrip("/")
@@ -205,7 +207,7 @@ class SquareBookingSystem:
         while True:
             body: dict[str, Any] = {
                 "query": {"filter": {"location_ids": [self.location_id], "status": "ACTIVE"}},
-                "limit": 100,
+                "limit": self.page_size,
             }
             if cursor is not None:
                 body["cursor"] = cursor
@@ -477,7 +479,7 @@ class SquareBookingSystem:
                     "location_id": self.location_id,
                     "start_at_min": _rfc3339(low),
                     "start_at_max": _rfc3339(high),
-                    "limit": "100",
+                    "limit": str(self.page_size),
                 }
                 if member is not None:
                     params["team_member_id"] = member
