@@ -539,11 +539,15 @@ class GoogleCalendarBookingSystem:
             params={"sendUpdates": "none"},
             body=body,
         )
+        claimed_at: datetime | None = None
         if response.status_code == 409:
-            event = self._revive(calendar, event_id, booking)
+            event, revived = self._revive(calendar, event_id, booking)
+            if revived:
+                # A restored event claims the slot now, not when it was first created.
+                claimed_at = _parse_time(str(event["updated"]))
         else:
             event = self._expect_json(response, "insert the event")
-        self._keep_if_first(calendar, event, booking)
+        self._keep_if_first(calendar, event, booking, claimed_at=claimed_at)
         log_event(logger, "google.booking.created", calendar_hash=_hash(calendar))
         return self._ref(calendar, event)
 
@@ -653,16 +657,18 @@ class GoogleCalendarBookingSystem:
             if event.get("id") != event_id and _ringback_id_of(event) != booking.ringback_id
         ]
 
-    def _revive(self, calendar: str, event_id: str, booking: ExternalBooking) -> dict[str, Any]:
+    def _revive(
+        self, calendar: str, event_id: str, booking: ExternalBooking
+    ) -> tuple[dict[str, Any], bool]:
         """The id exists: an earlier try inserted it (return it), or it was deleted since
-        (a cancelled appointment booked again: restore it at the new time)."""
+        (a cancelled appointment booked again: restore it at the new time). Says which."""
         event = self._expect_json(
             self._request("GET", f"/calendars/{_quote(calendar)}/events/{_quote(event_id)}"),
             "read the existing event",
         )
         if event.get("status") != "cancelled":
-            return event
-        return self._expect_json(
+            return event, False
+        restored = self._expect_json(
             self._request(
                 "PATCH",
                 f"/calendars/{_quote(calendar)}/events/{_quote(event_id)}",
@@ -671,11 +677,17 @@ class GoogleCalendarBookingSystem:
             ),
             "restore the event",
         )
+        return restored, True
 
     def _keep_if_first(
-        self, calendar: str, event: Mapping[str, Any], booking: ExternalBooking
+        self,
+        calendar: str,
+        event: Mapping[str, Any],
+        booking: ExternalBooking,
+        *,
+        claimed_at: datetime | None = None,
     ) -> None:
-        own = Claim(str(event["id"]), _parse_time(str(event["created"])))
+        own = Claim(str(event["id"]), claimed_at or _parse_time(str(event["created"])))
         others = [
             Claim(str(item["id"]), _parse_time(str(item["created"])))
             for item in self._events_overlapping(calendar, booking.start, booking.end)
