@@ -209,3 +209,161 @@ class Calendar(Protocol):
 
 # Opens the outside calendar ``key`` (a provider id, or "location") of a location, or None.
 CalendarFactory = Callable[["Location", str], "Calendar | None"]
+
+
+# --- booking systems ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BookingSystemCapabilities:
+    """What a clinic's booking system can do, so the booking flow knows what to ask it.
+
+    ``offers_availability``: the system computes bookable slots itself (Square) rather than
+    only reporting busy time (Google Calendar), in which case Ringback computes the slots.
+    ``push_notifications``: it can tell us about changes (webhooks, watch channels).
+    ``incremental_sync``: :meth:`BookingSystem.changes` reads only what changed.
+    """
+
+    knows_services: bool
+    knows_staff: bool
+    offers_availability: bool
+    push_notifications: bool
+    incremental_sync: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalBooking:
+    """An appointment Ringback asks a booking system to hold.
+
+    ``ringback_id`` is stable per appointment: writing it again (a retry) never makes a
+    second booking. ``summary`` is the patient's first name and the service, never health
+    details. ``provider_ref`` and ``service_ref`` are the outside system's ids for the
+    staff member (or calendar) and the service. ``version`` is the outside system's
+    version of the booking, when rescheduling one it holds.
+    """
+
+    ringback_id: str
+    start: datetime
+    end: datetime
+    summary: str
+    note: str
+    provider_ref: str | None
+    service_ref: str | None
+    customer_phone: str | None
+    customer_given_name: str | None
+    customer_family_name: str | None
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalBookingRef:
+    """Where a booking lives in the outside system: its id and version (or etag)."""
+
+    external_id: str
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalSlot:
+    """A bookable slot the outside system offered (systems that compute availability)."""
+
+    start: datetime
+    end: datetime
+    provider_ref: str | None
+    service_ref: str | None
+
+
+ExternalChangeKind = Literal["created", "updated", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalChange:
+    """A booking that changed in the outside system; ``ringback_id`` if it is one of ours.
+
+    ``start``/``end`` are ``None`` when the system no longer says (a deleted event).
+    """
+
+    external_id: str
+    ringback_id: str | None
+    kind: ExternalChangeKind
+    start: datetime | None
+    end: datetime | None
+
+
+class BookingConflict(Exception):
+    """The outside system says the slot is taken (by someone else's booking)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BookingSystemUnavailable(Exception):
+    """The booking system could not be read or written right now.
+
+    ``retry`` is False when trying again cannot help (our access was refused and could not
+    be renewed, the request was rejected). ``detail`` never holds tokens or patient details.
+    ``retry_after`` is the system's hint in seconds, when it gave one.
+    """
+
+    def __init__(
+        self, detail: str, *, retry: bool = True, retry_after: float | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry = retry
+        self.retry_after = retry_after
+
+
+class BookingSystem(Protocol):
+    """The booking system a clinic already runs (Google Calendar, Square Appointments).
+
+    Every method raises :class:`BookingSystemUnavailable` when the system cannot be
+    reached or refuses us.
+    """
+
+    @property
+    def capabilities(self) -> BookingSystemCapabilities:
+        """What this system can do (see :class:`BookingSystemCapabilities`)."""
+        ...
+
+    def busy(self, start: datetime, end: datetime, provider_refs: list[str]) -> list[BusyTime]:
+        """Busy stretches overlapping [start, end) for each provider, sorted by start."""
+        ...
+
+    def availability(
+        self, start: datetime, end: datetime, service_ref: str, provider_refs: list[str]
+    ) -> list[ExternalSlot]:
+        """Bookable slots starting in [start, end) the system computed itself.
+
+        Busy-only systems (``capabilities.offers_availability`` False) raise
+        :class:`NotImplementedError`; Ringback computes slots from :meth:`busy` there.
+        """
+        ...
+
+    def create(self, booking: ExternalBooking) -> ExternalBookingRef:
+        """Book it; idempotent on ``booking.ringback_id`` (a retry returns the same ref).
+
+        Raise :class:`BookingConflict` when the slot is taken in the outside system.
+        """
+        ...
+
+    def reschedule(self, ref: ExternalBookingRef, booking: ExternalBooking) -> ExternalBookingRef:
+        """Move the booking to ``booking``'s times (and provider); return the new version."""
+        ...
+
+    def cancel(self, ref: ExternalBookingRef) -> None:
+        """Cancel the booking; one that is already gone or cancelled is not an error."""
+        ...
+
+    def changes(self, cursor: str | None) -> tuple[list[ExternalChange], str]:
+        """What changed since ``cursor``, and the cursor to keep for the next call.
+
+        ``cursor=None`` is a full read (every booking the system holds in its window). A
+        cursor the system no longer honours (Google's 410 GONE) also gives a full read.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -104,7 +104,9 @@ def test_book_cancel_reschedule_every_figure_on_every_surface(
     # One cancels by text, the front desk cancels another, the third moves to Friday; each
     # step is read back at once, so each must have marked the day of the call it booked.
     text_in(service, cancels_by_text, "X")
-    assert "is cancelled" in next_text(service, cancels_by_text, 4)
+    assert "Reply X again to cancel" in next_text(service, cancels_by_text, 4)
+    text_in(service, cancels_by_text, "X")
+    assert "is cancelled" in next_text(service, cancels_by_text, 5)
     wait_for(
         lambda: service.scalar(select(Appointment.id).where(Appointment.status == "cancelled")),
         what="the cancelled appointment",
