@@ -126,13 +126,15 @@ def test_the_texted_link_books_on_the_page_and_closes_the_thread_as_booked(
     assert "Consultation" not in shown  # a consult is not booked online
     slots = slot_forms(page)
     assert slots, shown
-    # Real times in the clinic's zone: Tuesday from 11:15 (lead time one hour, and the
-    # clock has moved on from 10:00 by the time the patient opens the link).
-    assert "Tue Nov 24" in shown
-    assert "11:15am" in shown
+    # Real times in the clinic's zone, opening at the day the patient asked for
+    # (Thursday), with the afternoon they asked for marked.
+    assert "day=2026-11-26" in link
+    assert "part=afternoon" in link
+    assert "Thu Nov 26" in shown
+    assert 'id="asked"' in page.text
     first = slots[0]
     starts = when(datetime.fromisoformat(first.fields["start"]), LA)
-    assert starts == "Tue Nov 24 at 11:15am"
+    assert starts.startswith("Thu Nov 26 at ")
     assert first.fields["service"] == "Botox"
     assert first.fields["provider_id"] == "anna"
 

@@ -73,7 +73,9 @@ def test_booking_is_written_to_the_providers_calendar_and_removed_on_cancel(
     assert "DTSTART:20261126T230000Z" in event.text  # 3:00pm in LA
     assert caller[-7:] not in event.text  # no phone number on the calendar
     text_in(service, caller, "X")
-    next_text(service, caller, 4)
+    assert "Reply X again" in next_text(service, caller, 4)
+    text_in(service, caller, "X")
+    next_text(service, caller, 5)
     wait_for(
         lambda: (
             service.scalar(

@@ -263,7 +263,9 @@ def test_inbound_stop_on_signalwire_opts_out(service: Service) -> None:
     )
     assert service.scalar(select(Call.screening).where(Call.call_sid == call_sid)) == "opted_out"
     settle()
-    assert len(signalwire_texts(service, caller)) == 1
+    texts = signalwire_texts(service, caller)
+    assert len(texts) == 2  # the text-back, then the one STOP confirmation
+    assert "unsubscribed" in texts[1].body
 
 
 def test_signed_status_callbacks_from_signalwire_update_the_message(service: Service) -> None:

@@ -186,7 +186,11 @@ def test_an_opt_out_outlives_the_deletion(service: Service) -> None:
     assert fresh.id != pid
     assert fresh.opt_out_source == patients.KEPT_OPT_OUT
     settle()
-    assert len(texts_to(service, caller)) == 1  # the first text-back only
+    # The first text-back and the STOP confirmation only.
+    assert [t.body.startswith("You're unsubscribed") for t in texts_to(service, caller)] == [
+        False,
+        True,
+    ]
 
 
 def test_stop_texts_suppresses_a_number_that_never_opted_out(service: Service) -> None:

@@ -19,6 +19,8 @@ from tests.support.phone import FRONT_DESK_TO, miss, text_in, texts_to
 
 # How long a reply may take before the patient counts as left on read.
 REPLY_WITHIN_SECONDS = 8.0
+# How long to watch for a text that must not come.
+QUIET_SECONDS = 1.0
 
 
 class LeftOnRead(AssertionError):
@@ -58,14 +60,16 @@ class Patient:
         state = State.from_json(conversation.state)
         return not state.paused and state.stage in ("qualifying", "offering", "routed")
 
-    def say(self, text: str) -> list[str]:
-        """Text the spa and return what came back (waiting for one answer, then a short
-        settle for any second one)."""
+    def say(self, text: str, *, quiet: bool = False) -> list[str]:
+        """Text the spa and return what came back: wait for one answer (or, when ``quiet``
+        is expected, a moment), then a short settle for any second one."""
         before = len(self.received)
         text_in(self.service, self.number, text)
         try:
             wait_for(
-                lambda: len(self.received) > before, REPLY_WITHIN_SECONDS, f"an answer to {text!r}"
+                lambda: len(self.received) > before,
+                QUIET_SECONDS if quiet else REPLY_WITHIN_SECONDS,
+                f"an answer to {text!r}",
             )
         except AssertionError:
             return []

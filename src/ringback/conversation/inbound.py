@@ -88,14 +88,18 @@ def on_inbound_sms(
         if patients.opt_out(patient, at, "keyword"):
             log_event(log, "patient.opted_out", location=location.id, patient_id=patient.id)
             webhooks.patient_opted_out(session, deps, patient, "keyword")
-            _confirm_keyword(session, deps, location, patient, "stop", payload, at)
+            conversation_service.confirm_opt_change(
+                session, deps, location, patient, "stop", f"stop:{payload['MessageSid']}", at
+            )
         if conversation is not None:
             conversation_service.close(conversation, at, "opted_out")
         return
     if word == "start":
         if patients.opt_in(patient, at):
             log_event(log, "patient.opted_in", location=location.id, patient_id=patient.id)
-            _confirm_keyword(session, deps, location, patient, "start", payload, at)
+            conversation_service.confirm_opt_change(
+                session, deps, location, patient, "start", f"start:{payload['MessageSid']}", at
+            )
         return
     if word == "help":
         queue_sms(
@@ -110,6 +114,11 @@ def on_inbound_sms(
             conversation_id=conversation.id if conversation else None,
             trigger_at=at,
         )
+        return
+    if patient.opted_out:
+        # Kept for the record, but no thread is opened or continued: nothing may be sent
+        # until the patient texts START.
+        log_event(log, "sms.from_opted_out", location=location.id, message_id=message_id)
         return
     reopened = False
     if conversation is None:
@@ -130,38 +139,6 @@ def on_inbound_sms(
         conversation_service.inbound(
             session, deps, location, conversation, patient, message, reopened=reopened
         )
-
-
-def _confirm_keyword(
-    session: Session,
-    deps: Deps,
-    location: Location,
-    patient: Patient,
-    word: str,
-    payload: dict[str, Any],
-    at: datetime,
-) -> None:
-    """One short confirmation of STOP / START, when the location leaves it to Ringback.
-
-    Sent only when the keyword changed something (a second STOP gets nothing), keyed by
-    the inbound message so a retried webhook never sends it twice. The STOP confirmation
-    goes to a number that just opted out: it is the one text the rules allow then.
-    """
-    if location.opt_out_confirmations != "ringback":
-        return
-    template = location.messages.stop if word == "stop" else location.messages.start
-    queue_sms(
-        session,
-        deps,
-        location_id=location.id,
-        patient=None if word == "stop" else patient,
-        to_number=patient.phone,
-        from_number=location.phone_number,
-        body=location.render(template),
-        kind="keyword",
-        idempotency_key=f"{word}:{payload['MessageSid']}",
-        trigger_at=at,
-    )
 
 
 def on_sms_status(session: Session, payload: dict[str, Any], at: datetime) -> None:

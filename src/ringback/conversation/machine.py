@@ -981,6 +981,8 @@ def _same_clock_time(offer: Offer, windows: tuple[TimeWindowLike, ...]) -> bool:
     """ "4pm works": a bare time names the offer at that time of day, whatever the date."""
     start = datetime.fromisoformat(offer.start)
     for window in windows:
+        if window.end - window.start > timedelta(hours=1):
+            continue  # "saturday" or "mornings" name no time of day to match an offer by
         local = start.astimezone(window.start.tzinfo)
         if (local.hour, local.minute) == (window.start.hour, window.start.minute):
             return True

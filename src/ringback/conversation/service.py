@@ -225,6 +225,7 @@ def inbound(
         location,
         known_patient=is_known_patient(session, patient),
         asked=asked,
+        language="es" if conversation.language == "es" else "en",
     )
     conversation.language = understanding.language
     upcoming = _upcoming(session, location, patient, now, understanding.language)
@@ -362,6 +363,38 @@ def _apply(
     # offer: the machine hears them as events of their own.
     for follow_up in follow_ups:
         _apply(session, deps, location, conversation, patient, follow_up, None)
+
+
+def confirm_opt_change(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    patient: Patient,
+    word: str,
+    key: str,
+    at: datetime,
+) -> None:
+    """One short confirmation of STOP / START, when the location leaves it to Ringback.
+
+    Sent only when the keyword changed something (a second STOP gets nothing), keyed by
+    ``key`` (the inbound message) so a retried webhook never sends it twice. The STOP confirmation
+    goes to a number that just opted out: it is the one text the rules allow then.
+    """
+    if location.opt_out_confirmations != "ringback":
+        return
+    template = location.messages.stop if word == "stop" else location.messages.start
+    queue_sms(
+        session,
+        deps,
+        location_id=location.id,
+        patient=None if word == "stop" else patient,
+        to_number=patient.phone,
+        from_number=location.phone_number,
+        body=location.render(template),
+        kind="keyword",
+        idempotency_key=key,
+        trigger_at=at,
+    )
 
 
 def _booking_link(
@@ -504,6 +537,7 @@ def _carry_out(
         if patients.opt_out(patient, now, "conversation"):
             log_event(log, "patient.opted_out", location=location.id, patient_id=patient.id)
             webhooks.patient_opted_out(session, deps, patient, "conversation")
+            confirm_opt_change(session, deps, location, patient, "stop", key, now)
     elif isinstance(command, MarkWrongNumber):
         patient.wrong_number_at = now
         log_event(log, "patient.wrong_number", caller=redact(patient.phone))

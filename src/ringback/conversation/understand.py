@@ -174,10 +174,14 @@ _ENGLISH_WORDS = _word_set(
 _SPANISH_MARKS = re.compile(r"[ñáéíóú¿¡]", re.IGNORECASE)
 
 
-def _language(text: str, words: Sequence[str]) -> Language:
+def _language(text: str, words: Sequence[str], default: Language = "en") -> Language:
+    """Spanish or English by the words used; a text with neither ("1", "👍", "ok") keeps
+    the language the conversation is in."""
     spanish = sum(word in _SPANISH_WORDS for word in words)
     spanish += min(2, len(_SPANISH_MARKS.findall(text)))
     english = sum(word in _ENGLISH_WORDS for word in words)
+    if spanish == english == 0:
+        return default
     return "es" if spanish > english else "en"
 
 
@@ -738,12 +742,14 @@ def understand(
     *,
     known_patient: bool = False,
     asked: Asked | None = None,
+    language: Language = "en",
 ) -> Understanding:
     """Read one patient message; ``now`` (aware) anchors every relative date.
 
     ``asked`` is the question the bot asked last: a short answer ("yes", "no", "new",
     "been before", "whenever", "not sure", "👍") means what it means as an answer to that
-    question (see :func:`_in_context`).
+    question (see :func:`_in_context`). ``language`` is the conversation's so far: a
+    text with no words of either language keeps it.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
@@ -751,7 +757,7 @@ def understand(
     words = _WORD.findall(folded)
     plain = " ".join(_PLAIN_TOKEN.findall(folded))
     bare = " ".join(words)
-    language = _language(text, words)
+    language = _language(text, words, language)
 
     keyword = _carrier_keyword(bare)
     if keyword is not None:
@@ -779,7 +785,7 @@ def understand(
         treatments=treatments,
         times=extract_times(folded, now, location),
         timing=vague_timing(plain, allow_weak=unclear_only and asked in (None, "time")),
-        patient="returning" if known_patient else _patient(plain),
+        patient="returning" if known_patient else _patient(plain) or _new_at_end(folded),
         choice=choice,
         language=language,
     )
@@ -909,6 +915,16 @@ def _urgent(folded: str) -> bool:
         if not _NEGATED_BEFORE.search(text[max(0, match.start() - 40) : match.start()]):
             return not hypothetical
     return False
+
+
+# "filler friday morning, new" / "botox, new patient": a trailing "new" says who they are.
+_NEW_AT_END = re.compile(
+    r"(?:[,.;]\s*|\b(?:and|im|i am)\s+)new(?: here| patient| client)?\s*[.!]*$"
+)
+
+
+def _new_at_end(folded: str) -> Patient | None:
+    return "new" if _NEW_AT_END.search(folded) else None
 
 
 def _patient(plain: str) -> Patient | None:

@@ -88,7 +88,7 @@ def call_row(facts: CallFacts, location: Location, now: datetime) -> list[str]:
     standing: str | None = None
     appointment_at: str | None = None
     rescheduled: bool | None = None
-    booked = facts.opened and facts.close_reason == "booked"
+    booked = facts.opened and queries.was_booked(facts)
     if booked:
         booking = rollup.booking_outcome(facts)
         service = location.service_named(booking.treatment) if booking.treatment else None

@@ -197,7 +197,7 @@ def call_facts(session: Session, windows: Sequence[Window]) -> list[CallFacts]:
 
 
 def _with_bookings(session: Session, facts: list[CallFacts]) -> list[CallFacts]:
-    booked = [f.conversation_id for f in facts if f.opened and f.close_reason == "booked"]
+    booked = [f.conversation_id for f in facts if f.opened and was_booked(f)]
     chains = booking_chains(session, [c for c in booked if c is not None])
     if not chains:
         return facts
@@ -614,3 +614,11 @@ def start_sums(
         .group_by(t.c.location_id)
     )
     return {loc: (int(dated), int(kept)) for loc, dated, kept in session.execute(stmt)}
+
+
+def was_booked(facts: CallFacts) -> bool:
+    """The call's thread booked: it closed as booked, or it booked and the booking was
+    cancelled since (by text in the same thread, which then closes as cancelled)."""
+    return facts.close_reason == "booked" or (
+        facts.close_reason == "cancelled" and facts.booked_by is not None
+    )

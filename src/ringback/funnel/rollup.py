@@ -190,7 +190,7 @@ def add_call(
     texted = facts.textback_sent_at is not None
     replied = facts.first_reply_at is not None
     qualified = facts.qualified_at is not None
-    booked = facts.close_reason == "booked"
+    booked = queries.was_booked(facts)
     bump("texted", texted)
     bump("delivered", texted and facts.textback_status in DELIVERED)
     bump("replied", replied)
