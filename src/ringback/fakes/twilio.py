@@ -294,6 +294,8 @@ class FakeTwilio:
         # Slowness before Twilio takes the request in; a client that gives up first is
         # treated as never having reached Twilio (see ``hang_after_accepting`` otherwise).
         self.delay_seconds = delay_seconds
+        # Slowness of one operation only (see :meth:`slow_down`), after ``delay_seconds``.
+        self.operation_delays: dict[FakeOperation, float] = {}
         self.on_message = on_message
         # Lookup v2 line type per E.164 number: "mobile" (the default), "landline",
         # "fixedVoip", "nonFixedVoip", "tollFree", ...
@@ -396,6 +398,12 @@ class FakeTwilio:
     def lookup_failures(self, count: int) -> None:
         with self._lock:
             self._lookup_failures = count
+
+    def slow_down(self, operation: FakeOperation, seconds: float) -> None:
+        """Answer every ``operation`` request ``seconds`` late (0: on time again), e.g. a
+        Messages list that takes a while under load."""
+        with self._lock:
+            self.operation_delays[operation] = seconds
 
     def hang_after_accepting(self, count: int = 1, *, seconds: float | None = None) -> None:
         """Accept and record the next ``count`` messages, then hold the answer.
@@ -667,6 +675,9 @@ def create_fake_twilio_app(state: FakeTwilio) -> Starlette:
                 # The client gave up before Twilio took the request in: nothing happened.
                 record(operation, None)
                 return Response(status_code=499)
+        operation_delay = state.operation_delays.get(operation, 0.0)
+        if operation_delay > 0:
+            await asyncio.sleep(operation_delay)
         call = _Call(
             request,
             path,

@@ -44,7 +44,7 @@ DUE_GRACE = timedelta(seconds=5)
 # seconds apart up to this, and after this many in a row the text is marked failed: we
 # cannot tell whether it went out, and a person should look.
 LOOKUP_BACKOFF_CAP_SECONDS = 300.0
-MAX_LOOKUP_FAILURES = 10
+MAX_LOOKUP_FAILURES = 12
 SWEEP_BATCH = 200
 
 # Twilio's message statuses in the order they happen; a late callback never moves back.
