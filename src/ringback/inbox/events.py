@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from ringback.conversation import inbound
@@ -22,6 +22,7 @@ from ringback.logs import log_event
 from ringback.messaging import outbox
 from ringback.missed_calls import service as missed_calls
 from ringback.models import ProviderEvent
+from ringback.ports import EnqueueFailed
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,23 @@ def record(
     if event_id is None:
         log_event(log, "webhook.duplicate", kind=kind, location=location_id)
         return None
-    after_commit(session, lambda: deps.jobs.handle_event(event_id))
+    after_commit(session, lambda: _enqueue(deps, event_id))
     return event_id
+
+
+def _enqueue(deps: Deps, event_id: int) -> None:
+    try:
+        deps.jobs.handle_event(event_id)
+    except EnqueueFailed:
+        # Stored, but no job: due for the sweep at once, which retries every second until
+        # the queue takes it (it is re-driven as soon as a worker can take it).
+        with transaction(deps.sessions) as session:
+            session.execute(
+                update(ProviderEvent)
+                .where(ProviderEvent.id == event_id)
+                .values(redrive_at=deps.clock())
+            )
+        raise
 
 
 def stored_payload(
@@ -171,8 +187,10 @@ def note_failure(deps: Deps, event_id: int, error: str) -> None:
 
 def take_unhandled(deps: Deps, limit: int = 500) -> list[int]:
     """Events that should have been handled by now and are not, taken for re-driving:
-    each is left alone by later sweeps for :data:`REDRIVE_LEASE` (see :func:`give_back`
-    when the queue would not take them). Rows being handled right now are skipped."""
+    those whose ``redrive_at`` has come (an enqueue that failed sets it to its time), or,
+    with none, stored :data:`REDRIVE_AFTER` ago. Each is then left alone by later sweeps
+    for :data:`REDRIVE_LEASE` (see :func:`give_back` when the queue would not take them).
+    Rows being handled right now are skipped."""
     now = deps.clock()
     with transaction(deps.sessions) as session:
         ids = list(
@@ -180,9 +198,14 @@ def take_unhandled(deps: Deps, limit: int = 500) -> list[int]:
                 select(ProviderEvent.id)
                 .where(
                     ProviderEvent.handled_at.is_(None),
-                    ProviderEvent.received_at <= now - REDRIVE_AFTER,
                     ProviderEvent.attempts < MAX_SWEEP_ATTEMPTS,
-                    or_(ProviderEvent.redrive_at.is_(None), ProviderEvent.redrive_at <= now),
+                    or_(
+                        and_(
+                            ProviderEvent.redrive_at.is_(None),
+                            ProviderEvent.received_at <= now - REDRIVE_AFTER,
+                        ),
+                        ProviderEvent.redrive_at <= now,
+                    ),
                 )
                 .order_by(ProviderEvent.id)
                 .limit(limit)
@@ -203,7 +226,9 @@ def give_back(deps: Deps, event_ids: list[int]) -> None:
     if event_ids:
         with transaction(deps.sessions) as session:
             session.execute(
-                update(ProviderEvent).where(ProviderEvent.id.in_(event_ids)).values(redrive_at=None)
+                update(ProviderEvent)
+                .where(ProviderEvent.id.in_(event_ids))
+                .values(redrive_at=deps.clock())
             )
 
 
