@@ -9,7 +9,7 @@ import sys
 from tests.conftest import Service
 
 
-def worker_process_env(service: Service) -> dict[str, str]:
+def worker_process_env(service: Service, *, workers: int = 1) -> dict[str, str]:
     settings = service.runtime.settings
     return dict(
         os.environ,
@@ -18,7 +18,7 @@ def worker_process_env(service: Service) -> dict[str, str]:
         RINGBACK_QUEUE_NAME=settings.queue_name,
         RINGBACK_CONFIG=str(service.config_path),
         RINGBACK_PUBLIC_URL=settings.public_url,
-        RINGBACK_WORKERS="1",
+        RINGBACK_WORKERS=str(workers),
         RINGBACK_SEND_TIMEOUT="60",
         TWILIO_ACCOUNT_SID=settings.twilio_account_sid,
         TWILIO_AUTH_TOKEN=settings.twilio_auth_token,
@@ -27,10 +27,10 @@ def worker_process_env(service: Service) -> dict[str, str]:
     )
 
 
-def worker_process(service: Service) -> subprocess.Popen[bytes]:
+def worker_process(service: Service, *, workers: int = 1) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "ringback.cli", "worker"],
-        env=worker_process_env(service),
+        env=worker_process_env(service, workers=workers),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -294,7 +294,7 @@ class FakeTwilio:
         # Slowness before Twilio takes the request in; a client that gives up first is
         # treated as never having reached Twilio (see ``hang_after_accepting`` otherwise).
         self.delay_seconds = delay_seconds
-        # Slowness of one operation only (see :meth:`slow_down`), after ``delay_seconds``.
+        # Slowness of one operation only (see :meth:`slow_down`), added to ``delay_seconds``.
         self.operation_delays: dict[FakeOperation, float] = {}
         self.on_message = on_message
         # Lookup v2 line type per E.164 number: "mobile" (the default), "landline",
@@ -669,15 +669,13 @@ def create_fake_twilio_app(state: FakeTwilio) -> Starlette:
         if operation == "lookup":
             state._record_lookup(path_values["phone_number"], query.get("CountryCode"))
 
-        if state.delay_seconds > 0:
-            await asyncio.sleep(state.delay_seconds)
+        delay = state.delay_seconds + state.operation_delays.get(operation, 0.0)
+        if delay > 0:
+            await asyncio.sleep(delay)
             if await request.is_disconnected():
                 # The client gave up before Twilio took the request in: nothing happened.
                 record(operation, None)
                 return Response(status_code=499)
-        operation_delay = state.operation_delays.get(operation, 0.0)
-        if operation_delay > 0:
-            await asyncio.sleep(operation_delay)
         call = _Call(
             request,
             path,
