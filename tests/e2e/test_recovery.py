@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from ringback.db import single_flight
 from ringback.inbox import events
+from ringback.jobs import make_consumer
 from ringback.messaging import outbox
 from ringback.messaging.claims import LEASE
 from ringback.models import Message, ProviderEvent
@@ -64,23 +65,38 @@ def _sweep_together(service: Service, sweeps: int, ids: list[int]) -> list[dict[
 def test_concurrent_sweeps_and_duplicate_jobs_send_each_stuck_text_once(
     make_service: Callable[..., Service], sweeps: int
 ) -> None:
+    # Enough workers for both reconciles of a row to run together, a Twilio slow to take
+    # any request in, and Messages lists that are 0.3 s old when they arrive: the old code
+    # sent 14-26 duplicates in 160 texts so (bench/recovery_faults.py).
     service = make_service(now=datetime.now(UTC))
-    service.twilio.slow_down("list_messages", 0.15)
-    for run in range(RUNS):
-        callers = [caller_number(2000 + sweeps * 1000 + run * STUCK + i) for i in range(STUCK)]
-        # Half were taken by Twilio before their worker died; half never reached it.
-        ids = [seed_stuck_text(service, c, already_sent=i % 2 == 0) for i, c in enumerate(callers)]
-        counts = _sweep_together(service, sweeps, ids)
-        wait_for(lambda ids=ids: _settled(service, ids), timeout=30, what=f"run {run}: all settled")
-        settle(0.3)
-        # Each row was handed out by exactly one sweep.
-        assert sum(c["stuck"] for c in counts) == STUCK, (run, counts)
-        sent = {c: [m.sid for m in service.twilio.messages if m.to == c] for c in callers}
-        assert {c: len(sids) for c, sids in sent.items()} == dict.fromkeys(callers, 1), run
-        rows = service.rows(select(Message).where(Message.id.in_(ids)).order_by(Message.id))
-        assert [row.provider_sid for row in rows] == [sent[c][0] for c in callers]
-        # A text Twilio already had was recorded, not sent again.
-        assert [row.attempts for row in rows] == [1 if i % 2 == 0 else 2 for i in range(STUCK)]
+    service.twilio.answer_late("list_messages", 0.3)
+    more_workers = make_consumer(service.runtime.huey, 12, embedded=True, periodic=False)
+    more_workers.start()
+    try:
+        for run in range(RUNS):
+            _sweep_stuck_texts_together(service, sweeps, run)
+    finally:
+        more_workers.stop(graceful=True)
+
+
+def _sweep_stuck_texts_together(service: Service, sweeps: int, run: int) -> None:
+    """One run: 16 stuck texts (half Twilio has), swept together; each sent once."""
+    callers = [caller_number(2000 + sweeps * 1000 + run * STUCK + i) for i in range(STUCK)]
+    # Half were taken by Twilio before their worker died; half never reached it.
+    service.twilio.delay_seconds = 0
+    ids = [seed_stuck_text(service, c, already_sent=i % 2 == 0) for i, c in enumerate(callers)]
+    service.twilio.delay_seconds = 0.2
+    counts = _sweep_together(service, sweeps, ids)
+    wait_for(lambda: _settled(service, ids), timeout=30, what=f"run {run}: all settled")
+    settle(0.3)
+    # Each row was handed out by exactly one sweep.
+    assert sum(c["stuck"] for c in counts) == STUCK, (run, counts)
+    sent = {c: [m.sid for m in service.twilio.messages if m.to == c] for c in callers}
+    assert {c: len(sids) for c, sids in sent.items()} == dict.fromkeys(callers, 1), run
+    rows = service.rows(select(Message).where(Message.id.in_(ids)).order_by(Message.id))
+    assert [row.provider_sid for row in rows] == [sent[c][0] for c in callers]
+    # A text Twilio already had was recorded, not sent again.
+    assert [row.attempts for row in rows] == [1 if i % 2 == 0 else 2 for i in range(STUCK)]
 
 
 def test_one_sweep_at_a_time_across_processes(make_service: Callable[..., Service]) -> None:

@@ -296,6 +296,8 @@ class FakeTwilio:
         self.delay_seconds = delay_seconds
         # Slowness of one operation only (see :meth:`slow_down`), added to ``delay_seconds``.
         self.operation_delays: dict[FakeOperation, float] = {}
+        # Answers held after they were computed (see :meth:`answer_late`).
+        self.late_answers: dict[FakeOperation, float] = {}
         self.on_message = on_message
         # Lookup v2 line type per E.164 number: "mobile" (the default), "landline",
         # "fixedVoip", "nonFixedVoip", "tollFree", ...
@@ -404,6 +406,12 @@ class FakeTwilio:
         Messages list that takes a while under load."""
         with self._lock:
             self.operation_delays[operation] = seconds
+
+    def answer_late(self, operation: FakeOperation, seconds: float) -> None:
+        """Compute every ``operation`` answer at once but send it ``seconds`` later (0: at
+        once again): a Messages list that, when it arrives, is that old."""
+        with self._lock:
+            self.late_answers[operation] = seconds
 
     def hang_after_accepting(self, count: int = 1, *, seconds: float | None = None) -> None:
         """Accept and record the next ``count`` messages, then hold the answer.
@@ -692,6 +700,9 @@ def create_fake_twilio_app(state: FakeTwilio) -> Starlette:
             record(operation, failure.http_status)
             return failure.response()
         response = await handler(state, call)
+        late = state.late_answers.get(operation, 0.0)
+        if late > 0:
+            await asyncio.sleep(late)
         record(operation, response.status_code)
         return response
 
