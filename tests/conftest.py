@@ -272,6 +272,7 @@ def make_service(
         run_worker: bool = True,
         settings_overrides: dict[str, Any] | None = None,
         signalwire: bool = False,
+        sweeper: bool = False,
     ) -> Service:
         config = yaml.safe_load(DEMO_LOCATIONS.read_text())
         if edit is not None:
@@ -314,7 +315,9 @@ def make_service(
             runtime.closers.append(telephony.close)
         else:
             runtime = build_runtime(settings, locations, clock=clock)
-        server = ServerThread(create_app(runtime, run_worker=run_worker), port).__enter__()
+        # The recovery sweeper off unless asked for: most tests sweep by hand, when they mean to.
+        app = create_app(runtime, run_worker=run_worker, run_sweeper=sweeper)
+        server = ServerThread(app, port).__enter__()
         http = httpx.Client(timeout=10)
         started.append((server, runtime, http))
         return Service(

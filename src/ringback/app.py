@@ -25,16 +25,21 @@ from ringback.logs import log_event
 from ringback.missed_calls import api as missed_calls_api
 from ringback.outbound_webhooks import pages as webhooks_pages
 from ringback.patients.pages import router as records_router
-from ringback.runtime import Runtime
+from ringback.runtime import Runtime, Sweeper
 from ringback.staff import pages as staff_pages
 from ringback.telephony.webhooks import signalwire_router, twilio_router
 
 log = logging.getLogger(__name__)
 
 
-def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> FastAPI:
-    """Build the app. ``run_worker`` defaults to True on the embedded (SQLite) queue."""
+def create_app(
+    runtime: Runtime, *, run_worker: bool | None = None, run_sweeper: bool | None = None
+) -> FastAPI:
+    """Build the app. ``run_worker`` defaults to True on the embedded (SQLite) queue;
+    ``run_sweeper`` (the recovery sweep, :class:`ringback.runtime.Sweeper`) to
+    ``run_worker``."""
     embedded_worker = runtime.embedded_queue if run_worker is None else run_worker
+    sweeping = embedded_worker if run_sweeper is None else run_sweeper
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,9 +55,12 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> FastAPI:
             )
             consumer.start()
             log_event(log, "worker.embedded_started", workers=runtime.settings.workers)
+        sweeper = Sweeper(runtime.deps).start() if sweeping else None
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.stop()
             if consumer is not None:
                 consumer.stop(graceful=True)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import os
 import sqlite3
@@ -281,9 +283,21 @@ def after_commit(session: Session, action: AfterCommit) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    # The transaction is committed: what it stored is the truth whatever happens next. An
+    # action that fails (the queue is down) is logged and the rest still run; the caller
+    # (a webhook answering Twilio) carries on, and the sweep re-drives the stored work.
     actions: list[AfterCommit] = session.info.pop("after_commit", [])
     for action in actions:
-        action()
+        try:
+            action()
+        except Exception as exc:
+            log_event(
+                log,
+                "after_commit.failed",
+                logging.WARNING,
+                job=getattr(exc, "job", None),
+                error=type(getattr(exc, "__cause__", None) or exc).__name__,
+            )
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -372,3 +386,54 @@ def insert_returning(
         )
         statement = _insert_statements[key] = select(model).from_statement(core)
     return session.scalars(statement, values).one_or_none()
+
+
+_local_singletons: dict[str, threading.Lock] = {}
+
+
+@contextmanager
+def single_flight(engine: Engine, name: str) -> Iterator[bool]:
+    """Hold the cluster-wide lock ``name`` for the block if nobody holds it; yields whether
+    this caller got it (it never waits).
+
+    PostgreSQL: a session advisory lock on a connection of its own, so it spans the
+    caller's many transactions and goes with the connection if the process dies. A SQLite
+    file: an ``flock`` on a file beside it (every process using the database is on this
+    host), also released by the kernel when the process dies. An in-memory database lives
+    in one process: a lock in this process does.
+    """
+    if engine.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            got = bool(
+                connection.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (key,)).scalar()
+            )
+            try:
+                yield got
+            finally:
+                if got:
+                    connection.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (key,))
+        return
+    path = engine.url.database or ""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        with _writer_queues_mutex:
+            lock = _local_singletons.setdefault(name, threading.Lock())
+        got = lock.acquire(blocking=False)
+        try:
+            yield got
+        finally:
+            if got:
+                lock.release()
+        return
+    lock_path = f"{path}.{name}.lock"
+    with open(lock_path, "a+b") as lock_file:
+        try:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            got = True
+        except BlockingIOError:
+            got = False
+        try:
+            yield got
+        finally:
+            if got:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)

@@ -63,6 +63,8 @@ class ProviderEvent(Base):
     handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The sweep handed the event to a job and will not hand it again before this time.
+    redrive_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 Index("ix_provider_events_unhandled", ProviderEvent.received_at, ProviderEvent.handled_at)
@@ -232,6 +234,15 @@ class Message(Base):
     trigger_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     send_after: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The claim on an outbound row: who may act on it (a send attempt or a reconcile) and
+    # until when. A ``sending`` row always has one; its holder renews the lease while the
+    # provider call is in flight, the sweep takes over a lapsed one with a new token, and
+    # every step that writes the outcome checks the token is still its own. A ``pending``
+    # row's lease says a job has it (the sweep does not hand it out again before then).
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Failed Messages-list lookups while settling an unknown outcome (backoff, then failed).
+    lookup_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

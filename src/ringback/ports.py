@@ -110,6 +110,15 @@ class ChatWebhook(Protocol):
         ...
 
 
+class EnqueueFailed(Exception):
+    """The queue did not take a job (it is down). What the job was for is stored already;
+    the sweep hands it to a worker once the queue answers again."""
+
+    def __init__(self, job: str, detail: str) -> None:
+        super().__init__(f"could not queue {job}: {detail}")
+        self.job = job
+
+
 class JobScheduler(Protocol):
     """Hands work to the job queue. Calls made inside a transaction take effect on commit."""
 
@@ -121,8 +130,9 @@ class JobScheduler(Protocol):
         """Send an outbox message now, or at ``at``."""
         ...
 
-    def reconcile_sms(self, message_id: int, at: datetime | None = None) -> None:
-        """Find out whether an ambiguous send reached the provider, then finish it."""
+    def reconcile_sms(self, message_id: int, claim: str, at: datetime | None = None) -> None:
+        """Find out whether an ambiguous send reached the provider, then finish it; acts
+        only while the message is still under ``claim`` (its claim token)."""
         ...
 
     def conversation_timer(self, conversation_id: int, kind: str, at: datetime) -> None:

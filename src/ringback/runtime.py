@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from huey import Huey, crontab
+from huey import Huey
 from sqlalchemy.engine import Engine
 
 from ringback import jobs
@@ -22,7 +23,7 @@ from ringback.config import Locations, Settings
 from ringback.conversation import alerts as staff_alerts
 from ringback.conversation import service as conversation_service
 from ringback.conversation.inbound import NotReady
-from ringback.db import make_engine, make_sessionmaker
+from ringback.db import make_engine, make_sessionmaker, single_flight
 from ringback.deps import Deps
 from ringback.inbox import events
 from ringback.integrations.chat import HttpChatWebhook
@@ -36,6 +37,7 @@ from ringback.ports import (
     CalendarFactory,
     CallerLookup,
     ChatWebhook,
+    EnqueueFailed,
     SmsSender,
 )
 from ringback.telephony.senders import build_telephony
@@ -66,7 +68,9 @@ class HueyJobs:
             deps = get_deps()
             try:
                 events.handle(deps, event_id)
-            except NotReady:
+            except NotReady as exc:
+                # Counted, so a receipt for a message we never sent has an end.
+                events.note_failure(deps, event_id, f"not ready: {exc}")
                 raise
             except Exception as exc:
                 events.note_failure(deps, event_id, f"{type(exc).__name__}: {exc}")
@@ -78,8 +82,8 @@ class HueyJobs:
             outbox.deliver(get_deps(), message_id)
 
         @huey.task(name="reconcile_sms", retries=3, retry_delay=5)
-        def reconcile_sms(message_id: int) -> None:
-            outbox.reconcile(get_deps(), message_id)
+        def reconcile_sms(message_id: int, claim: str) -> None:
+            outbox.reconcile(get_deps(), message_id, claim)
 
         @huey.task(name="conversation_timer", retries=3, retry_delay=5)
         def conversation_timer(conversation_id: int, kind: str) -> None:
@@ -125,10 +129,6 @@ class HueyJobs:
         def sync_calendar(sync_id: int) -> None:
             calendar_sync.sync(get_deps(), sync_id)
 
-        @huey.periodic_task(crontab(minute="*"), name="sweep")
-        def sweep() -> None:
-            run_sweep(get_deps())
-
         self._handle_event = handle_event
         self._deliver_sms = deliver_sms
         self._reconcile_sms = reconcile_sms
@@ -141,13 +141,17 @@ class HueyJobs:
     def _at(self, task: Any, args: tuple[Any, ...], at: datetime | None) -> None:
         # Delays are measured on the domain's clock, so a test clock schedules correctly.
         delay = 0.0 if at is None else (at - self._get_deps().clock()).total_seconds()
+        try:
+            if delay <= 0:
+                task(*args)
+            else:
+                task.schedule(args=args, delay=delay)
+        except Exception as exc:
+            raise EnqueueFailed(task.name, type(exc).__name__) from exc
         if delay <= 0:
-            task(*args)
             bell = jobs.doorbell(self.huey)
             if bell is not None:
                 bell.ring()
-        else:
-            task.schedule(args=args, delay=delay)
 
     def handle_event(self, event_id: int) -> None:
         self._at(self._handle_event, (event_id,), None)
@@ -155,8 +159,8 @@ class HueyJobs:
     def deliver_sms(self, message_id: int, at: datetime | None = None) -> None:
         self._at(self._deliver_sms, (message_id,), at)
 
-    def reconcile_sms(self, message_id: int, at: datetime | None = None) -> None:
-        self._at(self._reconcile_sms, (message_id,), at)
+    def reconcile_sms(self, message_id: int, claim: str, at: datetime | None = None) -> None:
+        self._at(self._reconcile_sms, (message_id, claim), at)
 
     def conversation_timer(self, conversation_id: int, kind: str, at: datetime) -> None:
         self._at(self._conversation_timer, (conversation_id, kind), at)
@@ -203,15 +207,45 @@ def _alert_attempt(
         log_event(log, event, logging.ERROR, detail=exc.detail, **fields)
 
 
-def run_sweep(deps: Deps) -> dict[str, int]:
-    """Re-drive everything a dead worker could have left: events, due texts, unsettled sends."""
-    from datetime import timedelta
+SWEEP_LOCK = "ringback-sweep"
+# A worker sweeps when it starts, then this often; every SWEEP_BUSY_SECONDS while the last
+# sweep found work or the queue would not take it; and as a claim's lease lapses.
+SWEEP_IDLE_SECONDS = 5.0
+SWEEP_BUSY_SECONDS = 1.0
 
-    stale_events = events.unhandled(deps, older_than=timedelta(seconds=60))
-    for event_id in stale_events:
-        deps.jobs.handle_event(event_id)
-    counts = outbox.sweep(deps)
+
+def run_sweep(deps: Deps) -> dict[str, int]:
+    """Re-drive everything a lost job or a dead worker could have left: events, due texts,
+    unsettled sends, timers, webhooks, calendar syncs, lapsed holds.
+
+    One sweep at a time across every process (``{"skipped": 1}`` when another is running):
+    a PostgreSQL advisory lock, or a file lock beside the SQLite database. Each row it
+    re-drives is also claimed on its own, so even two sweeps together hand nothing out twice.
+    """
+    engine = deps.sessions.kw["bind"]
+    with single_flight(engine, SWEEP_LOCK) as ours:
+        if not ours:
+            return {"skipped": 1}
+        return _sweep(deps)
+
+
+def _sweep(deps: Deps) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    stale_events = events.take_unhandled(deps)
+    for index, event_id in enumerate(stale_events):
+        try:
+            deps.jobs.handle_event(event_id)
+        except EnqueueFailed:
+            events.give_back(deps, stale_events[index:])
+            counts["unqueued"] = len(stale_events) - index
+            log_event(
+                log, "sweep.queue_unavailable", logging.WARNING, events_left=counts["unqueued"]
+            )
+            return {"due": 0, "stuck": 0, "events": index, **counts}
+    counts.update(outbox.sweep(deps))
     counts["events"] = len(stale_events)
+    if counts.get("unqueued"):
+        return counts
     timers = conversation_service.due_timers(deps)
     for conversation_id, kind in timers:
         deps.jobs.conversation_timer(conversation_id, kind, deps.clock())
@@ -222,6 +256,52 @@ def run_sweep(deps: Deps) -> dict[str, int]:
     if any(counts.values()):
         log_event(log, "sweep.redriven", **counts)
     return counts
+
+
+class Sweeper:
+    """Runs :func:`run_sweep` in a worker process, on a thread of its own.
+
+    It sweeps at once on start (a worker starting after an outage or a crash picks up what
+    was left at once), then every :data:`SWEEP_IDLE_SECONDS`, every
+    :data:`SWEEP_BUSY_SECONDS` while there is a backlog (the last sweep re-drove something,
+    or the queue would not take it), and when the soonest claim's lease lapses, so a text
+    whose worker died is taken over the moment it may be.
+    """
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Sweeper:
+        self._thread = threading.Thread(target=self._run, name="ringback-sweeper", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        delay = 0.0
+        while not self._stop.wait(delay):
+            delay = self.sweep_once()
+
+    def sweep_once(self) -> float:
+        """Sweep; return how long to wait before the next one."""
+        try:
+            counts = run_sweep(self.deps)
+            lapse = outbox.next_lapse(self.deps)
+        except Exception:
+            log.exception("sweep.failed")
+            return SWEEP_BUSY_SECONDS
+        busy = any(value for key, value in counts.items() if key != "skipped")
+        delay = SWEEP_BUSY_SECONDS if busy else SWEEP_IDLE_SECONDS
+        if lapse is not None:
+            until = (lapse - self.deps.clock()).total_seconds() + 0.05
+            delay = max(min(delay, until), 0.05)
+        return delay
 
 
 @dataclass

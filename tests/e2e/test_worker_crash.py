@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -16,35 +17,9 @@ from ringback.jobs import make_consumer
 from ringback.models import Message, ProviderEvent
 from ringback.runtime import run_sweep
 from tests.conftest import Service, settle, wait_for
-from tests.support.phone import FORWARDED_TO, texts_to
+from tests.support.phone import FORWARDED_TO, miss, texts_to
+from tests.support.workers import worker_process, worker_process_env
 from tests.twilio_payloads import caller_number, new_call_sid, payload
-
-
-def worker_process_env(service: Service) -> dict[str, str]:
-    settings = service.runtime.settings
-    return dict(
-        os.environ,
-        RINGBACK_DATABASE_URL=settings.resolved_database_url,
-        RINGBACK_QUEUE_URL=settings.resolved_queue_url,
-        RINGBACK_QUEUE_NAME=settings.queue_name,
-        RINGBACK_CONFIG=str(service.config_path),
-        RINGBACK_PUBLIC_URL=settings.public_url,
-        RINGBACK_WORKERS="1",
-        RINGBACK_SEND_TIMEOUT="60",
-        TWILIO_ACCOUNT_SID=settings.twilio_account_sid,
-        TWILIO_AUTH_TOKEN=settings.twilio_auth_token,
-        TWILIO_API_BASE_URL=settings.twilio_api_base_url,
-        TWILIO_LOOKUP_BASE_URL=settings.twilio_lookup_base_url,
-    )
-
-
-def worker_process(service: Service) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ringback.cli", "worker"],
-        env=worker_process_env(service),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 @pytest.mark.slow
@@ -142,3 +117,60 @@ def test_replaying_stored_events_from_the_cli_sends_nothing_twice(
     )
     settle()
     assert len(texts_to(service, caller)) == 1
+
+
+@pytest.mark.slow
+def test_texts_claimed_by_a_killed_worker_go_out_once_within_15_s_of_the_next_worker(
+    make_service: Callable[..., Service],
+) -> None:
+    service = make_service(now=datetime.now(UTC), run_worker=False)
+    twilio = service.twilio
+    callers = [caller_number(64 + i) for i in range(4)]
+    # Two texts Twilio takes but never answers; two that never get in (Twilio is slow, and
+    # then the worker is gone).
+    twilio.hang_after_accepting(2)
+    worker = worker_process(service, workers=4)
+    try:
+        for caller in callers[:2]:
+            miss(service, caller)
+        wait_for(lambda: len(twilio.messages) == 2, timeout=20, what="two texts taken")
+        twilio.slow_down("create_message", 60)
+        for caller in callers[2:]:
+            miss(service, caller)
+        wait_for(
+            lambda: len(service.rows(select(Message.id).where(Message.status == "sending"))) == 4,
+            timeout=20,
+            what="four texts claimed, two sends in flight",
+        )
+        settle(0.5)  # the two slow sends reach Twilio
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    twilio.slow_down("create_message", 0)
+    assert len(twilio.messages) == 2
+    successor = worker_process(service, workers=4)
+    started = time.monotonic()
+    try:
+        wait_for(
+            lambda: all(
+                row.provider_sid is not None
+                for row in service.rows(select(Message).where(Message.direction == "outbound"))
+            ),
+            timeout=25,
+            what="every claimed text settled by the next worker",
+        )
+        took = time.monotonic() - started
+        settle(1.0)
+    finally:
+        successor.send_signal(signal.SIGINT)
+        try:
+            successor.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            successor.kill()
+    assert [len(texts_to(service, caller)) for caller in callers] == [1, 1, 1, 1]
+    rows = service.rows(select(Message).order_by(Message.to_number))
+    assert [row.provider_sid for row in rows] == [texts_to(service, c)[0].sid for c in callers]
+    print(f"worker killed with 4 claimed texts: all settled {took:.1f} s after the next started")
+    assert took < 15

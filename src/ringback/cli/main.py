@@ -117,7 +117,7 @@ def worker(
 ) -> None:
     """Run job workers as a separate process (production: with a Redis queue)."""
     from ringback.jobs import make_consumer
-    from ringback.runtime import build_runtime
+    from ringback.runtime import Sweeper, build_runtime
 
     settings, locations = _load(config)
     try:
@@ -132,12 +132,18 @@ def worker(
         f"{runtime.settings.resolved_queue_url.split('@')[-1]}",
         err=True,
     )
-    consumer.run()
+    # Recovery runs in every worker (one sweep at a time across them all): at start, so
+    # what a dead worker or a queue outage left is taken up at once, then every few s.
+    sweeper = Sweeper(runtime.deps).start()
+    try:
+        consumer.run()
+    finally:
+        sweeper.stop()
 
 
 @app.command()
 def sweep(config: ConfigOption = None) -> None:
-    """Re-drive what a dead worker left behind (also runs every minute in the workers)."""
+    """Re-drive what a dead worker left behind (the workers also do, every few seconds)."""
     from ringback.runtime import build_runtime, run_sweep
 
     settings, locations = _load(config)

@@ -294,6 +294,10 @@ class FakeTwilio:
         # Slowness before Twilio takes the request in; a client that gives up first is
         # treated as never having reached Twilio (see ``hang_after_accepting`` otherwise).
         self.delay_seconds = delay_seconds
+        # Slowness of one operation only (see :meth:`slow_down`), added to ``delay_seconds``.
+        self.operation_delays: dict[FakeOperation, float] = {}
+        # Answers held after they were computed (see :meth:`answer_late`).
+        self.late_answers: dict[FakeOperation, float] = {}
         self.on_message = on_message
         # Lookup v2 line type per E.164 number: "mobile" (the default), "landline",
         # "fixedVoip", "nonFixedVoip", "tollFree", ...
@@ -396,6 +400,18 @@ class FakeTwilio:
     def lookup_failures(self, count: int) -> None:
         with self._lock:
             self._lookup_failures = count
+
+    def slow_down(self, operation: FakeOperation, seconds: float) -> None:
+        """Answer every ``operation`` request ``seconds`` late (0: on time again), e.g. a
+        Messages list that takes a while under load."""
+        with self._lock:
+            self.operation_delays[operation] = seconds
+
+    def answer_late(self, operation: FakeOperation, seconds: float) -> None:
+        """Compute every ``operation`` answer at once but send it ``seconds`` later (0: at
+        once again): a Messages list that, when it arrives, is that old."""
+        with self._lock:
+            self.late_answers[operation] = seconds
 
     def hang_after_accepting(self, count: int = 1, *, seconds: float | None = None) -> None:
         """Accept and record the next ``count`` messages, then hold the answer.
@@ -661,8 +677,9 @@ def create_fake_twilio_app(state: FakeTwilio) -> Starlette:
         if operation == "lookup":
             state._record_lookup(path_values["phone_number"], query.get("CountryCode"))
 
-        if state.delay_seconds > 0:
-            await asyncio.sleep(state.delay_seconds)
+        delay = state.delay_seconds + state.operation_delays.get(operation, 0.0)
+        if delay > 0:
+            await asyncio.sleep(delay)
             if await request.is_disconnected():
                 # The client gave up before Twilio took the request in: nothing happened.
                 record(operation, None)
@@ -683,6 +700,9 @@ def create_fake_twilio_app(state: FakeTwilio) -> Starlette:
             record(operation, failure.http_status)
             return failure.response()
         response = await handler(state, call)
+        late = state.late_answers.get(operation, 0.0)
+        if late > 0:
+            await asyncio.sleep(late)
         record(operation, response.status_code)
         return response
 

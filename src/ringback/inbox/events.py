@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from ringback.conversation import inbound
@@ -22,13 +22,19 @@ from ringback.logs import log_event
 from ringback.messaging import outbox
 from ringback.missed_calls import service as missed_calls
 from ringback.models import ProviderEvent
+from ringback.ports import EnqueueFailed
 
 log = logging.getLogger(__name__)
 
 KINDS = ("voice", "dial_result", "call_status", "sms", "sms_status", "api_missed_call")
-# An event that failed this often is left for a person (see ``ringback replay``) rather
-# than re-driven by every sweep.
+# An event that failed (or was not ready) this often is left for a person (see ``ringback
+# replay``) rather than re-driven by every sweep.
 MAX_SWEEP_ATTEMPTS = 20
+# An event not handled this long after it was stored has no job: the queue was down when
+# it was stored, or the job was lost. The sweep hands it to a job again, then leaves it
+# to that job for REDRIVE_LEASE.
+REDRIVE_AFTER = timedelta(seconds=5)
+REDRIVE_LEASE = timedelta(seconds=10)
 
 
 def external_id(kind: str, payload: dict[str, Any]) -> str:
@@ -73,8 +79,23 @@ def record(
     if event_id is None:
         log_event(log, "webhook.duplicate", kind=kind, location=location_id)
         return None
-    after_commit(session, lambda: deps.jobs.handle_event(event_id))
+    after_commit(session, lambda: _enqueue(deps, event_id))
     return event_id
+
+
+def _enqueue(deps: Deps, event_id: int) -> None:
+    try:
+        deps.jobs.handle_event(event_id)
+    except EnqueueFailed:
+        # Stored, but no job: due for the sweep at once, which retries every second until
+        # the queue takes it (it is re-driven as soon as a worker can take it).
+        with transaction(deps.sessions) as session:
+            session.execute(
+                update(ProviderEvent)
+                .where(ProviderEvent.id == event_id)
+                .values(redrive_at=deps.clock())
+            )
+        raise
 
 
 def stored_payload(
@@ -145,27 +166,70 @@ def _apply(session: Session, deps: Deps, event_id: int) -> None:
 
 
 def note_failure(deps: Deps, event_id: int, error: str) -> None:
+    """Count a failed (or not yet possible) attempt; the sweep gives up after
+    :data:`MAX_SWEEP_ATTEMPTS` and the event waits for ``ringback replay``."""
     with transaction(deps.sessions) as session:
-        event = session.get(ProviderEvent, event_id)
-        if event is not None and event.handled_at is None:
-            event.last_error = error[:500]
+        event = session.get(ProviderEvent, event_id, with_for_update=True)
+        if event is None or event.handled_at is not None:
+            return
+        event.attempts += 1
+        event.last_error = error[:500]
+        if event.attempts == MAX_SWEEP_ATTEMPTS:
+            log_event(
+                log,
+                "event.gave_up",
+                logging.WARNING,
+                event_id=event_id,
+                kind=event.kind,
+                attempts=event.attempts,
+            )
 
 
-def unhandled(deps: Deps, older_than: timedelta, limit: int = 500) -> list[int]:
-    cutoff = deps.clock() - older_than
+def take_unhandled(deps: Deps, limit: int = 500) -> list[int]:
+    """Events that should have been handled by now and are not, taken for re-driving:
+    those whose ``redrive_at`` has come (an enqueue that failed sets it to its time), or,
+    with none, stored :data:`REDRIVE_AFTER` ago. Each is then left alone by later sweeps
+    for :data:`REDRIVE_LEASE` (see :func:`give_back` when the queue would not take them).
+    Rows being handled right now are skipped."""
+    now = deps.clock()
     with transaction(deps.sessions) as session:
-        return list(
+        ids = list(
             session.scalars(
                 select(ProviderEvent.id)
                 .where(
                     ProviderEvent.handled_at.is_(None),
-                    ProviderEvent.received_at <= cutoff,
                     ProviderEvent.attempts < MAX_SWEEP_ATTEMPTS,
+                    or_(
+                        and_(
+                            ProviderEvent.redrive_at.is_(None),
+                            ProviderEvent.received_at <= now - REDRIVE_AFTER,
+                        ),
+                        ProviderEvent.redrive_at <= now,
+                    ),
                 )
                 .order_by(ProviderEvent.id)
                 .limit(limit)
+                .with_for_update(skip_locked=True)
             )
         )
+        if ids:
+            session.execute(
+                update(ProviderEvent)
+                .where(ProviderEvent.id.in_(ids))
+                .values(redrive_at=now + REDRIVE_LEASE)
+            )
+        return ids
+
+
+def give_back(deps: Deps, event_ids: list[int]) -> None:
+    """Events taken for re-driving that no job got: the next sweep takes them again."""
+    if event_ids:
+        with transaction(deps.sessions) as session:
+            session.execute(
+                update(ProviderEvent)
+                .where(ProviderEvent.id.in_(event_ids))
+                .values(redrive_at=deps.clock())
+            )
 
 
 def replay(deps: Deps, event_ids: list[int]) -> int:
