@@ -139,7 +139,7 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     second = ringback("db", "upgrade", env=env)
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0
-    assert "database at revision 0003" in second.stdout  # the newest migration
+    assert "database at revision 0006" in second.stdout  # the newest migration
 
 
 def test_users_and_tokens_from_the_cli(tmp_path: Path) -> None:
