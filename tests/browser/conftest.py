@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
 
 from ringback.demo.run import build_demo_app
 from ringback.runtime import Runtime
-from tests.conftest import ServerThread, free_port
+from tests.conftest import ServerThread, Service, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps dialling Google's services,
@@ -110,3 +111,13 @@ def phone(browser: Browser) -> Iterator[Phone]:
         yield phone
     finally:
         context.close()
+
+
+@pytest.fixture
+def service(make_service: Any) -> Service:
+    """The demo service with an owner account (Dana) to sign in as."""
+    from tests.support.browser import OWNER, add_user_named
+
+    served: Service = make_service()
+    add_user_named(served, OWNER, "Dana Reyes")
+    return served

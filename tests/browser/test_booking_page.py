@@ -56,7 +56,10 @@ def test_the_texted_link_books_a_time_on_a_phone(demo_url: str, phone: Phone) ->
     link = with_link.get_by_role("link")
     href = link.get_attribute("href") or ""
     assert href.startswith(f"{demo_url}/book/"), href
-    assert href.endswith("?service=Botox"), href
+    # Opens at the day and part of day the patient asked for.
+    assert re.search(
+        r"\?service=Botox&day=\d{4}-\d{2}-\d{2}&part=(morning|afternoon|evening)#asked$", href
+    ), href
     assert href in body_of(with_link)
 
     # The link opens in a new tab, as a tapped link in a text would.

@@ -116,8 +116,10 @@ def test_plain_language_opt_out_stops_everything(service: Service) -> None:
         lambda: service.scalar(select(Patient.opted_out_at).where(Patient.phone == caller)),
         what="opt-out",
     )
+    # One confirmation naming the spa, then nothing.
+    assert "unsubscribed from Glow Med Spa" in next_text(service, caller, 2)
     settle()
-    assert len(texts_to(service, caller)) == 1
+    assert len(texts_to(service, caller)) == 2
     assert conversation(service).close_reason == "opted_out"
 
 

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, expect
 from sqlalchemy import update
 
@@ -42,13 +41,6 @@ def open_context(browser: Browser, width: int, height: int, **extra: Any) -> Bro
         timezone_id="America/Los_Angeles",
         **extra,
     )
-
-
-@pytest.fixture
-def service(make_service: Any) -> Service:
-    served: Service = make_service()
-    add_user_named(served, OWNER, "Dana Reyes")
-    return served
 
 
 def add_user_named(service: Service, email: str, name: str) -> None:
