@@ -11,6 +11,7 @@ and what was expected, so the CLI can print it instead of a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -774,6 +775,54 @@ def check_provider_settings(settings: Settings, locations: Locations) -> None:
             )
     if lines:
         raise ConfigError("\n".join(lines))
+
+
+_TWILIO_SETTINGS = (
+    ("TWILIO_ACCOUNT_SID", "twilio_account_sid"),
+    ("TWILIO_AUTH_TOKEN", "twilio_auth_token"),
+)
+
+
+def deployment_warnings(settings: Settings, locations: Locations) -> list[str]:
+    """What would stop a real install from working though the settings are valid.
+
+    Each line names the setting and why it matters: Twilio credentials missing for
+    locations that use Twilio (webhooks cannot be verified, no text can be sent), or a
+    public URL that Twilio cannot reach (loopback) or would send signed webhooks to in
+    the clear (not https). ``check-config`` prints them; ``--strict`` fails on them.
+    """
+    lines = []
+    users = [loc.id for loc in locations if loc.provider == "twilio"]
+    missing = [env for env, name in _TWILIO_SETTINGS if not getattr(settings, name)]
+    if users and missing:
+        lines.append(
+            f"environment: {', '.join(missing)} not set, but location(s) {', '.join(users)} "
+            "use provider twilio: webhooks are refused and no text can be sent"
+        )
+    parts = urlsplit(settings.public_url)
+    host = (parts.hostname or "").lower()
+    if _is_loopback_host(host):
+        lines.append(
+            f"environment: RINGBACK_PUBLIC_URL is {settings.public_url}, a loopback address: "
+            "Twilio cannot reach it, and signed webhooks are checked against this URL "
+            "(set it to the https address the phone provider calls)"
+        )
+    elif parts.scheme != "https":
+        lines.append(
+            f"environment: RINGBACK_PUBLIC_URL is {settings.public_url}, not https: webhooks "
+            "and staff sign-ins would cross the internet unencrypted (put a TLS proxy in "
+            "front, see README, Deployment)"
+        )
+    return lines
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -241,3 +241,49 @@ def test_check_config_names_missing_signalwire_settings(tmp_path: Path) -> None:
     assert "SIGNALWIRE_SIGNING_KEY" in result.stderr
     assert "glow-westside use provider signalwire" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_config_warns_about_what_a_real_install_needs() -> None:
+    bare = {"TWILIO_ACCOUNT_SID": "", "TWILIO_AUTH_TOKEN": ""}
+    loopback = ringback(
+        "check-config", env={**bare, "RINGBACK_PUBLIC_URL": "http://127.0.0.1:8000"}
+    )
+    assert loopback.returncode == 0, loopback.stderr
+    assert "warning: environment: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN not set" in loopback.stderr
+    assert "glow-downtown, glow-westside use provider twilio" in loopback.stderr
+    assert "RINGBACK_PUBLIC_URL is http://127.0.0.1:8000, a loopback address" in loopback.stderr
+
+    strict = ringback(
+        "check-config", "--strict", env={**bare, "RINGBACK_PUBLIC_URL": "http://localhost:8000"}
+    )
+    assert strict.returncode == 1
+    assert "a loopback address" in strict.stderr
+    assert "2 warning(s) with --strict" in strict.stderr
+
+    plain = ringback(
+        "check-config",
+        "--strict",
+        env={
+            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+            "TWILIO_AUTH_TOKEN": "token",
+            "RINGBACK_PUBLIC_URL": "http://spa.example.com",
+        },
+    )
+    assert plain.returncode == 1
+    assert "RINGBACK_PUBLIC_URL is http://spa.example.com, not https" in plain.stderr
+    assert "TWILIO_AUTH_TOKEN" not in plain.stderr
+
+
+def test_check_config_strict_passes_a_production_setup() -> None:
+    result = ringback(
+        "check-config",
+        "--strict",
+        env={
+            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+            "TWILIO_AUTH_TOKEN": "token",
+            "RINGBACK_PUBLIC_URL": "https://spa.example.com",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    assert "glow-downtown: Glow Med Spa" in result.stdout

@@ -168,8 +168,20 @@ def replay(
 
 
 @app.command("check-config")
-def check_config(config: ConfigOption = None) -> None:
-    """Validate the environment and the locations file, and say what was found."""
+def check_config(
+    config: ConfigOption = None,
+    strict: Annotated[
+        bool,
+        typer.Option(help="Exit 1 when there are warnings (missing credentials, no https)."),
+    ] = False,
+) -> None:
+    """Validate the environment and the locations file, and say what was found.
+
+    Warnings (a loopback or plain-http public URL, missing Twilio credentials) are printed
+    on stderr; with ``--strict`` they fail the command with exit code 1.
+    """
+    from ringback.config import deployment_warnings
+
     settings, locations = _load(config)
     for location in locations:
         mode = (
@@ -194,6 +206,11 @@ def check_config(config: ConfigOption = None) -> None:
         )
     typer.echo(f"database: {settings.resolved_database_url.split('@')[-1]}")
     typer.echo(f"queue: {settings.resolved_queue_url.split('@')[-1]}")
+    warnings = deployment_warnings(settings, locations)
+    for line in warnings:
+        typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
+    if warnings and strict:
+        raise fail(f"{len(warnings)} warning(s) with --strict", code=1)
 
 
 @app.command()
