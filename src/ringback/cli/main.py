@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from ringback.booking import cli as calendars_cli
+from ringback.cli import onboarding
 from ringback.cli.support import fail, load_config, open_database
 from ringback.config import (
     ConfigError,
@@ -458,6 +459,7 @@ def demo(
 
 
 funnel_cli.register(app)  # report, export-calls, seed-demo-data
+onboarding.register(app)  # init
 
 
 def main() -> None:
