@@ -24,6 +24,7 @@ from ringback.funnel import cli as funnel_cli
 from ringback.jobs import QueueUrlError
 from ringback.outbound_webhooks import cli as webhooks_cli
 from ringback.patients.cli import records_app
+from ringback.telephony import cli as telephony_cli
 
 app = typer.Typer(
     name="ringback",
@@ -41,6 +42,8 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(records_app, name="patients")
 app.add_typer(calendars_cli.app, name="calendars")
+app.add_typer(telephony_cli.build("twilio"), name="twilio")
+app.add_typer(telephony_cli.build("signalwire"), name="signalwire")
 log = logging.getLogger("ringback.cli")
 
 

@@ -1,10 +1,11 @@
 """A fake Twilio REST API for tests, benchmarks and the product's demo mode.
 
-It serves the parts of Twilio that Ringback talks to (Messages create / list / fetch and
-Lookup v2 line type intelligence) over real HTTP, checks every request against Twilio's
-OpenAPI contract (:mod:`ringback.fakes.twilio_contract`) when given one, records
-what it accepted, and can be scripted to fail the ways Twilio fails: server errors, rate
-limits, permanent per-number errors, slowness, and "accepted, but the answer never came".
+It serves the parts of Twilio that Ringback talks to (Messages create / list / fetch,
+Lookup v2 line type intelligence, and IncomingPhoneNumbers list / fetch / update) over
+real HTTP, checks every request against Twilio's OpenAPI contract
+(:mod:`ringback.fakes.twilio_contract`) when given one, records what it accepted, and
+can be scripted to fail the ways Twilio fails: server errors, rate limits, permanent
+per-number errors, slowness, and "accepted, but the answer never came".
 
 Typical use::
 
@@ -68,7 +69,15 @@ MAX_PAGE_SIZE = 1000
 # Twilio's error code for a request that is malformed in a way with no dedicated code.
 GENERIC_BAD_REQUEST_CODE = 70002
 
-FakeOperation = Literal["create_message", "list_messages", "fetch_message", "lookup"]
+FakeOperation = Literal[
+    "create_message",
+    "list_messages",
+    "fetch_message",
+    "lookup",
+    "list_numbers",
+    "fetch_number",
+    "update_number",
+]
 # Which provider the fake plays: Twilio itself, or SignalWire's compatibility API.
 Dialect = Literal["twilio", "signalwire"]
 SIGNALWIRE_API_PREFIX = "/api/laml"
@@ -108,6 +117,32 @@ _MESSAGE_PATH = re.compile(
     r"^/2010-04-01/Accounts/(?P<account_sid>[^/]+)/Messages/(?P<message_sid>[^/]+)\.json$"
 )
 _LOOKUP_PATH = re.compile(r"^/v2/PhoneNumbers/(?P<phone_number>[^/]+)$")
+_NUMBERS_PATH = re.compile(
+    r"^/2010-04-01/Accounts/(?P<account_sid>[^/]+)/IncomingPhoneNumbers\.json$"
+)
+_NUMBER_PATH = re.compile(
+    r"^/2010-04-01/Accounts/(?P<account_sid>[^/]+)/IncomingPhoneNumbers/(?P<number_sid>[^/]+)\.json$"
+)
+# The IncomingPhoneNumber fields an update may change (form name → resource key).
+_NUMBER_FIELDS: Mapping[str, str] = {
+    name: re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    for name in (
+        "FriendlyName",
+        "VoiceUrl",
+        "VoiceMethod",
+        "VoiceFallbackUrl",
+        "VoiceFallbackMethod",
+        "StatusCallback",
+        "StatusCallbackMethod",
+        "SmsUrl",
+        "SmsMethod",
+        "SmsFallbackUrl",
+        "SmsFallbackMethod",
+        "VoiceApplicationSid",
+        "SmsApplicationSid",
+        "TrunkSid",
+    )
+}
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
@@ -315,6 +350,8 @@ class FakeTwilio:
         self._holds = _Holds(remaining=0, seconds=None)
         self._lookup_failures = 0
         self._lookups: list[str] = []
+        # The account's phone numbers (IncomingPhoneNumbers), by sid, in the order added.
+        self._numbers: dict[str, dict[str, object]] = {}
 
     @classmethod
     def checked_against_spec(
@@ -449,6 +486,72 @@ class FakeTwilio:
         self._released.set()
 
     # --- what happened ---------------------------------------------------------------
+
+    def add_number(
+        self,
+        phone_number: str,
+        *,
+        friendly_name: str | None = None,
+        voice_url: str = "https://demo.twilio.com/welcome/voice/",
+        sms_url: str = "https://demo.twilio.com/welcome/sms/reply/",
+        voice_application_sid: str | None = None,
+    ) -> str:
+        """Give the account a phone number, configured as Twilio configures a new one."""
+        sid = str(uuid.uuid4()) if self.dialect == "signalwire" else "PN" + secrets.token_hex(16)
+        now = format_datetime(datetime.now(UTC))
+        prefix = SIGNALWIRE_API_PREFIX if self.dialect == "signalwire" else ""
+        resource: dict[str, object] = {
+            "account_sid": self.account_sid,
+            "address_requirements": "none",
+            "address_sid": None,
+            "api_version": API_VERSION,
+            "beta": False,
+            "bundle_sid": None,
+            "capabilities": {"voice": True, "sms": True, "mms": True, "fax": False},
+            "date_created": now,
+            "date_updated": now,
+            "emergency_address_sid": None,
+            "emergency_address_status": "unregistered",
+            "emergency_status": "Inactive",
+            "friendly_name": friendly_name or phone_number,
+            "identity_sid": None,
+            "origin": "twilio",
+            "phone_number": phone_number,
+            "sid": sid,
+            "sms_application_sid": "",
+            "sms_fallback_method": "POST",
+            "sms_fallback_url": "",
+            "sms_method": "POST",
+            "sms_url": sms_url,
+            "status": "in-use",
+            "status_callback": "",
+            "status_callback_method": "POST",
+            "trunk_sid": None,
+            "type": "local",
+            "uri": f"{prefix}/{API_VERSION}/Accounts/{self.account_sid}"
+            f"/IncomingPhoneNumbers/{sid}.json",
+            "voice_application_sid": voice_application_sid or "",
+            "voice_caller_id_lookup": False,
+            "voice_fallback_method": "POST",
+            "voice_fallback_url": "",
+            "voice_method": "POST",
+            "voice_receive_mode": "voice",
+            "voice_url": voice_url,
+        }
+        with self._lock:
+            self._numbers[sid] = resource
+        return sid
+
+    def number(self, sid: str) -> dict[str, object] | None:
+        """A snapshot of one of the account's numbers, as the API would return it."""
+        with self._lock:
+            found = self._numbers.get(sid)
+            return dict(found) if found is not None else None
+
+    @property
+    def numbers(self) -> list[dict[str, object]]:
+        with self._lock:
+            return [dict(resource) for resource in self._numbers.values()]
 
     @property
     def messages(self) -> list[RecordedMessage]:
@@ -630,6 +733,11 @@ def create_fake_twilio_app(state: FakeTwilio) -> Starlette:
         ("POST", _MESSAGES_PATH, "create_message", create_message),
         ("GET", _MESSAGES_PATH, "list_messages", _list_messages),
         ("GET", _MESSAGE_PATH, "fetch_message", _fetch_message),
+    ]
+    handlers += [
+        ("GET", _NUMBERS_PATH, "list_numbers", _list_numbers),
+        ("GET", _NUMBER_PATH, "fetch_number", _fetch_number),
+        ("POST", _NUMBER_PATH, "update_number", _update_number),
     ]
     if state.dialect == "twilio":
         handlers.append(("GET", _LOOKUP_PATH, "lookup", _lookup))
@@ -922,6 +1030,78 @@ async def _list_messages(state: FakeTwilio, call: _Call) -> Response:
             "uri": page_uri(page, token),
         }
     )
+
+
+async def _list_numbers(state: FakeTwilio, call: _Call) -> Response:
+    query = call.query
+    try:
+        page_size = min(int(query.get("PageSize", DEFAULT_PAGE_SIZE)), MAX_PAGE_SIZE)
+        page = int(query.get("Page", "0"))
+    except ValueError as exc:
+        return TwilioError(400, GENERIC_BAD_REQUEST_CODE, str(exc)).response()
+    if page_size < 1 or page < 0:
+        message = f"PageSize must be 1 to {MAX_PAGE_SIZE} and Page 0 or more"
+        return TwilioError(400, GENERIC_BAD_REQUEST_CODE, message).response()
+    wanted = query.get("PhoneNumber")
+    matching = [
+        resource
+        for resource in state.numbers
+        if resource["account_sid"] == call.path_values["account_sid"]
+        and (wanted is None or resource["phone_number"] == wanted)
+    ]
+    start = page * page_size
+    chosen = matching[start : start + page_size]
+    prefix = SIGNALWIRE_API_PREFIX if state.dialect == "signalwire" else ""
+    filters = {"PhoneNumber": wanted} if wanted is not None else {}
+
+    def page_uri(page_number: int) -> str:
+        parameters = {**filters, "PageSize": str(page_size), "Page": str(page_number)}
+        return f"{prefix}{call.path}?{urlencode(parameters)}"
+
+    has_more = start + page_size < len(matching)
+    return JSONResponse(
+        {
+            "incoming_phone_numbers": chosen,
+            "end": start + max(len(chosen) - 1, 0),
+            "first_page_uri": page_uri(0),
+            "next_page_uri": page_uri(page + 1) if has_more else None,
+            "page": page,
+            "page_size": page_size,
+            "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+            "start": start,
+            "uri": page_uri(page),
+        }
+    )
+
+
+def _number_or_404(state: FakeTwilio, call: _Call) -> dict[str, object] | Response:
+    found = state.number(call.path_values["number_sid"])
+    if found is None or call.path_values["account_sid"] != state.account_sid:
+        return TwilioError(
+            404, 20404, f"The requested resource {call.path} was not found"
+        ).response()
+    return found
+
+
+async def _fetch_number(state: FakeTwilio, call: _Call) -> Response:
+    found = _number_or_404(state, call)
+    return found if isinstance(found, Response) else JSONResponse(found)
+
+
+async def _update_number(state: FakeTwilio, call: _Call) -> Response:
+    found = _number_or_404(state, call)
+    if isinstance(found, Response):
+        return found
+    sid = str(found["sid"])
+    with state._lock:
+        resource = state._numbers[sid]
+        for name, values in call.form.items():
+            key = _NUMBER_FIELDS.get(name)
+            if key is not None and values:
+                resource[key] = values[-1]
+        resource["date_updated"] = format_datetime(datetime.now(UTC))
+        answer = dict(resource)
+    return JSONResponse(answer)
 
 
 def _date_sent_filter(name: str, value: str) -> Callable[[datetime], bool]:

@@ -1,4 +1,5 @@
-"""Twilio's REST API, spoken with httpx: Messages (send, list) and Lookup v2 line type.
+"""Twilio's REST API, spoken with httpx: Messages (send, list), Lookup v2 line type, and
+the account's phone numbers (IncomingPhoneNumbers: list, fetch, set their webhooks).
 
 Kept to the shapes in Twilio's OpenAPI description (``../shared/twilio-openapi``); the
 test suite's fake Twilio checks every request we make against it. The Messages half is
@@ -8,9 +9,11 @@ shared with SignalWire's compatibility API (:mod:`ringback.telephony.signalwire_
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -23,6 +26,66 @@ log = logging.getLogger(__name__)
 OPTED_OUT_CODES = frozenset({21610})
 NOT_TEXTABLE_CODES = frozenset({21211, 21614, 21612, 21408})
 RATE_LIMIT_CODES = frozenset({20429, 14107})
+
+
+class NumbersApiError(Exception):
+    """The provider refused or could not answer a phone-numbers request; says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingNumber:
+    """One of the account's phone numbers and where it sends calls and texts."""
+
+    sid: str
+    phone_number: str
+    friendly_name: str
+    voice_url: str
+    voice_method: str
+    status_callback: str
+    status_callback_method: str
+    sms_url: str
+    sms_method: str
+    voice_application_sid: str
+    sms_application_sid: str
+    trunk_sid: str
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> IncomingNumber:
+        def text(key: str) -> str:
+            value = item.get(key)
+            return "" if value is None else str(value)
+
+        return cls(
+            sid=text("sid"),
+            phone_number=text("phone_number"),
+            friendly_name=text("friendly_name"),
+            voice_url=text("voice_url"),
+            voice_method=text("voice_method"),
+            status_callback=text("status_callback"),
+            status_callback_method=text("status_callback_method"),
+            sms_url=text("sms_url"),
+            sms_method=text("sms_method"),
+            voice_application_sid=text("voice_application_sid"),
+            sms_application_sid=text("sms_application_sid"),
+            trunk_sid=text("trunk_sid"),
+        )
+
+    def field(self, form_name: str) -> str:
+        """The value behind an update's form field name, e.g. ``VoiceUrl``."""
+        return str(getattr(self, _SNAKE[form_name]))
+
+
+_SNAKE = {
+    "VoiceUrl": "voice_url",
+    "VoiceMethod": "voice_method",
+    "StatusCallback": "status_callback",
+    "StatusCallbackMethod": "status_callback_method",
+    "SmsUrl": "sms_url",
+    "SmsMethod": "sms_method",
+    "VoiceApplicationSid": "voice_application_sid",
+    "SmsApplicationSid": "sms_application_sid",
+    "TrunkSid": "trunk_sid",
+}
 
 
 class CompatibleMessagesClient:
@@ -101,6 +164,62 @@ class CompatibleMessagesClient:
 
     def _failure(self, response: httpx.Response) -> SendFailure:
         return _failure(response, self.provider_name, self.opted_out_codes, self.not_textable_codes)
+
+    # The account's phone numbers (IncomingPhoneNumbers), for `ringback twilio connect`.
+
+    @property
+    def _numbers_url(self) -> str:
+        return f"{self._api}/2010-04-01/Accounts/{self.account_sid}/IncomingPhoneNumbers.json"
+
+    def _number_url(self, sid: str) -> str:
+        return (
+            f"{self._api}/2010-04-01/Accounts/{self.account_sid}/IncomingPhoneNumbers/"
+            f"{quote(sid, safe='')}.json"
+        )
+
+    def _numbers_call(
+        self, method: str, url: str, *, data: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        name = self.provider_name
+        try:
+            response = self._client.request(method, url, data=data)
+        except httpx.TransportError as exc:
+            raise NumbersApiError(f"cannot reach {name}: {type(exc).__name__}") from exc
+        if response.status_code in (401, 403):
+            raise NumbersApiError(
+                f"{name} refused the credentials (HTTP {response.status_code}): check the "
+                "account id and token"
+            )
+        if response.status_code != 200:
+            raise NumbersApiError(_failure(response, name).detail)
+        body = response.json()
+        if not isinstance(body, dict):
+            raise NumbersApiError(f"{name} answered something other than a JSON object")
+        return body
+
+    def list_numbers(self) -> list[IncomingNumber]:
+        """Every phone number on the account, following the pages."""
+        found: list[IncomingNumber] = []
+        url: str | None = f"{self._numbers_url}?PageSize=100"
+        while url is not None:
+            page = self._numbers_call("GET", url)
+            found += [IncomingNumber.from_json(item) for item in page["incoming_phone_numbers"]]
+            next_uri = page.get("next_page_uri")
+            url = self._absolute(str(next_uri)) if next_uri else None
+        return found
+
+    def fetch_number(self, sid: str) -> IncomingNumber:
+        return IncomingNumber.from_json(self._numbers_call("GET", self._number_url(sid)))
+
+    def update_number(self, sid: str, fields: Mapping[str, str]) -> IncomingNumber:
+        """Change the given fields (form names such as ``VoiceUrl``) of one number."""
+        answer = self._numbers_call("POST", self._number_url(sid), data=dict(fields))
+        return IncomingNumber.from_json(answer)
+
+    def _absolute(self, uri: str) -> str:
+        """A ``next_page_uri`` as an absolute URL (Twilio gives it from the host's root)."""
+        parts = urlsplit(self._api)
+        return f"{parts.scheme}://{parts.netloc}{uri}"
 
 
 class TwilioRestClient(CompatibleMessagesClient):
