@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
@@ -96,6 +96,11 @@ def create_app(
     @app.exception_handler(staff_web.NotSignedIn)
     async def not_signed_in(request: Request, exc: staff_web.NotSignedIn) -> Response:
         return staff_web.login_redirect(exc)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        # Browsers ask for /favicon.ico on pages that name no icon (JSON, error answers).
+        return RedirectResponse("/static/favicon.svg", status_code=301)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

@@ -82,10 +82,6 @@ class Phone:
     errors: list[str] = field(default_factory=list)
 
     def _console(self, message: ConsoleMessage) -> None:
-        # Chromium asks every site for /favicon.ico; the demo has none, and that 404 is
-        # the browser's, not the page's.
-        if message.location.get("url", "").endswith("/favicon.ico"):
-            return
         if message.type == "error":
             self.errors.append(f"console: {message.text} ({message.location})")
 

@@ -162,6 +162,9 @@ def test_first_run_from_init_to_the_text_back_in_the_inbox(
         card.click()
         expect(page.get_by_text(sent.body).first).to_be_visible()
         assert_accessible(page, "first conversation")
+        icon = httpx.get(f"{base}/favicon.ico", follow_redirects=True, timeout=5)
+        assert icon.status_code == 200
+        assert icon.headers["content-type"] == "image/svg+xml"
         assert console.errors == []
         context.close()
     finally:

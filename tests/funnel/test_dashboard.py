@@ -141,11 +141,7 @@ def on_a_phone(url: str, screenshot: Path | None) -> None:
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.on(
             "console",
-            lambda message: (
-                errors.append(message.text)
-                if message.type == "error" and "favicon" not in message.location.get("url", "")
-                else None
-            ),
+            lambda message: errors.append(message.text) if message.type == "error" else None,
         )
         try:
             page.goto(url + "/staff/dashboard")
