@@ -84,6 +84,15 @@ def test_resolve_an_urgent_thread(service: Service, screen: tuple[Page, Console]
 
     page.locator(f"#conv-{cid}").click()
     expect(page.locator("#conv-head")).to_contain_text("Urgent")
+    # One tap calls the patient back: a large tel: link at the top of the thread.
+    patient_phone = service.scalar(
+        select(Patient.phone).join(Conversation).where(Conversation.id == cid)
+    )
+    call = page.get_by_role("link", name=re.compile(r"^Call "))
+    expect(call).to_have_attribute("href", f"tel:{patient_phone}")
+    box = call.bounding_box()
+    assert box is not None
+    assert box["height"] >= 48
     assert_accessible(page, "urgent conversation")
     page.get_by_label("Note on the call back (optional)").fill("Spoke at 10:40; ice, seen 9am")
     page.get_by_role("button", name="Called back, resolved").click()
@@ -93,10 +102,39 @@ def test_resolve_an_urgent_thread(service: Service, screen: tuple[Page, Console]
     expect(page.locator("#notes-list")).to_contain_text("Called back, resolved. Spoke at 10:40")
     expect(page.locator("#notes-list")).to_contain_text("Dana Reyes")
     expect(page.get_by_role("button", name="Called back, resolved")).to_have_count(0)
+    expect(page.get_by_role("link", name=re.compile(r"^Call "))).to_have_count(0)
     assert_accessible(page, "resolved conversation")
     no_sideways_scroll(page, "resolved conversation")
     conversation = row(service, Conversation, cid)
     assert (conversation.status, conversation.close_reason) == ("closed", "resolved")
+    assert console.errors == []
+
+
+def test_the_header_folds_behind_a_menu_on_a_phone(
+    service: Service, screen: tuple[Page, Console]
+) -> None:
+    page, console = screen
+    sign_in(page, service)
+    patients = page.get_by_role("link", name="Patients")
+    menu = page.get_by_role("button", name="Menu")
+    if page.viewport_size and page.viewport_size["width"] < 600:
+        expect(patients).to_be_hidden()
+        expect(menu).to_have_attribute("aria-expanded", "false")
+        menu.click()
+        expect(menu).to_have_attribute("aria-expanded", "true")
+        expect(patients).to_be_visible()
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        assert_accessible(page, "open menu")
+        page.keyboard.press("Escape")
+        expect(patients).to_be_hidden()
+        menu.click()
+        patients.click()
+        expect(page).to_have_url(f"{service.url}/staff/patients")
+    else:
+        expect(menu).to_be_hidden()
+        expect(patients).to_be_visible()
+    expect(page.get_by_role("link", name=re.compile(r"^Urgent"))).to_be_visible()
+    no_sideways_scroll(page, "inbox")
     assert console.errors == []
 
 
