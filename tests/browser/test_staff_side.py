@@ -205,3 +205,31 @@ def test_take_over_by_replying_then_hand_back(
     assert (conversation.status, conversation.bot_paused) == ("active", False)
     assert service.rows(select(Note).where(Note.conversation_id == cid)) == []
     assert console.errors == []
+
+
+def test_text_a_patient_from_their_record(service: Service, screen: tuple[Page, Console]) -> None:
+    page, console = screen
+    phone = "+12135550612"
+    now = service.clock()
+    with service.db() as session:
+        patient = Patient(
+            location_id="glow-downtown",
+            phone=phone,
+            first_name="Rosa",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(patient)
+        session.commit()
+        patient_id = patient.id
+    sign_in(page, service)
+    page.goto(f"{service.url}/staff/patients/{patient_id}")
+    expect(page.get_by_role("heading", name="Text Rosa")).to_be_visible()
+    assert_accessible(page, "patient page with the text form")
+    no_sideways_scroll(page, "patient page")
+    page.get_by_label("Message").fill("Hi Rosa, your touch-up is due. Next week?")
+    page.get_by_role("button", name="Send text").click()
+    expect(page).to_have_url(re.compile(r"/staff/conversations/\d+\?done=reply$"))
+    expect(page.locator("#thread")).to_contain_text("Hi Rosa, your touch-up is due. Next week?")
+    wait_for(lambda: texts_to(service, phone), what="the text to Rosa")
+    assert console.errors == []

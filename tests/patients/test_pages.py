@@ -212,3 +212,90 @@ def test_the_json_record(service: Service) -> None:
     assert operation["security"] == [{"apiToken": []}]
     assert {"200", "401", "404"} <= set(operation["responses"])
     assert "/staff/patients/{patient_id}" not in spec["paths"]
+
+
+def _nonce(page_text: str) -> str:
+    import re
+
+    match = re.search(r'name="nonce" value="([^"]+)"', page_text)
+    assert match, "no nonce on the patient page"
+    return match.group(1)
+
+
+def test_staff_start_a_text_from_the_patient_page(service: Service) -> None:
+    now = service.clock()
+    with service.db() as session:
+        imported = Patient(
+            location_id=DOWNTOWN,
+            phone=caller_number(511),
+            first_name="Rosa",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(imported)
+        session.commit()
+        patient_id = imported.id
+    add_user(service, "owner@glow.example")
+    client = sign_in(service, "owner@glow.example")
+    page = client.get(f"/staff/patients/{patient_id}")
+    assert "Text Rosa" in page.text
+    form = {
+        "csrf_token": page_csrf(client, f"/staff/patients/{patient_id}"),
+        "nonce": _nonce(page.text),
+    }
+
+    empty = client.post(f"/staff/patients/{patient_id}/text", data={**form, "body": "  "})
+    assert empty.status_code == 400
+    assert "write between 1 and 1600 characters" in empty.text
+    assert service.scalar(select(func.count()).select_from(Conversation)) == 0
+
+    body = "Hi Rosa, it's Glow. Your filler touch-up is due; want to come in next week?"
+    sent = client.post(f"/staff/patients/{patient_id}/text", data={**form, "body": body})
+    assert sent.status_code == 303
+    conversation = service.scalar(select(Conversation))
+    assert sent.headers["location"] == f"/staff/conversations/{conversation.id}?done=reply"
+    assert conversation.patient_id == patient_id
+    assert conversation.is_open
+    assert conversation.bot_paused
+    assert conversation.assigned_user_id is not None
+    assert next_text(service, caller_number(511), 1) == body
+    # The same form again (a double tap): one text, one thread.
+    again = client.post(f"/staff/patients/{patient_id}/text", data={**form, "body": body})
+    assert again.status_code == 303
+    assert service.scalar(select(func.count()).select_from(Conversation)) == 1
+    assert service.scalar(select(func.count()).select_from(Message)) == 1
+    # A second text with a fresh form lands in the same open thread.
+    page = client.get(f"/staff/patients/{patient_id}")
+    follow = client.post(
+        f"/staff/patients/{patient_id}/text",
+        data={"csrf_token": form["csrf_token"], "nonce": _nonce(page.text), "body": "Or Friday?"},
+    )
+    assert follow.status_code == 303
+    assert service.scalar(select(func.count()).select_from(Conversation)) == 1
+    assert next_text(service, caller_number(511), 2) == "Or Friday?"
+
+
+def test_a_patient_who_opted_out_cannot_be_texted_from_the_record(service: Service) -> None:
+    ana, west = seed(service)
+    add_user(service, "owner@glow.example")
+    add_user(service, "desk@glow.example", role="staff", locations=[WESTSIDE])
+    client = sign_in(service, "owner@glow.example")
+    page = client.get(f"/staff/patients/{ana}")
+    assert "Texting is off." in page.text
+    assert 'id="text-form"' not in page.text
+    messages = service.scalar(select(func.count()).select_from(Message))
+    form = {"csrf_token": page_csrf(client, f"/staff/patients/{ana}"), "nonce": "n" * 24}
+    refused = client.post(f"/staff/patients/{ana}/text", data={**form, "body": "Hello?"})
+    assert refused.status_code == 409
+    assert "opted out of texts" in refused.text
+    assert service.scalar(select(func.count()).select_from(Message)) == messages
+    # A patient at a location this person may not see is not found.
+    desk = sign_in(service, "desk@glow.example")
+    desk_form = {"csrf_token": page_csrf(desk, "/staff/patients"), "nonce": "m" * 24}
+    hidden = desk.post(f"/staff/patients/{ana}/text", data={**desk_form, "body": "Hello?"})
+    assert hidden.status_code == 404
+    missing = client.post("/staff/patients/999999/text", data={**form, "body": "Hello?"})
+    assert missing.status_code == 404
+    no_csrf = client.post(f"/staff/patients/{west}/text", data={"nonce": "n" * 24, "body": "Hi"})
+    assert no_csrf.status_code == 403
+    assert service.scalar(select(func.count()).select_from(Message)) == messages

@@ -10,6 +10,7 @@ JSON form of the record is :mod:`ringback.patients.api`; :data:`router` carries 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterator
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -26,7 +27,7 @@ from ringback.patients import erasure, export
 from ringback.patients import record as records
 from ringback.patients import service as patients
 from ringback.patients.service import KEPT_OPT_OUT
-from ringback.staff import inbox
+from ringback.staff import actions, inbox
 from ringback.staff.actions import NOT_TEXTABLE_WHY
 from ringback.staff.pages import PAGES
 from ringback.web import SignedIn, csrf_protected, deps_of, staff_frame, staff_user
@@ -139,6 +140,8 @@ def _patient_page(
     error: str | None = None,
     name_error: patients.InvalidName | None = None,
     name_form: dict[str, str] | None = None,
+    text_error: actions.ActionError | None = None,
+    text_form: dict[str, str] | None = None,
     done: str | None = None,
 ) -> Response:
     deps = deps_of(request)
@@ -173,6 +176,10 @@ def _patient_page(
                 "first_name": record.patient.first_name or "",
                 "last_name": record.patient.last_name or "",
             },
+            text_error=text_error,
+            text_form=text_form or {},
+            nonce=secrets.token_urlsafe(24),
+            max_text=actions.MAX_REPLY,
             done=DONE.get(done or ""),
         ),
     )
@@ -220,6 +227,43 @@ def rename_patient(
         return _not_found(request, user, f"patient: no patient {patient_id}")
     log_event(log, "records.renamed", user_id=user.user_id, patient_id=patient_id, changed=changed)
     return RedirectResponse(f"/staff/patients/{patient_id}?done=name", status_code=303)
+
+
+@pages.post("/patients/{patient_id}/text")
+def text_patient(
+    request: Request,
+    patient_id: int,
+    user: Poster,
+    body: Annotated[str, Form()] = "",
+    nonce: Annotated[str, Form()] = "",
+) -> Response:
+    """Start a text to the patient from their record (consent checked); it lands in their
+    open conversation, or opens one that staff own."""
+    deps = deps_of(request)
+    try:
+        message = actions.start_text(deps, patient_id, user, body, nonce)
+    except actions.PatientNotFound:
+        return _not_found(request, user, f"patient: no patient {patient_id}")
+    except actions.ActionError as error:
+        log_event(
+            log,
+            "records.text_refused",
+            logging.INFO,
+            user_id=user.user_id,
+            patient_id=patient_id,
+            field=error.field,
+        )
+        return _patient_page(
+            request,
+            user,
+            patient_id,
+            status=error.status,
+            text_error=error,
+            text_form={"body": body},
+        )
+    return RedirectResponse(
+        f"/staff/conversations/{message.conversation_id}?done=reply", status_code=303
+    )
 
 
 @pages.post("/patients/{patient_id}/delete")

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ringback.conversation import service as conversation_service
+from ringback.conversation import threads
 from ringback.db import transaction, utcnow
 from ringback.deps import Deps
 from ringback.logs import log_event
@@ -162,6 +163,49 @@ def reply(deps: Deps, conversation_id: int, user: Viewer, body: str, nonce: str)
             message_id=message.id,
         )
         return message
+
+
+class PatientNotFound(ActionError):
+    """No such patient, or one at a location this person may not see (404)."""
+
+    status = 404
+
+    def __init__(self, patient_id: int) -> None:
+        super().__init__("patient", f"no patient {patient_id}")
+
+
+def start_text(deps: Deps, patient_id: int, user: Viewer, body: str, nonce: str) -> Message:
+    """Text a patient from their record: in their open conversation if there is one, else
+    in a new one that staff own from the start (the bot stays quiet in it). Consent is
+    checked first; the same ``nonce`` sends once, as for :func:`reply`."""
+    _text("body", body, MAX_REPLY)
+    if not _NONCE.match(nonce):
+        raise InvalidInput("nonce", "missing or malformed; reload the page and send again")
+    with transaction(deps.sessions) as session:
+        patient = session.get(Patient, patient_id, with_for_update=True)
+        if patient is None or not user.can_see(patient.location_id):
+            raise PatientNotFound(patient_id)
+        blocked = patients.why_not_textable(patient)
+        if blocked:
+            raise NotTextable(blocked)
+        if deps.locations.get(patient.location_id) is None:
+            raise WrongState("location", f"{patient.location_id!r} is not configured")
+        conversation, created = threads.open_conversation(
+            session, patient.location_id, patient, deps.clock(), None
+        )
+        if created:
+            # Staff started it: they own it from the first text, as after a take-over.
+            conversation.bot_paused = True
+            conversation.assigned_user_id = user.user_id
+            log_event(
+                log,
+                "staff.thread_started",
+                conversation_id=conversation.id,
+                patient_id=patient_id,
+                user_id=user.user_id,
+            )
+        conversation_id = conversation.id
+    return reply(deps, conversation_id, user, body, nonce)
 
 
 def hand_back(
