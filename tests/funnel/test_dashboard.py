@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
 from ringback.db import transaction
 from ringback.funnel import rollup
@@ -120,8 +120,20 @@ def test_staff_without_locations_are_told_why(service: Service) -> None:
     assert "not linked to any location" in page.text
 
 
+def tables_that_scroll(page: Page) -> list[str]:
+    """The dashboard's tables wider than their card (each would need a sideways scroll)."""
+    found: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll('table')]
+            .filter(t => t.scrollWidth > t.parentElement.clientWidth + 1)
+            .map(t => (t.closest('section')?.getAttribute('aria-labelledby') || '?')
+                 + ': ' + t.scrollWidth + ' px in ' + t.parentElement.clientWidth)"""
+    )
+    return found
+
+
 def on_a_phone(url: str, screenshot: Path | None) -> None:
-    """Drive the dashboard in Chromium at phone size; fails on anything unreadable."""
+    """Drive the dashboard in Chromium at phone size, then at a 1366 px laptop; fails on
+    anything unreadable or a table that does not fit its card."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)", pytrace=False)
     errors: list[str] = []
@@ -157,6 +169,7 @@ def on_a_phone(url: str, screenshot: Path | None) -> None:
             # Nothing wider than the phone: tables and the heatmap scroll inside their cards.
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0
+            assert tables_that_scroll(page) == []
             assert page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)") >= 16
             label = page.locator("#funnel-chart text").first.bounding_box()
             assert label is not None
@@ -170,6 +183,16 @@ def on_a_phone(url: str, screenshot: Path | None) -> None:
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(screenshot), full_page=True)
             assert errors == []
+            laptop = browser.new_context(viewport={"width": 1366, "height": 768})
+            wide = laptop.new_page()
+            wide.goto(url + "/staff/dashboard")
+            wide.fill("input[name=email]", "owner@glow.example")
+            wide.fill("input[name=password]", PASSWORD)
+            wide.click("button[type=submit]")
+            wide.wait_for_url("**/staff/dashboard")
+            assert wide.evaluate("document.documentElement.scrollWidth") <= 1366
+            assert tables_that_scroll(wide) == []
+            laptop.close()
         finally:
             context.close()
             browser.close()
