@@ -233,3 +233,18 @@ def test_text_a_patient_from_their_record(service: Service, screen: tuple[Page, 
     expect(page.locator("#thread")).to_contain_text("Hi Rosa, your touch-up is due. Next week?")
     wait_for(lambda: texts_to(service, phone), what="the text to Rosa")
     assert console.errors == []
+
+
+def test_texting_registration_page(service: Service, screen: tuple[Page, Console]) -> None:
+    page, console = screen
+    sign_in(page, service)
+    page.goto(f"{service.url}/staff/settings/texting-registration")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Texting registration (US A2P 10DLC)")
+    expect(page.get_by_label("Campaign description")).to_contain_text("Glow Med Spa")
+    expect(page.locator(".samples li")).to_have_count(5)
+    page.get_by_label("Location").select_option("glow-westside")
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_label(re.compile("^Sample 1"))).to_contain_text("Glow Med Spa Westside")
+    assert_accessible(page, "texting registration")
+    no_sideways_scroll(page, "texting registration")
+    assert console.errors == []
