@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from ringback.booking import cli as calendars_cli
+from ringback.cli import backup as backup_cli
 from ringback.cli import onboarding
 from ringback.cli.support import fail, load_config, open_database
 from ringback.config import (
@@ -463,6 +464,7 @@ def demo(
 
 funnel_cli.register(app)  # report, export-calls, seed-demo-data
 onboarding.register(app)  # init
+backup_cli.register(app)  # backup, restore
 
 
 def main() -> None:
