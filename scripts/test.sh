@@ -15,6 +15,13 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   echo "== installing chromium for the browser tests (apt-get)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+# The deployment tests (tests/deploy) run deploy/Caddyfile under Debian's caddy.
+if ! command -v caddy >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== installing caddy for the deployment tests (apt-get)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends caddy; } >/dev/null 2>&1 ||
+    echo "   caddy could not be installed: tests/deploy/test_caddy.py will fail"
+fi
 
 status=0
 echo "== tests: SQLite database, embedded SQLite queue"

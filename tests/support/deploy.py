@@ -1,0 +1,93 @@
+"""Running the deployment files in deploy/ in tests: Caddy in front of a running service."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+
+
+@dataclass(frozen=True)
+class Proxy:
+    https_url: str
+    http_url: str
+    root_certificate: Path
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def caddy_in_front(
+    upstreams: list[str], workdir: Path, *, https_port: int | None = None
+) -> Iterator[Proxy]:
+    """deploy/Caddyfile as shipped, imported under test-only global options: Caddy's own
+    CA (``local_certs``, the global form of ``tls internal``), free ports, storage in
+    ``workdir``, no admin endpoint."""
+    caddy = shutil.which("caddy")
+    assert caddy, "caddy is not installed (scripts/test.sh installs Debian's caddy)"
+    https_port = https_port or free_port()
+    http_port = free_port()
+    storage = workdir / "caddy-storage"
+    wrapper = workdir / "Caddyfile"
+    wrapper.write_text(
+        "{\n"
+        "\tlocal_certs\n"
+        "\tskip_install_trust\n"
+        "\tadmin off\n"
+        f"\thttp_port {http_port}\n"
+        f"\thttps_port {https_port}\n"
+        f"\tstorage file_system {storage}\n"
+        "}\n"
+        f"import {DEPLOY / 'Caddyfile'}\n"
+    )
+    env = {
+        **os.environ,
+        "RINGBACK_SITE": "localhost",
+        "RINGBACK_UPSTREAMS": " ".join(upstreams),
+        "XDG_DATA_HOME": str(workdir / "data"),
+        "XDG_CONFIG_HOME": str(workdir / "config"),
+    }
+    log = (workdir / "caddy.log").open("w")
+    process = subprocess.Popen(
+        [caddy, "run", "--config", str(wrapper), "--adapter", "caddyfile"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    root = storage / "pki" / "authorities" / "local" / "root.crt"
+    try:
+        deadline = time.monotonic() + 30
+        while not (root.exists() and _listening(https_port)):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"caddy did not start: {(workdir / 'caddy.log').read_text()[-2000:]}"
+                )
+            time.sleep(0.05)
+        yield Proxy(
+            https_url=f"https://localhost:{https_port}",
+            http_url=f"http://localhost:{http_port}",
+            root_certificate=root,
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
