@@ -91,3 +91,49 @@ def caddy_in_front(
             process.kill()
             process.wait()
         log.close()
+
+
+# --- systemd units ---------------------------------------------------------------------
+
+UNITS = DEPLOY / "systemd"
+INSTALLED_RINGBACK = "/opt/ringback/venv/bin/ringback"
+
+
+def read_unit(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """A unit file as systemd reads it: sections of (key, value) in order, keys may repeat,
+    ``#``/``;`` comments, backslash continuation lines."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = pending + raw.strip()
+        pending = ""
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], [])
+            continue
+        assert current is not None, f"{path}: {line!r} outside a section"
+        key, _, value = line.partition("=")
+        current.append((key.strip(), value.strip()))
+    return sections
+
+
+def unit_value(unit: dict[str, list[tuple[str, str]]], section: str, key: str) -> str:
+    values = [v for k, v in unit.get(section, []) if k == key]
+    assert len(values) == 1, f"[{section}] {key}: {values}"
+    return values[0]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """An EnvironmentFile= (KEY=VALUE lines, comments)."""
+    env: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip()
+    return env
