@@ -35,6 +35,8 @@ def test_signed_webhooks_pass_through_caddy_over_https(
             health = client.get(proxy.https_url + "/healthz")
             assert health.status_code == 200
             assert health.json()["status"] == "ok"
+            # /metrics stays inside (Prometheus scrapes the web processes directly).
+            assert client.get(proxy.https_url + "/metrics").status_code == 404
 
             caller = caller_number(7)
             call_sid = new_call_sid()

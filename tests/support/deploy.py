@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,10 +26,19 @@ class Proxy:
     root_certificate: Path
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+def _serving_tls(port: int, root: Path) -> bool:
+    """Caddy listens before its first certificate is issued: wait for a full handshake."""
+    if not root.exists():
+        return False
+    context = ssl.create_default_context(cafile=str(root))
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=1) as sock,
+            context.wrap_socket(sock, server_hostname="localhost"),
+        ):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
 
 
 @contextmanager
@@ -72,7 +82,7 @@ def caddy_in_front(
     root = storage / "pki" / "authorities" / "local" / "root.crt"
     try:
         deadline = time.monotonic() + 30
-        while not (root.exists() and _listening(https_port)):
+        while not _serving_tls(https_port, root):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(
                     f"caddy did not start: {(workdir / 'caddy.log').read_text()[-2000:]}"
