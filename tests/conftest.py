@@ -293,7 +293,8 @@ def make_service(
             TWILIO_AUTH_TOKEN=AUTH_TOKEN,
             TWILIO_API_BASE_URL=fake_twilio.url,
             TWILIO_LOOKUP_BASE_URL=fake_twilio.url,
-            **(settings_overrides or {}),
+            # One webhook spool per test, shared by the services it starts.
+            **{"RINGBACK_SPOOL_DIR": tmp_path / "spool", **(settings_overrides or {})},
         )
         clock = TestClock(now)
         fake_sw: FakeTwilioServer | None = None

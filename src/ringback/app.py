@@ -21,11 +21,12 @@ from ringback.booking import feeds as booking_feeds
 from ringback.booking import pages as booking_pages
 from ringback.funnel import api as funnel_api
 from ringback.funnel import pages as funnel_dashboard
+from ringback.inbox.spool import SpoolService
 from ringback.logs import log_event
 from ringback.missed_calls import api as missed_calls_api
 from ringback.outbound_webhooks import pages as webhooks_pages
 from ringback.patients.pages import router as records_router
-from ringback.runtime import Runtime, Sweeper
+from ringback.runtime import Runtime, Sweeper, build_spool
 from ringback.settings import pages as settings_pages
 from ringback.staff import pages as staff_pages
 from ringback.telephony.webhooks import signalwire_router, twilio_router
@@ -57,9 +58,14 @@ def create_app(
             consumer.start()
             log_event(log, "worker.embedded_started", workers=runtime.settings.workers)
         sweeper = Sweeper(runtime.deps).start() if sweeping else None
+        # Built here, not in create_app: each process serving the app has its own spool.
+        spool = build_spool(runtime)
+        app.state.spool = spool.start() if spool is not None else None
         try:
             yield
         finally:
+            if spool is not None:
+                spool.stop()
             if sweeper is not None:
                 sweeper.stop()
             if consumer is not None:
@@ -72,6 +78,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.spool = None
     app.state.deps = runtime.deps
     app.state.auth_token = runtime.settings.twilio_auth_token
     # Each provider's webhooks are verified with its own secret only.
@@ -106,11 +113,25 @@ def create_app(
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:
-        """200 when the database and the queue answer; 503 naming what does not."""
+        """200 when the database and the queue answer; 503 naming what does not. Either
+        way it tells the webhook spool's depth (events waiting for the database)."""
         problems: dict[str, str] = {}
+        spool: SpoolService | None = app.state.spool
+        spooled: dict[str, object] = {}
+        if spool is not None:
+            stats = await run_in_threadpool(spool.spool.stats)
+            age = (
+                round((runtime.deps.clock() - stats.oldest).total_seconds(), 3)
+                if stats.oldest is not None
+                else None
+            )
+            spooled = {"spool": {"depth": stats.depth, "oldest_age_seconds": age}}
 
         def check_db() -> None:
-            with runtime.engine.connect() as connection:
+            # Through the spool's engine when there is one: it waits no longer than the
+            # store budget (a SQLite file held by a long writer fails as "locked").
+            engine = spool.engine if spool is not None else runtime.engine
+            with engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
 
         for name, check in (("database", check_db), ("queue", lambda: jobs.ping(runtime.huey))):
@@ -119,7 +140,9 @@ def create_app(
             except Exception as exc:
                 problems[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
         if problems:
-            return JSONResponse({"status": "unavailable", "failing": problems}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok", "queue": "ok"})
+            return JSONResponse(
+                {"status": "unavailable", "failing": problems, **spooled}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "database": "ok", "queue": "ok", **spooled})
 
     return app

@@ -642,6 +642,12 @@ class Settings(BaseSettings):
         default="INFO", alias="RINGBACK_LOG_LEVEL"
     )
     send_timeout_seconds: float = Field(default=10.0, gt=0, le=120, alias="RINGBACK_SEND_TIMEOUT")
+    # The webhook spool (README, Deployment): an event the database cannot take within
+    # RINGBACK_STORE_BUDGET seconds is spooled to RINGBACK_SPOOL_DIR (default
+    # <data dir>/spool), at most RINGBACK_SPOOL_MAX_MB per process (0: no spool).
+    store_budget_seconds: float = Field(default=2.0, gt=0, le=10, alias="RINGBACK_STORE_BUDGET")
+    spool_dir: Path | None = Field(default=None, alias="RINGBACK_SPOOL_DIR")
+    spool_max_mb: float = Field(default=64, ge=0, le=100_000, alias="RINGBACK_SPOOL_MAX_MB")
     twilio_account_sid: str = Field(default="", alias="TWILIO_ACCOUNT_SID")
     twilio_auth_token: str = Field(default="", alias="TWILIO_AUTH_TOKEN", repr=False)
     twilio_api_base_url: str = Field(default="https://api.twilio.com", alias="TWILIO_API_BASE_URL")
@@ -715,6 +721,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'ringback.db'}"
+
+    @property
+    def resolved_spool_dir(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
 
     @property
     def resolved_queue_url(self) -> str:

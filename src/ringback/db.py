@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -77,13 +78,16 @@ def utcnow() -> datetime:
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return pragmas
 
 
 class WriterQueue:
@@ -171,13 +175,14 @@ class QueuedWriterConnection(sqlite3.Connection):
     transaction is open, and gives it up the moment that transaction ends."""
 
     writer_queue: WriterQueue | None = None
+    busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS
     _turn: WriterQueue | None = None
 
     def begin_immediate(self) -> None:
         queue = self.writer_queue
         if queue is not None and self._turn is None:
             started = time.monotonic()
-            if queue.acquire(SQLITE_BUSY_TIMEOUT_SECONDS):
+            if queue.acquire(self.busy_timeout):
                 self._turn = queue
             else:  # leave it to SQLite's busy timeout, which raises "database is locked"
                 waited = round(time.monotonic() - started, 3)
@@ -226,12 +231,23 @@ def _sqlite_begin_immediate(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS,
+    bounded: float | None = None,
+) -> Engine:
     """Create the engine for ``url`` (SQLite file or PostgreSQL via psycopg).
 
     Statement parameters are hidden from error messages: they hold message bodies and
-    phone numbers, and errors end up in logs.
+    phone numbers, and errors end up in logs. ``bounded`` (seconds) makes every wait
+    short: SQLite's busy timeout and this process's writer line, PostgreSQL's connect,
+    statement and lock timeouts, and the wait for a pooled connection (the webhook
+    spool's engine: an event that cannot be stored that fast is spooled).
     """
+    if bounded is not None:
+        busy_timeout = bounded
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
@@ -240,7 +256,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         queued = path not in ("", ":memory:") and not path.startswith("file:")
         connect_args: dict[str, Any] = {
             "check_same_thread": False,
-            "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+            "timeout": busy_timeout,
             "isolation_level": None,
         }
         if queued:
@@ -251,16 +267,32 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             poolclass=NullPool if path in ("", ":memory:") else None,
             hide_parameters=True,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
         if queued:
             queue = writer_queue(path)
 
             def _join_writer_queue(dbapi_connection: Any, _record: Any) -> None:
                 dbapi_connection.writer_queue = queue
+                dbapi_connection.busy_timeout = busy_timeout
 
             event.listen(engine, "connect", _join_writer_queue)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
+    if bounded is not None:
+        milliseconds = max(int(bounded * 1000), 1)
+        return create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=20,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            pool_timeout=bounded,
+            connect_args={
+                # libpq counts whole seconds (and takes less than 2 as 2).
+                "connect_timeout": max(math.ceil(bounded), 2),
+                "options": f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}",
+            },
+        )
     return create_engine(
         url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, hide_parameters=True
     )

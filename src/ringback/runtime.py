@@ -26,6 +26,7 @@ from ringback.conversation.inbound import NotReady
 from ringback.db import make_engine, make_sessionmaker, single_flight
 from ringback.deps import Deps
 from ringback.inbox import events
+from ringback.inbox.spool import SpoolService
 from ringback.integrations.chat import HttpChatWebhook
 from ringback.integrations.email import SmtpEmailer
 from ringback.logs import log_event
@@ -379,4 +380,19 @@ def build_runtime(
         jobs=job_scheduler,
         deps=deps,
         closers=closers,
+    )
+
+
+def build_spool(runtime: Runtime) -> SpoolService | None:
+    """This process's webhook spool and drainer (README, Deployment), not yet started;
+    None when ``RINGBACK_SPOOL_MAX_MB`` is 0."""
+    settings = runtime.settings
+    if settings.spool_max_mb <= 0:
+        return None
+    return SpoolService(
+        runtime.deps,
+        settings.resolved_database_url,
+        settings.resolved_spool_dir,
+        int(settings.spool_max_mb * 1024 * 1024),
+        settings.store_budget_seconds,
     )

@@ -159,7 +159,12 @@ def test_unknown_extra_fields_are_accepted(service: Service) -> None:
 def test_healthz_reports_database_and_queue(service: Service) -> None:
     response = service.http.get(service.url + "/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "queue": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "queue": "ok",
+        "spool": {"depth": 0, "oldest_age_seconds": None},
+    }
 
 
 def test_healthz_names_the_failing_part(service: Service, tmp_path: Path) -> None:

@@ -10,7 +10,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ringback.config import Location, Locations, load_locations
 from ringback.db import make_engine, make_sessionmaker
-from ringback.patients.importing import ColumnMapping, CsvTable, ImportReport, Kind, read_csv
+from ringback.patients.importing import (
+    ColumnMapping,
+    CsvTable,
+    ImportReport,
+    Kind,
+    import_in_batches,
+    read_csv,
+)
 from ringback.patients.importing import import_appointments as _import_appointments
 from ringback.patients.importing import import_patients as _import_patients
 from tests.conftest import DEMO_LOCATIONS, OPEN_HOURS
@@ -48,11 +55,17 @@ def run_import(
     preset: str = "generic",
     overrides: tuple[str, ...] = (),
 ) -> ImportReport:
-    """Import ``text`` the way the CLI does: read, map, one committed transaction."""
+    """Import ``text`` the way the CLI does: read, map, save in committed batches (of 3
+    rows here, so the tests' small files span several), and check that the row-by-row
+    path (a dry run's) reports the same."""
     table: CsvTable = read_csv(text)
     mapping = ColumnMapping.preset(kind, preset).overridden(overrides)
     importer = _import_patients if kind == "patients" else _import_appointments
     with sessions() as session:
-        report = importer(session, location, table.rows, mapping, OPEN_HOURS)
-        session.commit()
+        expected = importer(session, location, table.rows, mapping, OPEN_HOURS)
+        session.rollback()
+    report = import_in_batches(
+        sessions, location, kind, table.rows, mapping, OPEN_HOURS, batch_rows=3
+    )
+    assert report == expected
     return report

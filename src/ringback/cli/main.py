@@ -122,7 +122,7 @@ def worker(
 ) -> None:
     """Run job workers as a separate process (production: with a Redis queue)."""
     from ringback.jobs import make_consumer
-    from ringback.runtime import Sweeper, build_runtime
+    from ringback.runtime import Sweeper, build_runtime, build_spool
 
     settings, locations = _load(config)
     try:
@@ -140,9 +140,15 @@ def worker(
     # Recovery runs in every worker (one sweep at a time across them all): at start, so
     # what a dead worker or a queue outage left is taken up at once, then every few s.
     sweeper = Sweeper(runtime.deps).start()
+    # And every worker drains the webhook spools of web processes that died.
+    spool = build_spool(runtime)
+    if spool is not None:
+        spool.start()
     try:
         consumer.run()
     finally:
+        if spool is not None:
+            spool.stop()
         sweeper.stop()
 
 

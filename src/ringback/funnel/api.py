@@ -8,12 +8,17 @@ dependencies as :data:`ringback.api.v1.router`), and the same figures as ``ringb
 from __future__ import annotations
 
 import secrets
-from datetime import date
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 
 from ringback.api import v1
 from ringback.api.errors import invalid
@@ -21,6 +26,7 @@ from ringback.deps import Deps
 from ringback.funnel.figures import Report
 from ringback.funnel.metrics import FunnelCollector, MetricsSettings
 from ringback.funnel.report import BadRange, load_report, report_json, resolve_range
+from ringback.inbox.spool import Spool, SpoolService
 
 router = APIRouter(
     prefix="/api/v1",
@@ -108,6 +114,48 @@ def metrics(request: Request) -> Response:
                 headers={"WWW-Authenticate": "Bearer"},
             )
     deps: Deps = request.app.state.deps
+    # The spool first and on its own: it matters most while the database is down, when
+    # the funnel's figures cannot be read (``ringback_database_up`` 0 then).
+    spooled = CollectorRegistry(auto_describe=False)
+    spool: SpoolService | None = getattr(request.app.state, "spool", None)
+    spooled.register(SpoolCollector(spool.spool if spool is not None else None, deps.clock))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FunnelCollector(deps.sessions, deps.locations, deps.clock))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    # Read with the spool's bounded sessions when there are: a scrape while SQLite is
+    # held by a long writer answers at once, without the funnel, instead of hanging.
+    sessions = spool.sessions if spool is not None else deps.sessions
+    registry.register(FunnelCollector(sessions, deps.locations, deps.clock))
+    try:
+        funnel = generate_latest(registry)
+        up = 1
+    except (SQLAlchemyError, sqlite3.Error):  # SQLite's BEGIN IMMEDIATE raises unwrapped
+        funnel, up = b"", 0
+    database = (
+        b"# HELP ringback_database_up Whether the database answered this scrape.\n"
+        b"# TYPE ringback_database_up gauge\n"
+        b"ringback_database_up %d\n" % up
+    )
+    return Response(generate_latest(spooled) + database + funnel, media_type=CONTENT_TYPE_LATEST)
+
+
+class SpoolCollector(Collector):
+    """The webhook spool: events waiting for the database, and the oldest one's age."""
+
+    def __init__(self, spool: Spool | None, clock: Callable[[], datetime]) -> None:
+        self.spool = spool
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.spool.stats() if self.spool is not None else None
+        depth = GaugeMetricFamily(
+            "ringback_spool_depth",
+            "Webhook events spooled on disk, waiting for the database (every process's).",
+        )
+        depth.add_metric([], stats.depth if stats is not None else 0)
+        yield depth
+        age = GaugeMetricFamily(
+            "ringback_spool_oldest_age_seconds",
+            "How long the oldest spooled event has waited (0 with none).",
+        )
+        oldest = stats.oldest if stats is not None else None
+        age.add_metric([], (self.clock() - oldest).total_seconds() if oldest else 0.0)
+        yield age

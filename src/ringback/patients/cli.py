@@ -2,13 +2,15 @@
 
 The commands only read files and print; the work is in :mod:`ringback.patients`
 (importing, export, erasure, record). Exit codes: 0 when the file was read (bad rows are
-reported, the good ones imported), 2 when nothing could be done (unreadable file, unknown
-preset, location, field or column), naming it.
+reported, the good ones imported), 1 when an import stopped part way (the rows before the
+line it names are saved; run it again to finish), 2 when nothing could be done
+(unreadable file, unknown preset, location, field or column), naming it.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,7 +89,9 @@ def import_file(
     """Import patients or appointments from a CSV export of the clinic's booking system.
 
     Re-importing updates what is there and never duplicates. Bad rows are listed by line
-    and skipped; the good rows are imported in one transaction.
+    and skipped; the good rows are saved 500 at a time (progress on stderr). If a batch
+    cannot be saved, the lines it held are named and the rows before it stay saved: run
+    the same file again to finish.
     """
     if kind not in importing.KINDS:
         raise fail(f"--kind: expected patients or appointments, got {kind!r}")
@@ -102,7 +106,7 @@ def import_file(
         raise fail(f"--map {exc}") from None
     text = _read_text(file)
     try:
-        table = importing.read_csv(text)
+        table = importing.stream_csv(text)
         used = columns.describe(table.header)
     except importing.CsvError as exc:
         raise fail(f"{file}: {exc}") from None
@@ -113,19 +117,45 @@ def import_file(
     locations, sessions = _open()
     place = _location(locations, location)
     now = datetime.now(UTC)
-    importer = importing.import_patients if what == "patients" else importing.import_appointments
-    # One transaction for the whole file: committed, or rolled back for a dry run.
-    with sessions() as session:
-        report = importer(session, place, table.rows, columns, now)
-        if dry_run:
-            session.rollback()
-        else:
-            session.commit()
     typer.echo(f"{what} from {file} into {place.id} (preset {preset})")
     typer.echo("columns: " + ", ".join(f"{name} <- {column!r}" for name, column in used))
+    failed: importing.BatchFailed | importing.CsvError | None = None
+    if dry_run:
+        importer = (
+            importing.import_patients if what == "patients" else importing.import_appointments
+        )
+        # One transaction for the whole file, rolled back.
+        with sessions() as session:
+            try:
+                report = importer(session, place, table.rows, columns, now)
+            except importing.CsvError as exc:
+                raise fail(f"{file}: {exc}") from None
+            session.rollback()
+    else:
+        # Committed in batches: the write lock is never held for long, and progress shows.
+        started = time.monotonic()
+
+        def progress(so_far: importing.ImportReport) -> None:
+            typer.echo(
+                f"  {so_far.rows} rows read, {so_far.rows - so_far.skipped} saved "
+                f"({time.monotonic() - started:.1f} s)",
+                err=True,
+            )
+
+        report = importing.ImportReport(kind=what)
+        try:
+            report = importing.import_in_batches(
+                sessions, place, what, table.rows, columns, now, progress=progress
+            )
+        except importing.BatchFailed as exc:
+            failed, report = exc, exc.report
+        except importing.CsvError as exc:
+            failed = exc
     typer.echo(("dry run, nothing saved: " if dry_run else "") + report.summary())
     for problem in report.problems:
         typer.echo(str(problem))
+    if failed is not None:
+        raise fail(f"{file}: {failed}", code=1)
 
 
 @records_app.command("export")

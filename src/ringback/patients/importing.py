@@ -16,22 +16,20 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, TypeVar
 
 import phonenumbers
-from sqlalchemy import and_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from ringback.config import Location
+from ringback.db import transaction, upsert_insert
 from ringback.funnel import rollup as funnel
-from ringback.models import (
-    Appointment,
-    Patient,
-)
+from ringback.models import Appointment, Patient, SuppressedNumber
 from ringback.patients import service as patients
 from ringback.phones import InvalidPhoneNumber, normalize_e164
 
@@ -239,34 +237,57 @@ def read_csv(text: str) -> CsvTable:
     (comma when none). Blank lines are skipped; a record's line is where it starts, so
     a quoted field spanning lines still points at its row.
     """
+    stream = stream_csv(text)
+    return CsvTable(header=stream.header, rows=list(stream.rows), delimiter=stream.delimiter)
+
+
+@dataclass(frozen=True)
+class CsvStream:
+    """A file's header, and its records read one at a time (a large file is never held
+    as rows all at once); reading on may raise :class:`CsvError` at a broken line."""
+
+    header: tuple[str, ...]
+    rows: Iterator[CsvRow]
+    delimiter: str
+
+
+def stream_csv(text: str) -> CsvStream:
+    """Like :func:`read_csv`, records read as they are taken."""
     text = text.removeprefix("\ufeff")
-    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    # Universal newlines, read lazily: the first line that is not blank.
+    first_line = next((line for line in io.StringIO(text, newline=None) if line.strip()), "")
     if not first_line:
         raise CsvError("the file is empty: expected a header row naming the columns")
     delimiter = max(",;\t|", key=lambda d: (first_line.count(d), d == ","))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header: tuple[str, ...] | None = None
-    rows: list[CsvRow] = []
     previous = 0
-    try:
-        for cells in reader:
-            start, previous = previous + 1, reader.line_num
-            if not any(cell.strip() for cell in cells):
-                continue
-            if header is None:
-                header = tuple(cell.strip() for cell in cells)
-                continue
+
+    def records() -> Iterator[tuple[int, list[str]]]:
+        nonlocal previous
+        try:
+            for cells in reader:
+                start, previous = previous + 1, reader.line_num
+                if any(cell.strip() for cell in cells):
+                    yield start, cells
+        except csv.Error as exc:
+            raise CsvError(f"line {reader.line_num}: not valid CSV ({exc})") from exc
+
+    cells_of = records()
+    first = next(cells_of, None)
+    if first is None:  # pragma: no cover - first_line guarantees a header
+        raise CsvError("the file is empty: expected a header row naming the columns")
+    header = tuple(cell.strip() for cell in first[1])
+
+    def rows() -> Iterator[CsvRow]:
+        for start, cells in cells_of:
             values: dict[str, str] = {}
             for index, name in enumerate(header):
                 if name and name not in values:  # a repeated column name: the first one
                     values[name] = cells[index] if index < len(cells) else ""
             extra = sum(1 for cell in cells[len(header) :] if cell.strip())
-            rows.append(CsvRow(values, line=start, extra_cells=extra))
-    except csv.Error as exc:
-        raise CsvError(f"line {reader.line_num}: not valid CSV ({exc})") from exc
-    if header is None:  # pragma: no cover - first_line guarantees a header
-        raise CsvError("the file is empty: expected a header row naming the columns")
-    return CsvTable(header=header, rows=rows, delimiter=delimiter)
+            yield CsvRow(values, line=start, extra_cells=extra)
+
+    return CsvStream(header=header, rows=rows(), delimiter=delimiter)
 
 
 # --- column mapping ----------------------------------------------------------------------
@@ -677,6 +698,26 @@ class _Importer:
     # -- the loop --
 
     def run(self, rows: Iterable[Mapping[str, str]]) -> ImportReport:
+        for _line, parsed in self.parsed(rows):
+            if isinstance(parsed, _PatientFields):
+                _, created, changed = self.save_patient(parsed)
+            else:
+                created, changed = self.save_appointment(parsed)
+            self.count(created, changed)
+        return self.report
+
+    def count(self, created: bool, changed: bool) -> None:
+        if created:
+            self.report.created += 1
+        elif changed:
+            self.report.updated += 1
+        else:
+            self.report.unchanged += 1
+
+    def parsed(
+        self, rows: Iterable[Mapping[str, str]]
+    ) -> Iterator[tuple[int, _PatientFields | _AppointmentFields]]:
+        """The good rows, parsed, with their lines; bad ones go to the report."""
         report = self.report
         for index, row in enumerate(rows):
             line = row.line if isinstance(row, CsvRow) else index + 2
@@ -704,17 +745,112 @@ class _Importer:
                 report.skipped += 1
                 report.problems.extend(problems)
                 continue
-            if isinstance(parsed, _PatientFields):
-                _, created, changed = self.save_patient(parsed)
-            else:
-                created, changed = self.save_appointment(parsed)
-            if created:
-                report.created += 1
-            elif changed:
-                report.updated += 1
-            else:
-                report.unchanged += 1
-        return report
+            yield line, parsed
+
+    # -- saving a batch at once --
+
+    def save_patients_bulk(self, items: Sequence[_PatientFields]) -> list[tuple[bool, bool]]:
+        """Upsert a batch of patients in a few statements; (created, changed) per row, the
+        same as :meth:`save_patient` row by row would say."""
+        session, location_id = self.session, self.location.id
+        phones = sorted({item.phone for item in items})
+        known: dict[str, dict[str, Any]] = {}
+        ids: dict[str, int] = {}
+        for row in session.execute(
+            select(
+                Patient.id,
+                Patient.phone,
+                Patient.first_name,
+                Patient.last_name,
+                Patient.external_id,
+                Patient.status,
+            ).where(Patient.location_id == location_id, Patient.phone.in_(phones))
+        ):
+            ids[row.phone] = row.id
+            known[row.phone] = {name: getattr(row, name) for name in _PATIENT_COLUMNS}
+        state = {phone: dict(values) for phone, values in known.items()}
+        results: list[tuple[bool, bool]] = []
+        for item in items:
+            current = state.get(item.phone)
+            created = current is None
+            if current is None:
+                current = state[item.phone] = dict.fromkeys(_PATIENT_COLUMNS)
+            # As in save_patient: a file that does not say new or returning only fills in
+            # an unknown status.
+            stated = item.status or (None if current["status"] else "returning")
+            changed = False
+            for name in _PATIENT_COLUMNS:
+                value = stated if name == "status" else getattr(item, name)
+                if value is not None and current[name] != value:
+                    current[name] = value
+                    changed = True
+            results.append((created, changed))
+        now = self.now
+        new = [phone for phone in state if phone not in known]
+        if new:
+            suppressed = {
+                row.number_hash: row.opted_out_at
+                for row in session.execute(
+                    select(SuppressedNumber.number_hash, SuppressedNumber.opted_out_at).where(
+                        SuppressedNumber.location_id == location_id,
+                        SuppressedNumber.number_hash.in_(
+                            [patients.number_hash(location_id, phone) for phone in new]
+                        ),
+                    )
+                )
+            }
+            rows = []
+            for phone in new:
+                opted_out_at = suppressed.get(patients.number_hash(location_id, phone))
+                rows.append(
+                    {
+                        "location_id": location_id,
+                        "phone": phone,
+                        **state[phone],
+                        "opted_out_at": opted_out_at,
+                        "opt_out_source": patients.KEPT_OPT_OUT if opted_out_at else None,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            table: Any = Patient.__table__
+            insert = upsert_insert(session.get_bind().dialect.name, table)
+            # A call may have created one of them since the SELECT: fill it in instead.
+            statement = insert.on_conflict_do_update(
+                index_elements=["location_id", "phone"],
+                set_={
+                    **{
+                        name: func.coalesce(insert.excluded[name], table.c[name])
+                        for name in ("first_name", "last_name", "external_id")
+                    },
+                    "status": func.coalesce(table.c.status, insert.excluded.status),
+                    "updated_at": insert.excluded.updated_at,
+                },
+            )
+            session.execute(statement, rows)
+        changed_rows = [
+            {"id": ids[phone], **state[phone], "updated_at": now}
+            for phone, before in known.items()
+            if state[phone] != before
+        ]
+        if changed_rows:
+            session.execute(update(Patient), changed_rows)
+        return results
+
+    def save_batch(self, items: Sequence[_PatientFields | _AppointmentFields]) -> None:
+        if self.report.kind == "patients":
+            people = [item for item in items if isinstance(item, _PatientFields)]
+            for created, changed in self.save_patients_bulk(people):
+                self.count(created, changed)
+            return
+        # Appointments: their patients in bulk first, then each appointment.
+        visits = [item for item in items if isinstance(item, _AppointmentFields)]
+        for created, _ in self.save_patients_bulk([visit.patient for visit in visits]):
+            self.report.patients_created += created
+        self.session.expire_all()
+        for visit in visits:
+            created, changed = self.save_appointment(visit, count_patient=False)
+            self.count(created, changed)
 
     # -- saving --
 
@@ -738,10 +874,17 @@ class _Importer:
             patient.updated_at = self.now
         return patient, existing is None, changed
 
-    def save_appointment(self, fields: _AppointmentFields) -> tuple[bool, bool]:
+    def save_appointment(
+        self, fields: _AppointmentFields, *, count_patient: bool = True
+    ) -> tuple[bool, bool]:
         """Upsert by the system's id, else by patient and start; (created, changed)."""
-        patient, patient_created, _ = self.save_patient(fields.patient)
-        self.report.patients_created += patient_created
+        if count_patient:
+            patient, patient_created, _ = self.save_patient(fields.patient)
+            self.report.patients_created += patient_created
+        else:  # saved with its batch already
+            found = patients.find(self.session, self.location.id, fields.patient.phone)
+            assert found is not None
+            patient = found
         if fields.external_id is not None:
             match = Appointment.external_id == fields.external_id
         else:
@@ -815,6 +958,73 @@ def import_appointments(
     matched to the location's menu by name or alias; an unknown one keeps the file's text.
     """
     return _Importer(session, location, mapping, now, "appointments").run(rows)
+
+
+BATCH_ROWS = 500
+_PATIENT_COLUMNS = ("first_name", "last_name", "external_id", "status")
+
+
+class BatchFailed(Exception):
+    """A batch could not be saved: the batches before it were; re-running the same file
+    resumes (the rows already saved come back unchanged)."""
+
+    def __init__(self, first_line: int, last_line: int, error: str, report: ImportReport):
+        super().__init__(
+            f"lines {first_line}-{last_line} were not saved ({error}); the rows before line "
+            f"{first_line} were. Run the same file again to finish: saved rows stay as they are"
+        )
+        self.first_line = first_line
+        self.last_line = last_line
+        self.report = report
+
+
+def import_in_batches(
+    sessions: sessionmaker[Session],
+    location: Location,
+    kind: Kind,
+    rows: Iterable[Mapping[str, str]],
+    mapping: ColumnMapping,
+    now: datetime,
+    *,
+    batch_rows: int = BATCH_ROWS,
+    progress: Callable[[ImportReport], None] | None = None,
+) -> ImportReport:
+    """Import ``rows`` committing every ``batch_rows`` good rows, so an import of any size
+    never holds the database's write lock for long (text-backs keep their pace while it
+    runs). ``progress`` is called with the report after each batch. A batch that fails
+    raises :class:`BatchFailed` naming its lines; the ones before it stay saved, and as
+    every row is an upsert, running the same file again finishes the job.
+    """
+    importer = _Importer(None, location, mapping, now, kind)  # type: ignore[arg-type]
+    report = importer.report
+    batch: list[_PatientFields | _AppointmentFields] = []
+    lines: list[int] = []
+
+    def flush() -> None:
+        counts = (report.created, report.updated, report.unchanged, report.patients_created)
+        try:
+            with transaction(sessions) as session:
+                importer.session = session
+                importer.save_batch(batch)
+        except Exception as exc:
+            # What the batch counted was rolled back with it.
+            report.created, report.updated, report.unchanged, report.patients_created = counts
+            raise BatchFailed(
+                lines[0], lines[-1], f"{type(exc).__name__}: {str(exc)[:200]}", report
+            ) from exc
+        batch.clear()
+        lines.clear()
+        if progress is not None:
+            progress(report)
+
+    for line, parsed in importer.parsed(rows):
+        batch.append(parsed)
+        lines.append(line)
+        if len(batch) >= batch_rows:
+            flush()
+    if batch:
+        flush()
+    return report
 
 
 # --- parsing dates, times and amounts ------------------------------------------------------

@@ -30,6 +30,7 @@ from ringback.config import Location
 from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.inbox import events
+from ringback.inbox.spool import SpooledEvent, SpoolFull, SpoolService
 from ringback.logs import log_event
 from ringback.missed_calls.service import DIAL_MISSES, call_mode
 from ringback.telephony import twiml
@@ -149,9 +150,32 @@ def _location(deps: Deps, edge: ProviderEdge, number: str, *, voice: bool) -> Lo
 
 
 async def _store(
-    deps: Deps, edge: ProviderEdge, kind: str, location: Location, payload: dict[str, Any]
+    request: Request,
+    deps: Deps,
+    edge: ProviderEdge,
+    kind: str,
+    location: Location,
+    payload: dict[str, Any],
 ) -> None:
-    await run_in_threadpool(_store_sync, deps, edge.provider, kind, location, payload)
+    spool: SpoolService | None = getattr(request.app.state, "spool", None)
+    if spool is None:
+        await run_in_threadpool(_store_sync, deps, edge.provider, kind, location, payload)
+        return
+    # Stored within the budget, or spooled (fsync'd) and stored by the drainer: either
+    # way the caller gets the answer it would have got.
+    event = SpooledEvent(edge.provider, kind, location.id, payload, deps.clock())
+    try:
+        await spool.store.store(event)
+    except SpoolFull as full:
+        log_event(log, "spool.full", logging.ERROR, kind=kind, location=location.id)
+        raise WebhookRejected(
+            503,
+            str(full),
+            voice=kind != "sms" and kind != "sms_status",
+            spoken="Sorry, we cannot take your call right now. Please call again soon."
+            if kind in ("voice", "dial_result")
+            else None,
+        ) from None
 
 
 def _store_sync(
@@ -213,9 +237,8 @@ def make_router(edge: ProviderEdge) -> APIRouter:
         parsed = parse_form(VoiceForm, data, provider=provider)
         location = _location(deps, edge, parsed.To, voice=True)
         mode = call_mode(location, deps.clock())
-        await _store(
-            deps, edge, "voice", location, {**data, "To": parsed.To, "_ringback_mode": mode}
-        )
+        payload = {**data, "To": parsed.To, "_ringback_mode": mode}
+        await _store(request, deps, edge, "voice", location, payload)
         if mode == "ring":
             action = f"{deps.public_url}{edge.prefix}/voice/dial-result"
             body = twiml.ring_front_desk(location, action)
@@ -231,7 +254,7 @@ def make_router(edge: ProviderEdge) -> APIRouter:
         data = _fields(form)
         parsed = parse_form(DialResultForm, data, provider=provider)
         location = _location(deps, edge, parsed.To, voice=True)
-        await _store(deps, edge, "dial_result", location, {**data, "To": parsed.To})
+        await _store(request, deps, edge, "dial_result", location, {**data, "To": parsed.To})
         if parsed.DialCallStatus in DIAL_MISSES:
             body = twiml.greeting(location, after_hours=not location.is_open(deps.clock()))
         else:
@@ -246,7 +269,7 @@ def make_router(edge: ProviderEdge) -> APIRouter:
         data = _fields(form)
         parsed = parse_form(CallStatusForm, data, provider=provider)
         location = _location(deps, edge, parsed.To, voice=True)
-        await _store(deps, edge, "call_status", location, {**data, "To": parsed.To})
+        await _store(request, deps, edge, "call_status", location, {**data, "To": parsed.To})
         return Response(status_code=204)
 
     @router.post("/sms", response_class=Response)
@@ -257,7 +280,7 @@ def make_router(edge: ProviderEdge) -> APIRouter:
         data = _fields(form)
         parsed = parse_form(SmsForm, data, provider=provider)
         location = _location(deps, edge, parsed.To, voice=False)
-        await _store(deps, edge, "sms", location, {**data, "To": parsed.To})
+        await _store(request, deps, edge, "sms", location, {**data, "To": parsed.To})
         return Response(twiml.empty_messaging(), media_type=XML)
 
     @router.post("/sms/status", response_class=Response)
@@ -268,7 +291,7 @@ def make_router(edge: ProviderEdge) -> APIRouter:
         data = _fields(form)
         parsed = parse_form(SmsStatusForm, data, provider=provider)
         location = _location(deps, edge, parsed.From, voice=False)
-        await _store(deps, edge, "sms_status", location, {**data, "From": parsed.From})
+        await _store(request, deps, edge, "sms_status", location, {**data, "From": parsed.From})
         return Response(status_code=204)
 
     return router
