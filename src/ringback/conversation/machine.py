@@ -531,7 +531,7 @@ class Machine:
             return  # staff have it (or it is over); the bot stays quiet
         state = step.state
         if (
-            self.clinic.schedules
+            (self.clinic.schedules or state.outcome == "reminded")
             and state.appointment_id is not None
             and state.stage != "offering"
             and self._appointment_reply(step, u, now)
@@ -952,6 +952,10 @@ class Machine:
             return False
         when = state.appointment_when or ""
         what = state.appointment_service or ""
+        if "reschedule" in u.intents and not self.clinic.schedules:
+            # No times of our own to offer (the clinic books elsewhere): the front desk.
+            self._hand_off(step, "appointment_change", "handoff_appointment")
+            return True
         if "reschedule" in u.intents:
             step.update(
                 rescheduling=True, offers=(), offer_rounds=0, declined=(), cancel_pending=False
