@@ -17,6 +17,7 @@ every worker was down goes out late, once, at the first sweep, unless the visit 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, or_, select, text, update
@@ -27,6 +28,7 @@ from ringback.conversation import service as conversation_service
 from ringback.conversation.threads import find_open, open_conversation
 from ringback.db import insert_ignore, transaction
 from ringback.deps import Deps
+from ringback.funnel import rollup as funnel
 from ringback.logs import log_event
 from ringback.messaging import daily_cap
 from ringback.messaging.outbox import queue_sms
@@ -312,6 +314,7 @@ def mark_attendance(
     first_no_show = attendance == "no_show" and appointment.attendance is None
     appointment.attendance = attendance
     appointment.attendance_at = now
+    funnel.appointment_changed(appointment)
     log_event(log, "appointment.attendance", appointment_id=appointment.id, attendance=attendance)
     location = deps.locations.get(appointment.location_id)
     patient = session.get(Patient, appointment.patient_id)
@@ -325,3 +328,19 @@ def mark_attendance(
     conversation = thread_for(session, location, patient, appointment, now)
     conversation_service.missed_visit(session, deps, location, conversation, patient, appointment)
     return True
+
+
+def attend(
+    deps: Deps, appointment_id: int, attendance: str, can_see: Callable[[str], bool]
+) -> tuple[Appointment, bool]:
+    """Staff mark appointment ``appointment_id`` kept or a no-show (one transaction); the
+    appointment, and whether the no-show text was decided. An appointment the viewer may
+    not see is a 404, exactly like one that does not exist."""
+    with transaction(deps.sessions) as session:
+        appointment = session.get(Appointment, appointment_id, with_for_update=True)
+        if appointment is None or not can_see(appointment.location_id):
+            raise NoShowError(f"appointment: no appointment {appointment_id}", 404)
+        texted = mark_attendance(session, deps, appointment, attendance)
+        session.flush()
+        session.expunge(appointment)
+        return appointment, texted
