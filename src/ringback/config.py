@@ -341,6 +341,64 @@ class Booking(BaseModel):
     calendar: CalendarLink | None = None  # a location-wide calendar (written and read)
 
 
+# Reminder wording. ``{location}`` and ``{when}`` (the day and time, in the patient's
+# language) are filled in; ``{treatment}`` only where the location allows health details
+# in texts (``health_details_in_texts``), since a lock screen shows it to anyone nearby.
+REMINDER_PLACEHOLDERS = frozenset({"location", "when", "phone", "treatment"})
+DEFAULT_REMINDER_TEXT = (
+    "{location}: a reminder of your appointment on {when}. "
+    "Reply C to confirm, R to reschedule or X to cancel."
+)
+DEFAULT_REMINDER_TEXT_ES = (
+    "{location}: le recordamos su cita el {when}. "
+    "Responda C para confirmar, R para cambiarla o X para cancelar."
+)
+DEFAULT_REMINDER_TEXT_HEALTH = (
+    "{location}: a reminder of your {treatment} appointment on {when}. "
+    "Reply C to confirm, R to reschedule or X to cancel."
+)
+DEFAULT_REMINDER_TEXT_HEALTH_ES = (
+    "{location}: le recordamos su cita de {treatment} el {when}. "
+    "Responda C para confirmar, R para cambiarla o X para cancelar."
+)
+
+
+class Reminder(BaseModel):
+    """One appointment reminder: how long before the visit, and its wording (English and
+    Spanish; the defaults when not given)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hours_before: float = Field(gt=0, le=14 * 24)
+    text: str | None = Field(default=None, min_length=1, max_length=320)
+    text_es: str | None = Field(default=None, min_length=1, max_length=320)
+
+    @field_validator("text", "text_es")
+    @classmethod
+    def _placeholders(cls, value: str | None) -> str | None:
+        for name in re.findall(r"{(\w*)}", value or ""):
+            if name not in REMINDER_PLACEHOLDERS:
+                raise ValueError(
+                    f"unknown placeholder {{{name}}}; use {{location}}, {{when}}, {{phone}} "
+                    "or {treatment}"
+                )
+        return value
+
+    @property
+    def offset_minutes(self) -> int:
+        return round(self.hours_before * 60)
+
+    def template(self, language: str, *, health_details: bool) -> str:
+        if language == "es":
+            default = (
+                DEFAULT_REMINDER_TEXT_HEALTH_ES if health_details else DEFAULT_REMINDER_TEXT_ES
+            )
+            return self.text_es or default
+        return self.text or (
+            DEFAULT_REMINDER_TEXT_HEALTH if health_details else DEFAULT_REMINDER_TEXT
+        )
+
+
 class Location(BaseModel):
     """One clinic location: its Twilio number, hours, menu and texting rules."""
 
@@ -386,6 +444,16 @@ class Location(BaseModel):
     providers: tuple[Provider, ...] = ()
     rooms: tuple[Room, ...] = ()
     booking: Booking = Field(default_factory=Booking)
+    # Appointment reminders (none, one or several), each due its hours before the visit;
+    # one due outside texting hours goes at the last texting-hours moment before it.
+    reminders: tuple[Reminder, ...] = (Reminder(hours_before=48), Reminder(hours_before=2))
+    # Texts may name the treatment (a health detail): off by default.
+    health_details_in_texts: bool = False
+    # At most this many automated texts (reminders, nudges, no-show texts) per patient per
+    # local day; replies to the patient and urgent wording are never held back. None: no cap.
+    automated_texts_per_day: int | None = Field(default=1, ge=1, le=10)
+    # A no-show gets one warm "we missed you, want another time?" text with fresh times.
+    no_show_text: bool = True
 
     @field_validator("timezone")
     @classmethod
@@ -426,6 +494,21 @@ class Location(BaseModel):
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(f"expected an http(s) URL, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _reminders(self) -> Location:
+        offsets = [r.offset_minutes for r in self.reminders]
+        if len(set(offsets)) != len(offsets):
+            raise ValueError("reminders: two reminders are due the same time before the visit")
+        if not self.health_details_in_texts:
+            for reminder in self.reminders:
+                for text in (reminder.text, reminder.text_es):
+                    if text and "{treatment}" in text:
+                        raise ValueError(
+                            "reminders: {treatment} names a health detail; set "
+                            "health_details_in_texts: true to allow it"
+                        )
+        return self
 
     @model_validator(mode="after")
     def _unique_services(self) -> Location:
@@ -494,6 +577,22 @@ class Location(BaseModel):
             day = day + timedelta(days=1)
         start = datetime.combine(day, window.start, tzinfo=self.zone)
         return start.astimezone(moment.tzinfo)
+
+    def last_texting_time(self, moment: datetime) -> datetime:
+        """``moment`` itself when inside texting hours, else the last texting-hours moment
+        before it (the end of the window on that day, or the day before)."""
+        window = self.texting_window()
+        local = moment.astimezone(self.zone)
+        if window.contains(local.time()):
+            return moment
+        day = local.date()
+        if local.hour * 60 + local.minute < window.start_minutes:
+            day = day - timedelta(days=1)
+        # A minute before the window closes: the window's end itself is outside it.
+        end = datetime.combine(day, time(0), tzinfo=self.zone) + timedelta(
+            minutes=window.end_minutes - 1
+        )
+        return end.astimezone(moment.tzinfo)
 
     def own_numbers(self) -> frozenset[str]:
         on_call = (self.urgent_phone,) if self.urgent_phone else ()

@@ -283,6 +283,12 @@ class Appointment(Base):
     cancelled_by: Mapped[str | None] = mapped_column(String(12))  # patient | staff | import
     rescheduled_from_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), onupdate=utcnow)
+    # Reminders (ringback.booking.reminders): when the sweep wrote this appointment's
+    # reminder rows; None while it has not (every new booked appointment, whatever made it).
+    reminders_planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What staff marked after the visit: kept | no_show (None: not marked).
+    attendance: Mapped[str | None] = mapped_column(String(10))
+    attendance_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 Index("ix_appointments_patient_start", Appointment.patient_id, Appointment.starts_at)
@@ -296,6 +302,50 @@ Index(
     unique=True,
     sqlite_where=text("status IN ('held', 'booked') AND provider_id IS NOT NULL"),
     postgresql_where=text("status IN ('held', 'booked') AND provider_id IS NOT NULL"),
+)
+
+
+# The reminder sweep's planning step: booked appointments whose reminders are not written yet.
+Index(
+    "ix_appointments_reminders_unplanned",
+    Appointment.starts_at,
+    sqlite_where=text("reminders_planned_at IS NULL AND status = 'booked'"),
+    postgresql_where=text("reminders_planned_at IS NULL AND status = 'booked'"),
+)
+
+
+class AppointmentReminder(Base):
+    """One reminder of one appointment, ``offset_minutes`` before it: exactly once.
+
+    Written by the sweep for every booked appointment (booked by the bot, the page, staff,
+    an import, any other path); ``status`` pending -> sent | skipped (with why). The unique
+    (appointment, offset) and the row lock taken to send it make the claim idempotent.
+    """
+
+    __tablename__ = "appointment_reminders"
+    __table_args__ = (UniqueConstraint("appointment_id", "offset_minutes"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    location_id: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    offset_minutes: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|sent|skipped
+    skip_reason: Mapped[str | None] = mapped_column(String(30))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    # A job has it until then (the sweep does not hand it out again before).
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# The sweep's due query: pending reminders by due time.
+Index("ix_appointment_reminders_due", AppointmentReminder.status, AppointmentReminder.due_at)
+Index(
+    "ix_appointment_reminders_location_settled",
+    AppointmentReminder.location_id,
+    AppointmentReminder.settled_at,
 )
 
 

@@ -155,6 +155,10 @@ class JobScheduler(Protocol):
         """Make an appointment's event on an outside calendar match it (retried)."""
         ...
 
+    def send_reminder(self, reminder_id: int) -> None:
+        """Send one appointment reminder, or skip it with why (exactly once)."""
+        ...
+
 
 # --- calendars -------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from ringback.booking import calendar_sync
 from ringback.booking import service as booking_service
 from ringback.config import Locations, Settings
 from ringback.conversation import alerts as staff_alerts
+from ringback.conversation import reminders
 from ringback.conversation import service as conversation_service
 from ringback.conversation.inbound import NotReady
 from ringback.db import make_engine, make_sessionmaker, single_flight
@@ -130,6 +131,11 @@ class HueyJobs:
         def sync_calendar(sync_id: int) -> None:
             calendar_sync.sync(get_deps(), sync_id)
 
+        @huey.task(name="send_reminder", retries=3, retry_delay=5)
+        def send_reminder(reminder_id: int) -> None:
+            reminders.send(get_deps(), reminder_id)
+
+        self._send_reminder = send_reminder
         self._handle_event = handle_event
         self._deliver_sms = deliver_sms
         self._reconcile_sms = reconcile_sms
@@ -177,6 +183,9 @@ class HueyJobs:
 
     def sync_calendar(self, sync_id: int, at: datetime | None = None) -> None:
         self._at(self._sync_calendar, (sync_id,), at)
+
+    def send_reminder(self, reminder_id: int) -> None:
+        self._at(self._send_reminder, (reminder_id,), None)
 
 
 def _alert_attempt(
@@ -254,6 +263,7 @@ def _sweep(deps: Deps) -> dict[str, int]:
     counts.update(webhooks.sweep(deps))
     counts.update(calendar_sync.sweep(deps))
     counts.update(booking_service.expire_lapsed_holds(deps))
+    counts.update(reminders.sweep(deps))
     if any(counts.values()):
         log_event(log, "sweep.redriven", **counts)
     return counts

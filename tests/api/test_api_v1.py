@@ -34,6 +34,7 @@ API_PATHS = {
     "/api/v1/patients/{patient_id}/record",
     "/api/v1/missed-calls",
     "/api/v1/funnel",
+    "/api/v1/appointments/{appointment_id}/attendance",
 }
 
 

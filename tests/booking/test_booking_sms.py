@@ -73,7 +73,11 @@ def test_qualified_patient_is_offered_real_slots_and_books_with_one_reply(
     add_user(service, "desk@glow.example")
     page = sign_in(service, "desk@glow.example").get(f"/staff/conversations/{conversation.id}")
     assert page.status_code == 200
-    assert re.search(r'<dd id="appointment">Botox · Thu Nov 26 at \d+:\d\dpm</dd>', page.text)
+    assert re.search(
+        r'<dd id="appointment">Botox · Thu Nov 26 at \d+:\d\dpm · '
+        r'<span class="badge appointment-status" id="appointment-status">Unconfirmed</span></dd>',
+        page.text,
+    )
     assert "Booked" in page.text
 
 

@@ -32,6 +32,7 @@ VALUES = {
 # segments; nothing takes three.
 TWO_SEGMENTS = {
     "booking_link",
+    "no_show_offer",
     "ask_time",
     "ask_patient",
     "offer_slots",

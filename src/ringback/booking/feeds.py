@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from ringback.booking import calendar_sync, links
+from ringback.booking import status as appointment_status
 from ringback.booking.service import LOCATION_CALENDAR
 from ringback.config import Location
 from ringback.deps import Deps
@@ -101,7 +102,7 @@ def calendar_page(request: Request, user: Viewer, retried: int | None = None) ->
             .join(Patient, Patient.id == Appointment.patient_id)
             .where(
                 Appointment.location_id.in_(visible),
-                Appointment.status == "booked",
+                Appointment.status.in_(("booked", "cancelled")),
                 Appointment.starts_at >= now,
                 Appointment.starts_at < now + timedelta(days=14),
             )
@@ -119,6 +120,8 @@ def calendar_page(request: Request, user: Viewer, retried: int | None = None) ->
                     "patient_id": patient.id,
                     "source": appointment.source,
                     "confirmed": appointment.confirmed_at is not None,
+                    "status": appointment_status.confirmation(appointment),
+                    "status_label": appointment_status.label(appointment),
                 }
             )
         for sync in calendar_sync.problems(session, visible):

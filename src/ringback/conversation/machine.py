@@ -218,6 +218,22 @@ class OffersFound:
 
 
 @dataclass(frozen=True, slots=True)
+class Reminded:
+    """A reminder of ``upcoming`` went out in this thread (the reminder sweep sent it): a
+    reply is about that appointment (confirm, cancel, reschedule, running late, a question)."""
+
+    upcoming: Upcoming
+
+
+@dataclass(frozen=True, slots=True)
+class MissedVisit:
+    """Staff marked the patient's visit for ``treatment`` a no-show: one warm text offers
+    fresh times (``kind`` no_show, an automated text)."""
+
+    treatment: str
+
+
+@dataclass(frozen=True, slots=True)
 class TimerDue:
     kind: TimerKind
 
@@ -236,7 +252,16 @@ class HandedBack:
 
 
 Event = (
-    TextedBack | Inbound | TimerDue | StaffTookOver | HandedBack | Booked | SlotTaken | OffersFound
+    TextedBack
+    | Inbound
+    | TimerDue
+    | StaffTookOver
+    | HandedBack
+    | Booked
+    | SlotTaken
+    | OffersFound
+    | Reminded
+    | MissedVisit
 )
 
 
@@ -250,7 +275,7 @@ class Reply:
     template: str
     language: Language
     values: tuple[tuple[str, str], ...] = ()
-    kind: Literal["reply", "nudge"] = "reply"
+    kind: Literal["reply", "nudge", "no_show"] = "reply"
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +355,14 @@ class ConfirmAppointment:
     appointment_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class NoteForStaff:
+    """Leave staff a note on the thread (``what``: a key the service words, e.g.
+    running_late); no handoff: the bot keeps the thread."""
+
+    what: str
+
+
 Command = (
     Reply
     | HandOff
@@ -344,6 +377,7 @@ Command = (
     | FindOffers
     | CancelAppointment
     | ConfirmAppointment
+    | NoteForStaff
 )
 
 
@@ -387,6 +421,10 @@ class Machine:
             self._offer(step, now, template="slot_taken")
         elif isinstance(event, OffersFound):
             self._offers_found(step, event, now)
+        elif isinstance(event, Reminded):
+            self._reminded(step, event, now)
+        elif isinstance(event, MissedVisit):
+            self._missed_visit(step, event, now)
         return step.state, step.commands
 
     # --- events -------------------------------------------------------------------------
@@ -401,6 +439,54 @@ class Machine:
         )
         self._remember(step, event.upcoming)
         self._await_reply(step, now)
+
+    def _reminded(self, step: _Step, event: Reminded, now: datetime) -> None:
+        """The thread is about the reminded appointment now; staff keep a thread they own."""
+        upcoming = event.upcoming
+        step.update(
+            appointment_id=upcoming.id,
+            appointment_when=upcoming.when,
+            appointment_service=upcoming.service,
+            cancel_pending=False,
+        )
+        state = step.state
+        if state.paused or state.stage in ("handoff", "urgent"):
+            return
+        step.update(
+            stage="qualifying",
+            outcome="reminded",
+            offers=(),
+            offer_rounds=0,
+            declined=(),
+            rescheduling=False,
+            misses=0,
+            clarify=(),
+            last_question="confirm",
+        )
+        self._await_reply(step, now, nudge=False)
+
+    def _missed_visit(self, step: _Step, event: MissedVisit, now: datetime) -> None:
+        """A no-show: fresh times for the same treatment, with a warm word (no blame)."""
+        state = step.state
+        if state.paused or state.stage in ("handoff", "urgent"):
+            return
+        step.update(
+            stage="qualifying",
+            treatments=(event.treatment,),
+            times=(),
+            timing="asap",
+            appointment_id=None,
+            appointment_when=None,
+            appointment_service=None,
+            rescheduling=False,
+            cancel_pending=False,
+            offers=(),
+            offer_rounds=0,
+            declined=(),
+            misses=0,
+            nudged=True,  # the no-show text is the one automated text: no nudge after it
+        )
+        step.commands.append(FindOffers(event.treatment, (), (), template="no_show_offer"))
 
     def _remember(self, step: _Step, upcoming: Upcoming | None) -> None:
         if upcoming is not None and step.state.appointment_id is None:
@@ -445,7 +531,7 @@ class Machine:
             return  # staff have it (or it is over); the bot stays quiet
         state = step.state
         if (
-            self.clinic.schedules
+            (self.clinic.schedules or state.outcome == "reminded")
             and state.appointment_id is not None
             and state.stage != "offering"
             and self._appointment_reply(step, u, now)
@@ -746,18 +832,25 @@ class Machine:
             self._hand_off(step, "not_qualified", "handoff_generic")
             return
         offers, template, price_line = event.offers, event.template, event.price_line
+        if template == "no_show_offer" and not offers:
+            # No times to offer: the warm text alone, asking when suits them.
+            step.commands.append(Reply("no_show", state.language, kind="no_show"))
+            step.update(stage="qualifying", outcome="no_show", last_question="time")
+            self._await_reply(step, now, nudge=False)
+            return
         if not offers:
             self._no_offers(step, now, treatment, price_line)
             return
         if state.offer_rounds >= 1 and template == "offer_slots":
             template = "offer_more"
-        step.reply(
-            template,
-            treatment=treatment,
-            price=price_line,
-            slots=_slot_list(offers),
-            choices=_choices(len(offers), state.language),
+        values = (
+            ("choices", _choices(len(offers), state.language)),
+            ("price", price_line),
+            ("slots", _slot_list(offers)),
+            ("treatment", treatment),
         )
+        kind: Literal["reply", "no_show"] = "no_show" if template == "no_show_offer" else "reply"
+        step.commands.append(Reply(template, state.language, values, kind=kind))
         step.update(
             stage="offering",
             outcome="offered",
@@ -859,6 +952,10 @@ class Machine:
             return False
         when = state.appointment_when or ""
         what = state.appointment_service or ""
+        if "reschedule" in u.intents and not self.clinic.schedules:
+            # No times of our own to offer (the clinic books elsewhere): the front desk.
+            self._hand_off(step, "appointment_change", "handoff_appointment")
+            return True
         if "reschedule" in u.intents:
             step.update(
                 rescheduling=True, offers=(), offer_rounds=0, declined=(), cancel_pending=False
@@ -905,6 +1002,16 @@ class Machine:
             return True
         if state.rescheduling and state.last_question == "time" and (u.times or u.timing):
             self._offer(step, now)
+            return True
+        if "late" in u.intents:
+            # "Running 10 min late": acknowledged, and the front desk sees a note.
+            step.commands += [NoteForStaff("running_late"), Close("running_late")]
+            step.reply("running_late", when=when)
+            step.update(stage="closed", outcome="running_late", nudge_at=None, close_at=None)
+            return True
+        if "question" in u.intents:
+            # A question about the visit (parking, what to bring ...): the front desk answers.
+            self._hand_off(step, "appointment_question", "handoff_appointment")
             return True
         if set(u.intents) == {"thanks"} and plain:
             # "Thank you!" after the booking or its confirmation: a short, warm answer.

@@ -79,6 +79,18 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{location}: About your visit on {when}: reply C to confirm, R to reschedule or "
             "X to cancel. For anything else, our team will help."
         ),
+        "running_late": (
+            "{location}: Thanks for letting us know{name}! We've told the team. See you soon."
+        ),
+        # After a no-show: warm, no blame, no treatment named (a lock screen shows it).
+        "no_show_offer": (
+            "{location}: We missed you today{name}! Want another time? We have {slots}. "
+            "Reply {choices}."
+        ),
+        "no_show": (
+            "{location}: We missed you today{name}! Want to pick another time? "
+            "Just reply with a day and time that suits you."
+        ),
         # "urgent" with no number to call: after hours, and no on-call line configured.
         "urgent_callback": (
             "{location}: If this is an emergency, call 911 now. We've alerted our team and "
@@ -154,6 +166,17 @@ TEMPLATES: dict[Language, dict[str, str]] = {
         "appointment_choices": (
             "{location}: Sobre su cita del {when}: responda C para confirmar, R para cambiar "
             "o X para cancelar. Para otra cosa, nuestro equipo le ayudará."
+        ),
+        "running_late": (
+            "{location}: ¡Gracias por avisar{name}! Ya le dijimos al equipo. Nos vemos pronto."
+        ),
+        "no_show_offer": (
+            "{location}: ¡Le extrañamos hoy{name}! ¿Quiere otro horario? Tenemos {slots}. "
+            "Responda {choices}."
+        ),
+        "no_show": (
+            "{location}: ¡Le extrañamos hoy{name}! ¿Quiere elegir otro horario? "
+            "Responda con un día y hora que le queden bien."
         ),
         "urgent_callback": (
             "{location}: Si es una emergencia, llame al 911 ahora. Ya avisamos a nuestro "

@@ -38,11 +38,14 @@ from ringback.conversation.machine import (
     Inbound,
     Machine,
     MarkWrongNumber,
+    MissedVisit,
+    NoteForStaff,
     Offer,
     OffersFound,
     OptOut,
     Qualified,
     Question,
+    Reminded,
     Reply,
     Schedule,
     ServiceInfo,
@@ -60,8 +63,9 @@ from ringback.db import after_commit, transaction
 from ringback.deps import Deps
 from ringback.funnel import rollup as funnel
 from ringback.logs import log_event
+from ringback.messaging import daily_cap
 from ringback.messaging.outbox import queue_sms
-from ringback.models import Appointment, Conversation, ConversationDecision, Message, Patient
+from ringback.models import Appointment, Conversation, ConversationDecision, Message, Note, Patient
 from ringback.outbound_webhooks import service as webhooks
 from ringback.patients import service as patients
 from ringback.phones import display, redact
@@ -69,6 +73,8 @@ from ringback.readable import slot_label, when
 
 log = logging.getLogger(__name__)
 TIMER_JOB_HORIZON = timedelta(minutes=5)
+# What a NoteForStaff command writes on the thread (staff read it; no patient words in it).
+STAFF_NOTES = {"running_late": "Patient says they're running late (replied to the reminder)."}
 
 
 def clinic(location: Location) -> Clinic:
@@ -231,6 +237,37 @@ def inbound(
     upcoming = _upcoming(session, location, patient, now, understanding.language)
     event = Inbound(understanding, upcoming, reopened=reopened)
     _apply(session, deps, location, conversation, patient, event, message)
+
+
+def reminded(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    conversation: Conversation,
+    patient: Patient,
+    appointment: Appointment,
+) -> None:
+    """A reminder of ``appointment`` was queued in ``conversation``: replies are about it."""
+    language = conversation.language
+    upcoming = Upcoming(
+        id=appointment.id,
+        when=when(appointment.starts_at, location.zone, language),
+        service=appointment.service,
+    )
+    _apply(session, deps, location, conversation, patient, Reminded(upcoming), None)
+
+
+def missed_visit(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    conversation: Conversation,
+    patient: Patient,
+    appointment: Appointment,
+) -> None:
+    """Staff marked ``appointment`` a no-show: the thread offers fresh times, once."""
+    event = MissedVisit(treatment=appointment.service)
+    _apply(session, deps, location, conversation, patient, event, None)
 
 
 def timer_due(deps: Deps, conversation_id: int, kind: TimerKind) -> None:
@@ -447,6 +484,10 @@ def _carry_out(
     now = deps.clock()
     key = f"conv:{conversation.id}:{state.seq}:{index}"
     if isinstance(command, Reply):
+        if command.kind != "reply" and not daily_cap.allows(session, location, patient, now):
+            # An automated text (nudge, no-show) beyond the day's cap: not sent.
+            log_event(log, "sms.daily_cap", conversation_id=conversation.id, kind=command.kind)
+            return None
         values = dict(command.values)
         first_name = (patient.first_name or "").strip()
         values.update(
@@ -553,6 +594,16 @@ def _carry_out(
         appointment = session.get(Appointment, command.appointment_id)
         if appointment is not None and appointment.patient_id == patient.id:
             booking.cancel(session, deps, location, appointment, by="patient")
+    elif isinstance(command, NoteForStaff):
+        session.add(
+            Note(
+                conversation_id=conversation.id,
+                patient_id=patient.id,
+                author_id=None,
+                body=STAFF_NOTES.get(command.what, command.what),
+                created_at=now,
+            )
+        )
     elif isinstance(command, ConfirmAppointment):
         appointment = session.get(Appointment, command.appointment_id)
         if appointment is not None and appointment.patient_id == patient.id:

@@ -73,6 +73,7 @@ INTENT_ORDER: tuple[str, ...] = (
     "human",
     "cancel",
     "reschedule",
+    "late",
     "medical_question",
     "price_question",
     "help",
@@ -83,6 +84,7 @@ INTENT_ORDER: tuple[str, ...] = (
     "deny",
     "thanks",
     "unsure",
+    "question",
 )
 
 
@@ -448,6 +450,18 @@ _RESCHEDULE = _any(
     r"\b(reprogramar|reagendar|posponer)\b",
     r"\b(cambiar|mover) (mi|la) (cita|hora|fecha)\b",
     r"\bcambiar de (dia|hora|fecha)\b",
+)
+
+# "Running 10 min late", "be there in 15", "llego tarde": acknowledged, staff get a note.
+_LATE = _any(
+    r"\b(running|gonna be|going to be|will be|ill be|im|i am|might be|may be|bit|little|"
+    r"few (minutes|mins)|\d+ ?(minutes|mins|min)) (a )?(bit |little |few (minutes|mins) |"
+    r"\d+ ?(minutes|mins|min) )?late\b",
+    r"\b(stuck in|sitting in|bad) traffic\b",
+    r"\b(be there|arrive|arriving|get there) in \d+( ?(minutes|mins|min))?\b",
+    r"\bon my way\b",
+    r"\b(llego|llegare|voy|vamos|ire|estoy) (un poco |unos minutos |\d+ minutos )?tarde\b",
+    r"\bvoy en camino\b",
 )
 
 _INSTEAD = re.compile(r"\b(instead|another (day|time)|different (day|time)|otro dia)\b")
@@ -841,6 +855,9 @@ def _in_context(u: Understanding, asked: Asked, bare: str, plain: str) -> Unders
         and _CONFIRM_ANSWER.match(bare)
     ):
         intents.add("affirm")
+    if asked == "confirm" and "?" in plain and not intents - {"thanks"} and not u.times:
+        # "Where do I park?" after a reminder: a question about the visit, for the front desk.
+        intents.add("question")
     return replace(u, intents=tuple(i for i in INTENT_ORDER if i in intents))
 
 
@@ -888,6 +905,8 @@ def _intents(folded: str, plain: str) -> list[str]:
         found.append("reschedule")
     elif "cancel" in found and _INSTEAD.search(plain):  # "can't make it, next week instead?"
         found[found.index("cancel")] = "reschedule"
+    if _LATE.search(plain) and not {"cancel", "reschedule"} & set(found):
+        found.append("late")
     asked = bool(_QUESTION.search(plain))
     if _MEDICAL_TOPIC.search(plain) or (asked and _MEDICAL_ASKED.search(plain)):
         found.append("medical_question")

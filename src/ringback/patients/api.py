@@ -7,13 +7,16 @@ visible. Timestamps are ISO-8601 in UTC.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
 from ringback.api import v1
+from ringback.api.errors import invalid
 from ringback.api.v1 import Caller, Problem, Timestamp
+from ringback.booking import status as appointment_status
+from ringback.conversation import reminders
 from ringback.db import transaction
 from ringback.patients.record import PatientRecord, patient_record
 from ringback.web import deps_of
@@ -79,6 +82,11 @@ class RecordAppointment(BaseModel):
     source: str = Field(description="import, bot, page or staff")
     provider_id: str | None = Field(description="The configured provider booked with, if any")
     confirmed_at: Timestamp | None = Field(description="When the patient confirmed by text")
+    confirmation: str = Field(
+        description="unconfirmed, confirmed or cancelled (held or expired for a "
+        "booking-page hold): what staff see on the calendar"
+    )
+    attendance: str | None = Field(description="kept or no_show, once staff marked it")
     value_cents: int | None
     external_id: str | None = Field(description="The appointment's id in the clinic's system")
 
@@ -159,6 +167,8 @@ def _out(record: PatientRecord) -> FullPatientRecord:
                 provider_name=a.provider_name,
                 provider_id=a.provider_id,
                 confirmed_at=a.confirmed_at,
+                confirmation=appointment_status.confirmation(a),
+                attendance=a.attendance,
                 starts_at=a.starts_at,
                 ends_at=a.ends_at,
                 status=a.status,
@@ -196,3 +206,48 @@ def get_record(
         if record is None or not caller.can_see(record.patient.location_id):
             raise HTTPException(404, f"patient {patient_id}: not found")
         return _out(record)
+
+
+class AttendanceIn(BaseModel):
+    attendance: Literal["kept", "no_show"] = Field(
+        description="kept, or no_show (a first no-show gets one warm text with fresh times "
+        "when the location's no_show_text allows it)"
+    )
+
+
+class AttendanceOut(BaseModel):
+    appointment_id: int
+    attendance: str
+    confirmation: str
+    no_show_texted: bool = Field(description="Whether the no-show text was queued just now")
+
+
+@router.post(
+    "/appointments/{appointment_id}/attendance",
+    response_model=AttendanceOut,
+    responses={
+        404: {"model": Problem, "description": "Not found, or not yours to see"},
+        409: {"model": Problem, "description": "Cancelled, or not started yet"},
+    },
+    summary="Mark an appointment kept or a no-show",
+)
+def mark_attendance(
+    request: Request,
+    caller: Caller,
+    appointment_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    body: AttendanceIn,
+) -> AttendanceOut:
+    try:
+        appointment, texted = reminders.attend(
+            deps_of(request), appointment_id, body.attendance, caller.can_see
+        )
+    except reminders.NoShowError as error:
+        if error.status == 422:
+            raise invalid("body", "attendance", body.attendance, error.problem) from error
+        raise HTTPException(error.status, error.problem) from error
+    return AttendanceOut(
+        appointment_id=appointment.id,
+        attendance=appointment.attendance or body.attendance,
+        confirmation=appointment_status.confirmation(appointment),
+        no_show_texted=texted,
+    )

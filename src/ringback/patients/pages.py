@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from ringback.config import Location
+from ringback.conversation import reminders
 from ringback.db import transaction
 from ringback.logs import log_event
 from ringback.models import Patient
@@ -39,7 +40,10 @@ Viewer = Annotated[SignedIn, Depends(staff_user)]
 Poster = Annotated[SignedIn, Depends(csrf_protected)]
 
 CONFIRM_WORD = "DELETE"
-DONE = {"name": "Name saved."}
+DONE = {
+    "name": "Name saved.",
+    "attendance": "Attendance saved. A no-show gets one text offering another time.",
+}
 NAME_LABELS = {"first_name": "First name", "last_name": "Last name", "name": "Name"}
 OPT_OUT_SOURCES = {
     "keyword": "replied STOP",
@@ -143,6 +147,7 @@ def _patient_page(
     text_error: actions.ActionError | None = None,
     text_form: dict[str, str] | None = None,
     done: str | None = None,
+    attendance_error: str | None = None,
 ) -> Response:
     deps = deps_of(request)
     with transaction(deps.sessions) as session:
@@ -165,6 +170,8 @@ def _patient_page(
             blocked_why=NOT_TEXTABLE_WHY.get(blocked, blocked) if blocked else None,
             opt_out_how=OPT_OUT_SOURCES,
             can_delete=user.role == "owner",
+            now=deps.clock(),
+            attendance_error=attendance_error,
             confirm_word=CONFIRM_WORD,
             error=error,
             name_error=name_error,
@@ -188,6 +195,36 @@ def _patient_page(
 @pages.get("/patients/{patient_id}", response_class=HTMLResponse)
 def patient_page(request: Request, patient_id: int, user: Viewer, done: str = "") -> Response:
     return _patient_page(request, user, patient_id, done=done)
+
+
+@pages.post("/patients/{patient_id}/appointments/{appointment_id}/attendance")
+def mark_attendance(
+    request: Request,
+    patient_id: int,
+    appointment_id: int,
+    user: Poster,
+    attendance: Annotated[str, Form()] = "",
+) -> Response:
+    """Kept or no-show, after the visit; a refusal is shown on the page, nothing changes."""
+    deps = deps_of(request)
+    try:
+        appointment, _ = reminders.attend(deps, appointment_id, attendance, user.can_see)
+    except reminders.NoShowError as error:
+        if error.status == 404:
+            return _not_found(request, user, error.problem)
+        return _patient_page(
+            request, user, patient_id, status=error.status, attendance_error=error.problem
+        )
+    if appointment.patient_id != patient_id:
+        return _not_found(request, user, f"appointment: no appointment {appointment_id}")
+    log_event(
+        log,
+        "records.attendance",
+        user_id=user.user_id,
+        appointment_id=appointment_id,
+        attendance=attendance,
+    )
+    return RedirectResponse(f"/staff/patients/{patient_id}?done=attendance", status_code=303)
 
 
 @pages.post("/patients/{patient_id}/name")

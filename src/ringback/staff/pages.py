@@ -26,11 +26,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from ringback import readable
+from ringback.booking import status as appointment_status
 from ringback.config import Location
 from ringback.conversation.machine import State
 from ringback.db import transaction
 from ringback.logs import log_event
-from ringback.models import Patient
+from ringback.models import Appointment, Patient
 from ringback.patients.service import why_not_textable
 from ringback.phones import display as display_phone
 from ringback.staff import actions, inbox
@@ -181,6 +182,8 @@ def _name(patient: Patient) -> str:
 
 
 PAGES.filters.update(
+    appointment_status=appointment_status.label,
+    appointment_confirmation=appointment_status.confirmation,
     patient_name=_name,
     local=_local,
     phone=display_phone,
@@ -298,6 +301,9 @@ def _conversation_page(
             counts = inbox.queue_counts(session, frame.scope)
             marker = inbox.change_marker(session, frame.visible)
             team = inbox.colleagues(session, detail.conversation.location_id)
+            about = State.from_json(detail.conversation.state).appointment_id
+            appointment = session.get(Appointment, about) if about else None
+            appointment_label = appointment_status.label(appointment) if appointment else ""
     if detail is None:
         return _not_found(request, frame, f"conversation: no conversation {conversation_id}")
     location = deps.locations.get(detail.conversation.location_id)
@@ -313,6 +319,7 @@ def _conversation_page(
             c=detail.conversation,
             patient=detail.patient,
             state=State.from_json(detail.conversation.state),
+            appointment_label=appointment_label,
             location_obj=location,
             zone=zone,
             team=team,
