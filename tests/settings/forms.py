@@ -19,8 +19,10 @@ class _FormReader(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = {k: v or "" for k, v in attrs}
-        if tag == "form" and found.get("method") == "post" and "settings-form" in found.get(
-            "class", ""
+        if (
+            tag == "form"
+            and found.get("method") == "post"
+            and "settings-form" in found.get("class", "")
         ):
             self._in_form = True
         if not self._in_form:

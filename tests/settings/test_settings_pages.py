@@ -74,9 +74,7 @@ def test_the_location_form_saves_and_the_change_is_used_and_logged(
     text = html.unescape(log.text)
     assert "owner@glow.example" in text
     assert "ring seconds" in text
-    rows = db_service.rows(
-        select(SettingsChange).where(SettingsChange.section == "ring_seconds")
-    )
+    rows = db_service.rows(select(SettingsChange).where(SettingsChange.section == "ring_seconds"))
     assert [(r.actor, r.location_id, r.before, r.after) for r in rows] == [
         ("owner@glow.example", "glow-downtown", 18, 25)
     ]
@@ -110,7 +108,8 @@ def test_bad_input_on_the_location_form_is_named_next_to_its_field_and_nothing_i
     assert refused.status_code == 422
     assert "Nothing was saved." in refused.text
     assert message in field_error(refused, field)
-    assert f'name="{field}"' in refused.text and 'aria-invalid="true"' in refused.text
+    assert f'name="{field}"' in refused.text
+    assert 'aria-invalid="true"' in refused.text
     assert (version(db_service), changes(db_service)) == (before, logged)
     assert downtown(db_service).phone_number == "+13105550100"
 
@@ -152,7 +151,8 @@ def test_services_are_added_changed_and_removed_in_rows(
     assert saved.status_code == 303, saved.text
     menu = downtown(db_service).services
     names = [s.name for s in menu]
-    assert "Filler" not in names and names[-1] == "Lash Lift"
+    assert "Filler" not in names
+    assert names[-1] == "Lash Lift"
     assert menu[0].price_cents == 49500
     lash = menu[-1]
     assert (lash.aliases, lash.minutes, lash.price_cents, lash.prep_note) == (
@@ -216,7 +216,8 @@ def test_providers_and_their_hours_make_the_location_book_itself(
     assert saved.status_code == 303, saved.text
     (maya,) = downtown(db_service).providers
     assert (maya.id, maya.name, maya.services) == ("maya-chen", "Maya Chen", ("Botox", "Filler"))
-    assert maya.hours is not None and maya.hours["mon"] == "12:00-18:00"
+    assert maya.hours is not None
+    assert maya.hours["mon"] == "12:00-18:00"
     assert maya.hours["wed"] == "closed"
     assert downtown(db_service).schedules
     general = read_form(owner, BASE)
@@ -229,10 +230,13 @@ def test_templates_save_with_a_live_preview_of_segments_and_encoding(
     path = f"{BASE}/templates"
     page = owner.get(path)
     text = html.unescape(re.sub(r"<[^>]+>", "", page.text))
-    assert "{location}" in text and "{phone}" in text and "{appointment}" in text
+    assert "{location}" in text
+    assert "{phone}" in text
+    assert "{appointment}" in text
     assert "Reply STOP to opt out." in text  # the opt-out suffix shown on the first text
     assert "GSM-7 · 1 segment" in text
-    assert "Spanish" in text and "¿Qué tratamiento le interesa?" in text
+    assert "Spanish" in text
+    assert "¿Qué tratamiento le interesa?" in text
     assert "UCS-2" in text  # Spanish wording with ¡ ¿ á is counted as UCS-2 where it is
     form = read_form(owner, path)
 
@@ -290,7 +294,8 @@ def test_settings_from_a_file_are_read_only(make_service, tmp_path) -> None:  # 
     owner = sign_in(service, "owner@glow.example")
     page = owner.get(BASE)
     assert page.status_code == 200
-    assert "Read only." in page.text and str(service.config_path) in page.text
+    assert "Read only." in page.text
+    assert str(service.config_path) in page.text
     assert "<fieldset disabled>" in page.text
     form = read_form(owner, BASE)
     form["ring_seconds"] = "30"
