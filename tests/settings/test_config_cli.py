@@ -112,8 +112,9 @@ def test_export_then_import_round_trips_and_import_checks_like_check_config(
     same = run(tmp_path, "config", "import", str(back))
     assert same.returncode == 0, same.stderr
     assert "settings version 1 (no change)" in same.stdout
-    assert run(tmp_path, "config", "export").stdout.split("\n", 2)[2] == (
-        exported.stdout.split("\n", 2)[2]
+    assert (
+        run(tmp_path, "config", "export").stdout.split("\n", 2)[2]
+        == (exported.stdout.split("\n", 2)[2])
     )
 
     data["locations"][0]["ring_seconds"] = 25
