@@ -309,7 +309,7 @@ def _save_form(
     try:
         parsed = _READERS[page](current, form)
     except forms.FormProblem as problem:
-        return _page(request, user, location_id, page, status=422, form=form, errors=problem.errors)
+        return _page(request, user, location_id, page, status=400, form=form, errors=problem.errors)
     try:
         with transaction(deps.sessions) as session:
             store.save_location(
@@ -325,7 +325,7 @@ def _save_form(
         errors = forms.field_errors(exc.issues, index, parsed, fields)
         if not exc.issues:
             errors = {"": str(exc)}
-        return _page(request, user, location_id, page, status=422, form=form, errors=errors)
+        return _page(request, user, location_id, page, status=400, form=form, errors=errors)
     except (store.StaleSettings, store.SettingsManagedByFile, store.NoSettings) as exc:
         return _page(request, user, location_id, page, status=409, form=form, errors={"": str(exc)})
     watcher = getattr(request.app.state.runtime, "settings_watcher", None)
