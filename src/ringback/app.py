@@ -100,6 +100,7 @@ def create_app(
     app.include_router(records_router)
     app.include_router(booking_pages.router)
     app.include_router(booking_feeds.router)
+    settings_pages.watch_settings(app, runtime.settings_watcher)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.exception_handler(staff_web.NotSignedIn)

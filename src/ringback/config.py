@@ -41,7 +41,17 @@ _RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
 
 class ConfigError(Exception):
-    """The configuration cannot be used; the message says where and why."""
+    """The configuration cannot be used; the message says where and why.
+
+    ``issues`` holds each problem as (path of keys, message) when the locations were
+    validated, so a settings form can show each next to its field.
+    """
+
+    def __init__(
+        self, message: str, issues: tuple[tuple[tuple[int | str, ...], str], ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.issues = issues
 
 
 def _e164(value: str) -> str:
@@ -641,11 +651,25 @@ class Locations:
     """The loaded locations, found by id or by the number callers dial."""
 
     def __init__(self, locations: tuple[Location, ...]) -> None:
-        self._by_id = {loc.id: loc for loc in locations}
-        self._by_number = {loc.phone_number: loc for loc in locations}
+        self.replace(locations)
+
+    def replace(self, locations: tuple[Location, ...]) -> None:
+        """Swap in new settings (a change saved in the settings pages), in one assignment
+        so a reader on another thread sees either the old set or the new one."""
+        by_id = {loc.id: loc for loc in locations}
+        by_number = {loc.phone_number: loc for loc in locations}
+        self._index = (by_id, by_number)
+
+    @property
+    def _by_id(self) -> dict[str, Location]:
+        return self._index[0]
+
+    @property
+    def _by_number(self) -> dict[str, Location]:
+        return self._index[1]
 
     def __iter__(self) -> Any:
-        return iter(self._by_id.values())
+        return iter(tuple(self._by_id.values()))
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -691,12 +715,21 @@ def load_locations(path: Path) -> Locations:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}: not valid YAML at {where}: {problem}") from exc
+    return parse_locations(data, str(path))
+
+
+def parse_locations(data: Any, source: str) -> Locations:
+    """Validate locations given as data (the file's YAML, or the settings stored in the
+    database), raising :class:`ConfigError` with the same named errors as ``check-config``:
+    ``<source>: locations[0](glow-downtown).ring_seconds: ...``."""
+    path = source
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with a 'locations' list at the top level")
     try:
         parsed = LocationsFile.model_validate(data)
     except ValidationError as exc:
         lines = []
+        issues: list[tuple[tuple[int | str, ...], str]] = []
         errors = exc.errors()
         has_item_errors = any(len(e["loc"]) > 1 for e in errors)
         for error in errors:
@@ -716,7 +749,8 @@ def load_locations(path: Path) -> Locations:
                 else ""
             )
             lines.append(f"{path}: {where}: {message}{suffix}")
-        raise ConfigError("\n".join(lines)) from exc
+            issues.append((tuple(error["loc"]), f"{message}{suffix}"))
+        raise ConfigError("\n".join(lines), tuple(issues)) from exc
     return Locations(parsed.locations)
 
 

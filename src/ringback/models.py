@@ -730,3 +730,40 @@ class WebhookDelivery(Base):
 
 
 Index("ix_webhook_deliveries_due", WebhookDelivery.status, WebhookDelivery.next_attempt_at)
+
+
+# --- settings ---------------------------------------------------------------------------
+# The clinic's settings (what the locations file holds) live in one row with a version
+# every process checks cheaply; each change is kept in the audit log with before and after.
+
+
+class SettingsState(Base):
+    """Every location's settings as one document, its version, and who manages it."""
+
+    __tablename__ = "settings_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # always 1
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # The locations file that was applied at start (its settings are read only in the
+    # pages), or None when the settings are managed here.
+    managed_by: Mapped[str | None] = mapped_column(String(1000))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SettingsChange(Base):
+    """One changed setting: who, when, which location and key, the value before and after."""
+
+    __tablename__ = "settings_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(1100))  # a staff email, or "file <path>"
+    location_id: Mapped[str] = mapped_column(String(64))
+    section: Mapped[str] = mapped_column(String(60))
+    before: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    after: Mapped[Any] = mapped_column(JSONType, nullable=True)
+
+
+Index("ix_settings_changes_changed_at", SettingsChange.changed_at)

@@ -42,6 +42,7 @@ from ringback.ports import (
     EnqueueFailed,
     SmsSender,
 )
+from ringback.settings.store import SettingsWatcher
 from ringback.telephony.senders import build_telephony
 
 log = logging.getLogger(__name__)
@@ -324,6 +325,8 @@ class Runtime:
     jobs: HueyJobs
     deps: Deps
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # Swaps in settings saved in the database (a version check per request and per job).
+    settings_watcher: SettingsWatcher | None = None
 
     @property
     def embedded_queue(self) -> bool:
@@ -366,7 +369,15 @@ def build_runtime(
         closers.append(webhook.close)
         chat = webhook
     holder: dict[str, Deps] = {}
-    job_scheduler = HueyJobs(huey, lambda: holder["deps"])
+    watcher = SettingsWatcher(engine, locations)
+
+    def fresh_deps() -> Deps:
+        # Every job starts by checking the settings' version, so a change saved in the
+        # settings pages reaches a running worker without a restart.
+        watcher.refresh()
+        return holder["deps"]
+
+    job_scheduler = HueyJobs(huey, fresh_deps)
     deps = Deps(
         locations=locations,
         sessions=sessions,
@@ -390,6 +401,7 @@ def build_runtime(
         jobs=job_scheduler,
         deps=deps,
         closers=closers,
+        settings_watcher=watcher,
     )
 
 

@@ -14,7 +14,7 @@ import typer
 from ringback.booking import cli as calendars_cli
 from ringback.cli import backup as backup_cli
 from ringback.cli import onboarding
-from ringback.cli.support import fail, load_config, open_database
+from ringback.cli.support import adopt_settings, fail, load_config, open_database
 from ringback.config import (
     ConfigError,
     Locations,
@@ -25,6 +25,7 @@ from ringback.funnel import cli as funnel_cli
 from ringback.jobs import QueueUrlError
 from ringback.outbound_webhooks import cli as webhooks_cli
 from ringback.patients.cli import records_app
+from ringback.settings import cli as settings_cli
 from ringback.telephony import cli as telephony_cli
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(records_app, name="patients")
 app.add_typer(calendars_cli.app, name="calendars")
+app.add_typer(settings_cli.app, name="config")
 app.add_typer(telephony_cli.build("twilio"), name="twilio")
 app.add_typer(telephony_cli.build("signalwire"), name="signalwire")
 log = logging.getLogger("ringback.cli")
@@ -84,6 +86,7 @@ def serve(
         raise fail(str(exc)) from None
     if migrate:
         upgrade(runtime.engine)
+    _adopt(runtime)
     _first_run_hint(runtime)
     uvicorn.run(
         create_app(runtime, run_worker=worker),
@@ -93,6 +96,17 @@ def serve(
         access_log=False,
         proxy_headers=True,
     )
+
+
+def _adopt(runtime: Any) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ringback.settings.store import StaleSettings
+
+    try:
+        adopt_settings(runtime.settings, runtime.deps.sessions, runtime.locations)
+    except (SQLAlchemyError, StaleSettings) as exc:  # --no-migrate on a new database
+        log.warning("settings.not_stored", extra={"fields": {"error": type(exc).__name__}})
 
 
 def _first_run_hint(runtime: Any) -> None:
@@ -129,6 +143,7 @@ def worker(
         runtime = build_runtime(settings, locations)
     except QueueUrlError as exc:
         raise fail(str(exc)) from None
+    _adopt(runtime)
     consumer = make_consumer(runtime.huey, workers or settings.workers, embedded=False)
     if processes:
         consumer.worker_type = "process"

@@ -1,10 +1,11 @@
 """``ringback init``: a spa's first five minutes.
 
-Asks for (or takes as flags) the spa's name, number, time zone and hours, writes a
-starter locations file, creates the owner account and prints the next steps. Nothing
-is written unless everything is valid: the file is validated by the same loader
-``check-config`` uses, the owner account is created in one transaction, and the file
-only replaces its temporary copy once the account exists.
+Asks for (or takes as flags) the spa's name, number, time zone and hours, stores starter
+settings in the database (or, with ``--config`` or ``RINGBACK_CONFIG``, writes them as a
+locations file), creates the owner account and prints the next steps. Nothing is written
+unless everything is valid: the settings are validated by the same loader ``check-config``
+uses, and the owner account and the settings are stored in one transaction (a file only
+replaces its temporary copy once the account exists).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def _zone(raw: str) -> str:
 
 def run_init(
     *,
-    path: Path,
+    path: Path | None,
     name: str | None,
     number: str | None,
     timezone: str | None,
@@ -155,8 +156,6 @@ def run_init(
     interactive: bool,
     force: bool,
 ) -> None:
-    from ringback.cli.support import open_database
-    from ringback.db import transaction
     from ringback.staff import auth
 
     def ask(value: str | None, flag: str, prompt: str, default: str | None = None) -> str:
@@ -167,7 +166,7 @@ def run_init(
         answer: str = typer.prompt(prompt, default=default)
         return answer.strip()
 
-    if path.exists() and not force:
+    if path is not None and path.exists() and not force:
         raise InitError(f"{path}: already exists (use --force to replace it)")
     spa = ask(name, "--name", "Your spa's name (as patients know it)")
     phone = _number(ask(number, "--number", "The phone number patients call"), "--number")
@@ -185,6 +184,82 @@ def run_init(
     auth.check_password(password)
 
     data = starter_config(name=spa, number=phone, timezone=zone, hours=opening, front_desk=desks)
+    if path is None:
+        _init_database(data, email=email, person=person, password=password, force=force)
+        where = "the database"
+    else:
+        _init_file(path, data, email=email, person=person, password=password)
+        where = str(path)
+    location = data["locations"][0]
+    base = load_settings().public_url
+    if path is None:
+        edit = f"Edit the services and prices at {base}/staff/settings (or ringback config export)."
+        start = "ringback serve"
+    else:
+        edit = f"Edit the services and prices in {path} (README, Configuration)."
+        start = f"RINGBACK_CONFIG={path} ringback serve"
+    typer.echo(f"wrote {where} for {spa} ({location['id']}) and created the owner {email}")
+    typer.echo(
+        "\nNext steps:\n"
+        f"  1. {edit}\n"
+        "  2. Set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and RINGBACK_PUBLIC_URL (the https\n"
+        "     address Twilio will call), then run: ringback check-config --strict\n"
+        f"  3. Start it: {start}\n"
+        f"  4. Point the number's webhooks here: ringback twilio connect (or, in Twilio's\n"
+        f"     console, voice URL {base}/twilio/voice and messaging URL {base}/twilio/sms)\n"
+        f"  5. Sign in at {base}/staff/login as {email}"
+    )
+
+
+def _create_owner(session: Any, *, email: str, person: str, password: str, known: set[str]) -> None:
+    from ringback.staff import auth
+
+    auth.create_user(
+        session,
+        email=email,
+        name=person,
+        role="owner",
+        password=password,
+        location_ids=[],
+        known_locations=known,
+        now=datetime.now(UTC),
+    )
+
+
+def _init_database(
+    data: dict[str, Any], *, email: str, person: str, password: str, force: bool
+) -> None:
+    """The starter settings and the owner, stored together (or neither)."""
+    from ringback.cli.support import open_database
+    from ringback.config import parse_locations
+    from ringback.db import transaction
+    from ringback.settings import store
+
+    locations = parse_locations(data, "init")
+    sessions = open_database(load_settings())
+    with transaction(sessions) as session:
+        stored = store.read(session)
+        if stored is not None and not force:
+            raise InitError(
+                "the database already holds settings (use --force to replace them, "
+                "or change them at /staff/settings)"
+            )
+        _create_owner(
+            session,
+            email=email,
+            person=person,
+            password=password,
+            known={loc.id for loc in locations},
+        )
+        store.replace_all(
+            session, data, actor=f"ringback init ({email})", now=datetime.now(UTC), source="init"
+        )
+
+
+def _init_file(path: Path, data: dict[str, Any], *, email: str, person: str, password: str) -> None:
+    from ringback.cli.support import open_database
+    from ringback.db import transaction
+
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".ringback-init-", suffix=".yaml", dir=path.parent)
     draft = Path(temporary)
@@ -196,34 +271,18 @@ def run_init(
         settings = load_settings().model_copy(update={"config": path})
         sessions = open_database(settings)
         with transaction(sessions) as session:
-            auth.create_user(
+            _create_owner(
                 session,
                 email=email,
-                name=person,
-                role="owner",
+                person=person,
                 password=password,
-                location_ids=[],
-                known_locations={loc.id for loc in locations},
-                now=datetime.now(UTC),
+                known={loc.id for loc in locations},
             )
             # The file takes its place before the account commits: a failure from here
             # on rolls the account back and leaves at most a file that re-running fixes.
             os.replace(draft, path)
     finally:
         draft.unlink(missing_ok=True)
-    location = next(iter(locations))
-    base = settings.public_url
-    typer.echo(f"wrote {path} for {spa} ({location.id}) and created the owner {email}")
-    typer.echo(
-        "\nNext steps:\n"
-        f"  1. Edit the services and prices in {path} (README, Configuration).\n"
-        "  2. Set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and RINGBACK_PUBLIC_URL (the https\n"
-        "     address Twilio will call), then run: ringback check-config --strict\n"
-        f"  3. Start it: RINGBACK_CONFIG={path} ringback serve\n"
-        f"  4. Point the number's webhooks here: ringback twilio connect (or, in Twilio's\n"
-        f"     console, voice URL {base}/twilio/voice and messaging URL {base}/twilio/sms)\n"
-        f"  5. Sign in at {base}/staff/login as {email}"
-    )
 
 
 def register(app: typer.Typer) -> None:
@@ -255,15 +314,27 @@ def register(app: typer.Typer) -> None:
         ] = False,
         config: Annotated[
             Path | None,
-            typer.Option("--config", "-c", help="File to write (default: $RINGBACK_CONFIG)."),
+            typer.Option(
+                "--config",
+                "-c",
+                help="Write the settings to this file (default: $RINGBACK_CONFIG if set, "
+                "else into the database).",
+            ),
         ] = None,
-        force: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+        force: Annotated[
+            bool, typer.Option(help="Replace an existing file or the stored settings.")
+        ] = False,
     ) -> None:
-        """Set up a new spa: a starter locations file and the owner account."""
+        """Set up a new spa: starter settings (in the database, or a file) and the owner."""
+        from ringback.cli.support import settings_file
         from ringback.staff.auth import AccountError
 
         try:
-            path = config if config is not None else load_settings().config
+            path = config
+            if path is None:
+                given = settings_file(load_settings())
+                # RINGBACK_CONFIG names the file to write; ./ringback.yaml alone does not.
+                path = given if "RINGBACK_CONFIG" in os.environ and given else None
             run_init(
                 path=path,
                 name=name,

@@ -1,0 +1,350 @@
+"""The settings forms as data: what an owner typed, turned into a location as the
+locations file writes it, and the validator's named errors turned back into a message
+next to each field.
+
+Nothing here validates on its own account: the location is checked by the same models
+as the file (:mod:`ringback.config`). Field names are the keys' paths (``ring_seconds``,
+``hours.mon``, ``services.2.minutes``), so an error's path finds its field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ringback.config import WEEKDAYS, Location
+from ringback.messaging.segments import Encoding, message_segments
+from ringback.settings.store import slug
+
+Form = Mapping[str, str]
+
+DAY_NAMES = {
+    "mon": "Monday",
+    "tue": "Tuesday",
+    "wed": "Wednesday",
+    "thu": "Thursday",
+    "fri": "Friday",
+    "sat": "Saturday",
+    "sun": "Sunday",
+}
+
+# The texts a location can word itself, in the order the templates page shows them.
+TEMPLATE_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("textback", "Text-back (the first text to a missed caller)", "text"),
+    ("appointment_textback", "Text-back to a caller with an appointment soon", "text"),
+    ("opt_out_suffix", "Opt-out wording added to the first text", "suffix"),
+    ("help", "Answer to HELP", "text"),
+    ("start", "Answer to START (opted back in)", "text"),
+    ("stop", "Answer to STOP (opted out)", "text"),
+    ("voice_greeting", "Spoken greeting while the clinic is open", "voice"),
+    ("after_hours_greeting", "Spoken greeting after hours", "voice"),
+)
+SAMPLE_APPOINTMENT = "Wed Nov 25 at 12:00pm"
+
+
+class FormProblem(Exception):
+    """Input the form itself can tell is wrong, before the settings' validation."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass
+class Parsed:
+    """A location's new data, and where each list entry came from on the form."""
+
+    data: dict[str, Any]
+    rows: dict[str, list[int]] = field(default_factory=dict)
+
+
+def _text(form: Form, name: str) -> str:
+    return str(form.get(name, "")).strip()
+
+
+def _optional(form: Form, name: str) -> str | None:
+    return _text(form, name) or None
+
+
+def _lines(form: Form, name: str) -> list[str]:
+    """A list typed one per line (commas also separate)."""
+    return [part.strip() for part in re.split(r"[\n,;]+", str(form.get(name, ""))) if part.strip()]
+
+
+def _checked(form: Form, name: str) -> bool:
+    return name in form and str(form[name]).lower() not in ("", "0", "false", "off")
+
+
+def _rows(form: Form, prefix: str) -> list[int]:
+    found = {
+        int(match.group(1))
+        for key in form
+        if (match := re.match(rf"^{prefix}\.(\d+)\.", key)) is not None
+    }
+    return sorted(found)
+
+
+# --- the location page --------------------------------------------------------------
+
+
+def general(current: dict[str, Any], form: Form) -> Parsed:
+    """Name, numbers, hours, texting and booking: the location page."""
+    data = dict(current)
+    problems: dict[str, str] = {}
+    data["name"] = _text(form, "name")
+    data["phone_number"] = _text(form, "phone_number")
+    data["front_desk"] = _lines(form, "front_desk")
+    data["ring_seconds"] = _text(form, "ring_seconds")
+    data["timezone"] = _text(form, "timezone")
+    data["hours"] = {day: _text(form, f"hours.{day}") or "closed" for day in WEEKDAYS}
+    data["closures"] = _lines(form, "closures")
+    data["texting_hours"] = _text(form, "texting_hours")
+    data["after_hours_skip_ring"] = _checked(form, "after_hours_skip_ring")
+    data["hold_textback_outside_texting_hours"] = _checked(
+        form, "hold_textback_outside_texting_hours"
+    )
+    data["address"] = _optional(form, "address")
+    data["booking_url"] = _optional(form, "booking_url")
+    data["staff_alert_numbers"] = _lines(form, "staff_alert_numbers")
+    data["staff_alert_emails"] = _lines(form, "staff_alert_emails")
+    data["urgent_phone"] = _optional(form, "urgent_phone")
+    data["blocklist"] = _lines(form, "blocklist")
+    mode = _text(form, "booking_mode")
+    providers = current.get("providers") or []
+    if mode == "own" and not providers:
+        problems["booking_mode"] = (
+            "booking its own slots needs at least one provider: add them on the Providers page"
+        )
+    elif mode == "link":
+        if providers:
+            problems["booking_mode"] = (
+                f"this location books its own slots with {len(providers)} provider(s); "
+                "remove them on the Providers page to send only an outside link"
+            )
+        if not data["booking_url"]:
+            problems["booking_url"] = "an outside booking link needs its URL (https://...)"
+    elif mode not in ("own", "link"):
+        problems["booking_mode"] = "choose how patients book: our own slots or an outside link"
+    if problems:
+        raise FormProblem(problems)
+    return Parsed(data)
+
+
+def booking_mode(location: Location) -> str:
+    return "own" if location.schedules else "link"
+
+
+# --- services -----------------------------------------------------------------------
+
+
+def services(current: dict[str, Any], form: Form) -> Parsed:
+    """The menu: one row per service; a blank or removed row is dropped."""
+    data = dict(current)
+    rows: list[dict[str, Any]] = []
+    origin: list[int] = []
+    for n in _rows(form, "services"):
+        name = _text(form, f"services.{n}.name")
+        if _checked(form, f"services.{n}.remove") or not any(
+            _text(form, f"services.{n}.{key}") for key in ("name", "aliases", "price", "prep_note")
+        ):
+            continue
+        entry: dict[str, Any] = {
+            "name": name,
+            "aliases": _lines(form, f"services.{n}.aliases"),
+            "minutes": _text(form, f"services.{n}.minutes") or 30,
+            "buffer_minutes": _text(form, f"services.{n}.buffer_minutes") or 0,
+            "price": _text(form, f"services.{n}.price").lstrip("$").replace(",", "") or 0,
+            "consult": _checked(form, f"services.{n}.consult"),
+        }
+        note = _text(form, f"services.{n}.prep_note")
+        if note:
+            entry["prep_note"] = note
+        rows.append(entry)
+        origin.append(n)
+    data["services"] = rows
+    return Parsed(data, {"services": origin})
+
+
+# --- providers ----------------------------------------------------------------------
+
+
+def providers(current: dict[str, Any], form: Form) -> Parsed:
+    """Who patients book with, and their hours (all days blank: the location's hours)."""
+    data = dict(current)
+    existing = {p.get("id"): p for p in current.get("providers") or []}
+    rows: list[dict[str, Any]] = []
+    origin: list[int] = []
+    problems: dict[str, str] = {}
+    for n in _rows(form, "providers"):
+        name = _text(form, f"providers.{n}.name")
+        hours = {day: _text(form, f"providers.{n}.hours.{day}") for day in WEEKDAYS}
+        blank = not name and not _text(form, f"providers.{n}.services") and not any(hours.values())
+        if _checked(form, f"providers.{n}.remove") or blank:
+            continue
+        ident = _text(form, f"providers.{n}.id") or slug(name)
+        if not ident:
+            problems[f"providers.{n}.name"] = "a provider needs a name (letters or digits)"
+            continue
+        entry: dict[str, Any] = {
+            "id": ident,
+            "name": name,
+            "services": _lines(form, f"providers.{n}.services"),
+        }
+        if any(hours.values()):
+            entry["hours"] = {day: text or "closed" for day, text in hours.items()}
+        if existing.get(ident, {}).get("calendar"):
+            entry["calendar"] = existing[ident]["calendar"]  # set in the file; kept as is
+        rows.append(entry)
+        origin.append(n)
+    if problems:
+        raise FormProblem(problems)
+    data["providers"] = rows
+    return Parsed(data, {"providers": origin})
+
+
+# --- templates ----------------------------------------------------------------------
+
+
+def templates(current: dict[str, Any], form: Form) -> Parsed:
+    data = dict(current)
+    messages = dict(current.get("messages") or {})
+    for name, _label, _kind in TEMPLATE_FIELDS:
+        messages[name] = str(form.get(f"messages.{name}", "")).strip()
+    messages["textback_variants"] = [
+        line.strip() for line in str(form.get("messages.textback_variants", "")).splitlines()
+    ]
+    messages["textback_variants"] = [v for v in messages["textback_variants"] if v]
+    data["messages"] = messages
+    return Parsed(data)
+
+
+@dataclass(frozen=True)
+class Preview:
+    name: str
+    label: str
+    kind: str  # text | suffix | voice
+    body: str
+    error: str | None
+    encoding: Encoding | None
+    segments: int
+    characters: int
+
+
+def _fill(template: str, values: dict[str, str]) -> tuple[str, str | None]:
+    try:
+        return template.format_map(values), None
+    except (KeyError, ValueError, IndexError) as exc:
+        unknown = str(exc).strip("'\"")
+        return template, (
+            f"unknown placeholder {{{unknown}}}; use {{location}}, {{phone}} or {{appointment}}"
+            if isinstance(exc, KeyError)
+            else "a { or } without its pair; write placeholders like {location}"
+        )
+
+
+def previews(location_name: str, phone: str, form: Form) -> list[Preview]:
+    """Each template as the patient would get it, with its encoding and segment count.
+    The first texts end with the opt-out wording unless they already mention STOP."""
+    values = {"location": location_name, "phone": phone, "appointment": SAMPLE_APPOINTMENT}
+    suffix = str(form.get("messages.opt_out_suffix", "")).strip()
+    found: list[Preview] = []
+    variants = [
+        line.strip()
+        for line in str(form.get("messages.textback_variants", "")).splitlines()
+        if line.strip()
+    ]
+    entries: list[tuple[str, str, str, str]] = [
+        (name, label, kind, str(form.get(f"messages.{name}", "")).strip())
+        for name, label, kind in TEMPLATE_FIELDS
+    ]
+    entries[1:1] = [
+        (f"textback_variants.{i}", f"Text-back, variant {i + 1}", "text", text)
+        for i, text in enumerate(variants)
+    ]
+    for name, label, kind, text in entries:
+        body, error = _fill(text, values)
+        first_text = name.startswith(("textback", "appointment_textback"))
+        if first_text and suffix and "stop" not in body.lower():
+            body = f"{body} {suffix}"
+        if kind == "voice":
+            found.append(Preview(name, label, kind, body, error, None, 0, len(body)))
+            continue
+        encoding, count = message_segments(body) if body else ("GSM-7", 0)
+        found.append(Preview(name, label, kind, body, error, encoding, count, len(body)))
+    return found
+
+
+@dataclass(frozen=True)
+class ReplySample:
+    name: str
+    language: str
+    body: str
+    encoding: Encoding
+    segments: int
+
+
+def reply_samples(
+    location_name: str, phone: str, wording: Mapping[Any, Mapping[str, str]]
+) -> list[ReplySample]:
+    """The bot's own replies in each language, filled in for this location."""
+    values = {
+        "location": location_name,
+        "phone": phone,
+        "treatment": "Botox",
+        "price": "",
+        "name": "",
+        "booking_link": "https://glow.example/b/Xy12",
+    }
+    samples = []
+    for language, texts in wording.items():
+        for name, template in texts.items():
+            body = " ".join(template.format_map(_Blank(values)).split())
+            encoding, count = message_segments(body)
+            samples.append(ReplySample(name, language, body, encoding, count))
+    return samples
+
+
+class _Blank(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+# --- errors back onto the form ------------------------------------------------------
+
+
+def field_errors(
+    issues: Sequence[tuple[tuple[int | str, ...], str]],
+    location_index: int,
+    parsed: Parsed,
+    fields: set[str],
+) -> dict[str, str]:
+    """Each validation problem keyed by the form field it belongs to ("" for the form)."""
+    errors: dict[str, str] = {}
+    for loc, message in issues:
+        path = [str(part) for part in loc]
+        if path[:2] == ["locations", str(location_index)]:
+            path = path[2:]
+        elif path and path[0] == "locations":
+            path = []  # another location's problem (a number used twice): the whole form
+        if len(path) >= 2 and path[0] in parsed.rows and path[1].isdigit():
+            origin = parsed.rows[path[0]]
+            index = int(path[1])
+            path[1] = str(origin[index]) if index < len(origin) else path[1]
+        day = re.match(r"^(mon|tue|wed|thu|fri|sat|sun): (.*)$", message, re.S)
+        if path and path[-1] == "hours" and day:
+            path.append(day.group(1))
+            message = day.group(2)
+        key = ""
+        for end in range(len(path), 0, -1):
+            candidate = ".".join(path[:end])
+            if candidate in fields:
+                key = candidate
+                break
+        if not key and not path:
+            named = re.match(r"^(phone_number|\w+)\b", message)
+            if named and named.group(1) in fields:
+                key = named.group(1)
+        errors[key] = f"{errors[key]}; {message}" if key in errors else message
+    return errors
