@@ -674,7 +674,8 @@ class WebhookEndpoint(Base):
     secret: Mapped[str] = mapped_column(String(100))
     active: Mapped[bool] = mapped_column(Boolean, default=True)  # False once removed
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # Set while an owner has paused it: no new deliveries are written, due ones wait.
+    # Set while an owner has paused it: deliveries are still written but wait, unsent,
+    # until it is resumed.
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
