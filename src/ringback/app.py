@@ -29,6 +29,7 @@ from ringback.runtime import Runtime, Sweeper
 from ringback.settings import pages as settings_pages
 from ringback.settings import team as settings_team
 from ringback.settings import tokens as settings_tokens
+from ringback.settings import twilio as settings_twilio
 from ringback.staff import pages as staff_pages
 from ringback.telephony.webhooks import signalwire_router, twilio_router
 
@@ -94,6 +95,7 @@ def create_app(
     app.include_router(settings_pages.router)
     app.include_router(settings_team.router)
     app.include_router(settings_tokens.router)
+    app.include_router(settings_twilio.router)
     app.include_router(records_router)
     app.include_router(booking_pages.router)
     app.include_router(booking_feeds.router)
