@@ -28,6 +28,9 @@ from ringback.outbound_webhooks import pages as webhooks_pages
 from ringback.patients.pages import router as records_router
 from ringback.runtime import Runtime, Sweeper, build_spool
 from ringback.settings import pages as settings_pages
+from ringback.settings import team as settings_team
+from ringback.settings import tokens as settings_tokens
+from ringback.settings import twilio as settings_twilio
 from ringback.staff import pages as staff_pages
 from ringback.telephony.webhooks import signalwire_router, twilio_router
 
@@ -97,6 +100,9 @@ def create_app(
     app.include_router(missed_calls_api.router)
     app.include_router(webhooks_pages.router)
     app.include_router(settings_pages.router)
+    app.include_router(settings_team.router)
+    app.include_router(settings_tokens.router)
+    app.include_router(settings_twilio.router)
     app.include_router(records_router)
     app.include_router(booking_pages.router)
     app.include_router(booking_feeds.router)

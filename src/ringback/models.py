@@ -468,6 +468,26 @@ class ApiToken(Base):
     user: Mapped[StaffUser] = relationship()
 
 
+class StaffLink(Base):
+    """A one-time link: an invitation to join (``invite``) or to set a new password
+    (``reset``). Only the token's hash is stored; it expires and works once."""
+
+    __tablename__ = "staff_links"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))  # invite | reset
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(10))
+    location_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # The account a reset is for; None for an invitation (the account is made on accepting).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
+    created_by: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class LoginAttempt(Base):
     """Failed sign-ins, counted per email and per address to slow down guessing."""
 
@@ -704,6 +724,9 @@ class WebhookEndpoint(Base):
     secret: Mapped[str] = mapped_column(String(100))
     active: Mapped[bool] = mapped_column(Boolean, default=True)  # False once removed
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Set while an owner has paused it: deliveries are still written but wait, unsent,
+    # until it is resumed.
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class WebhookDelivery(Base):

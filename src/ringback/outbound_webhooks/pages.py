@@ -1,8 +1,9 @@
 """The staff app's webhooks page (owners only): endpoints, the delivery log, Replay.
 
-Endpoints are added and removed with ``ringback webhooks``; this page is where an owner
-sees what was sent, what the receiver answered, and sends a delivery again once the
-receiver is fixed. Writes go through :mod:`ringback.outbound_webhooks.service`.
+An owner adds an endpoint (its signing secret is shown once), pauses and resumes it,
+rotates its secret or removes it, sees what was sent and what the receiver answered, and
+sends a delivery again once the receiver is fixed. ``ringback webhooks`` does the same
+from a shell; both write through :mod:`ringback.outbound_webhooks.service`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ringback import readable
@@ -54,15 +55,18 @@ def _local(moment: datetime | None, zone: ZoneInfo) -> str:
     return f"{readable.when(local, zone, register='page')} {local:%Z}"
 
 
-@router.get("/webhooks", response_class=HTMLResponse)
-def webhooks_page(
-    request: Request, user: Viewer, status: str = "", replayed: int | None = None
-) -> Response:
-    deps = deps_of(request)
-    refused = _owners_only(deps, user)
-    if refused is not None:
-        return refused
-    failed_only = status == "failed"
+def _page(
+    deps: Deps,
+    user: SignedIn,
+    *,
+    status: int = 200,
+    failed_only: bool = False,
+    replayed: int | None = None,
+    done: str = "",
+    error: webhooks.WebhookError | None = None,
+    form: dict[str, Any] | None = None,
+    secret: dict[str, Any] | None = None,
+) -> HTMLResponse:
     zones = {location.id: location.zone for location in deps.locations}
     names = {location.id: location.name for location in deps.locations}
     with transaction(deps.sessions) as session:
@@ -99,19 +103,127 @@ def webhooks_page(
                 else "All locations",
                 "events": e.events,
                 "created": _local(e.created_at, UTC_ZONE),
+                "paused": _local(e.paused_at, UTC_ZONE),
             }
             for e in endpoints
         ]
     return _render(
         "staff/webhooks.html",
+        status,
         **staff_frame(deps, user),
         endpoints=listed,
         deliveries=deliveries,
         failed_only=failed_only,
         replayed=replayed,
-        error=None,
+        done=DONE.get(done, ""),
+        error=error,
+        form=form or {"url": "", "events": list(webhooks.EVENTS), "location": ""},
+        secret=secret,
+        all_events=webhooks.EVENTS,
+        locations=list(deps.locations),
         limit=RECENT,
     )
+
+
+DONE = {
+    "paused": "Paused: events are kept and wait until you resume.",
+    "resumed": "Resumed: anything that waited is being sent now.",
+    "removed": "Removed: nothing more is sent there (its deliveries stay listed).",
+}
+
+
+@router.get("/webhooks", response_class=HTMLResponse)
+def webhooks_page(
+    request: Request,
+    user: Viewer,
+    status: str = "",
+    replayed: int | None = None,
+    done: str = "",
+) -> Response:
+    deps = deps_of(request)
+    refused = _owners_only(deps, user)
+    if refused is not None:
+        return refused
+    return _page(deps, user, failed_only=status == "failed", replayed=replayed, done=done)
+
+
+@router.post("/webhooks/endpoints", response_class=HTMLResponse)
+def add_endpoint(
+    request: Request,
+    user: Poster,
+    url: Annotated[str, Form(max_length=4000)] = "",
+    event: Annotated[list[str] | None, Form()] = None,
+    location: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """Register an endpoint; the page that answers shows its signing secret once."""
+    deps = deps_of(request)
+    refused = _owners_only(deps, user)
+    if refused is not None:
+        return refused
+    try:
+        with transaction(deps.sessions) as session:
+            endpoint = webhooks.create_endpoint(
+                session,
+                url=url,
+                events=event or [],
+                location_id=location or None,
+                known_locations={loc.id for loc in deps.locations},
+                now=deps.clock(),
+            )
+            made = {"id": endpoint.id, "secret": endpoint.secret, "added": True}
+    except webhooks.WebhookError as exc:
+        form = {"url": url, "events": event or [], "location": location}
+        return _page(deps, user, status=exc.status, error=exc, form=form)
+    log_event(log, "staff.webhook_added", endpoint_id=made["id"], user_id=user.user_id)
+    return _page(deps, user, secret=made)
+
+
+def _endpoint_action(request: Request, user: SignedIn, endpoint_id: int, action: str) -> Response:
+    deps = deps_of(request)
+    refused = _owners_only(deps, user)
+    if refused is not None:
+        return refused
+    secret: dict[str, Any] | None = None
+    try:
+        with transaction(deps.sessions) as session:
+            if action == "pause":
+                webhooks.pause_endpoint(session, endpoint_id, deps.clock())
+            elif action == "resume":
+                webhooks.resume_endpoint(session, deps, endpoint_id)
+            elif action == "rotate":
+                secret = {"id": endpoint_id, "secret": webhooks.rotate_secret(session, endpoint_id)}
+            elif not webhooks.remove_endpoint(session, endpoint_id):
+                raise webhooks.WebhookError(
+                    "endpoint", f"no active endpoint {endpoint_id}", status=404
+                )
+    except webhooks.WebhookError as exc:
+        return _page(deps, user, status=exc.status, error=exc)
+    log_event(log, f"staff.webhook_{action}", endpoint_id=endpoint_id, user_id=user.user_id)
+    if secret is not None:
+        return _page(deps, user, secret=secret)
+    done = {"pause": "paused", "resume": "resumed", "remove": "removed"}[action]
+    return RedirectResponse(f"/staff/webhooks?done={done}", status_code=303)
+
+
+@router.post("/webhooks/endpoints/{endpoint_id}/pause", response_class=HTMLResponse)
+def pause(request: Request, endpoint_id: int, user: Poster) -> Response:
+    return _endpoint_action(request, user, endpoint_id, "pause")
+
+
+@router.post("/webhooks/endpoints/{endpoint_id}/resume", response_class=HTMLResponse)
+def resume(request: Request, endpoint_id: int, user: Poster) -> Response:
+    return _endpoint_action(request, user, endpoint_id, "resume")
+
+
+@router.post("/webhooks/endpoints/{endpoint_id}/rotate-secret", response_class=HTMLResponse)
+def rotate(request: Request, endpoint_id: int, user: Poster) -> Response:
+    """A new signing secret, shown once; the old one stops signing at once."""
+    return _endpoint_action(request, user, endpoint_id, "rotate")
+
+
+@router.post("/webhooks/endpoints/{endpoint_id}/remove", response_class=HTMLResponse)
+def remove(request: Request, endpoint_id: int, user: Poster) -> Response:
+    return _endpoint_action(request, user, endpoint_id, "remove")
 
 
 @router.post("/webhooks/deliveries/{delivery_id}/replay")

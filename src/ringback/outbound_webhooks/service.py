@@ -11,8 +11,10 @@ Each attempt is a JSON POST signed with the endpoint's secret (see :func:`sign`)
 answer delivers it, anything else (an error status, a refused connection, no answer
 within :data:`TIMEOUT_SECONDS`) is retried with exponential backoff and jitter until
 :data:`RETRY_FOR` after the event, and then the delivery is ``failed`` (a person can
-replay it). Every attempt's status code, the first kilobyte of the response and the error
-are kept on the row for the staff page and ``ringback webhooks deliveries``.
+replay it). An owner can pause an endpoint: its deliveries are still written and wait,
+unsent and not counted as failures, until it is resumed. Every attempt's status code,
+the first kilobyte of the response and the error are kept on the row for the staff page
+and ``ringback webhooks deliveries``.
 
 Deliveries never hold up a text-back: the queue job only hands the delivery to a few
 sender threads of this process (:class:`_Senders`), so a receiver that hangs occupies one
@@ -404,6 +406,10 @@ def _claim(deps: Deps, delivery_id: int) -> _Attempt | None:
             delivery.next_attempt_at = None
             delivery.last_error = "endpoint removed"
             return None
+        if endpoint.paused_at is not None:
+            # Held, not failed: resume_endpoint makes it due again.
+            delivery.next_attempt_at = None
+            return None
         delivery.attempts += 1
         delivery.next_attempt_at = now + LEASE
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
@@ -637,6 +643,61 @@ def remove_endpoint(session: Session, endpoint_id: int) -> bool:
         return False
     endpoint.active = False
     return True
+
+
+def _endpoint(session: Session, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
+    if endpoint is None or not endpoint.active:
+        raise WebhookError("endpoint", f"no active endpoint {endpoint_id}", status=404)
+    return endpoint
+
+
+def pause_endpoint(session: Session, endpoint_id: int, now: datetime) -> WebhookEndpoint:
+    """Hold deliveries to an endpoint (its receiver is down for maintenance, say). Events
+    are still recorded for it and are sent when it is resumed."""
+    endpoint = _endpoint(session, endpoint_id)
+    if endpoint.paused_at is not None:
+        raise WebhookError("endpoint", f"endpoint {endpoint_id} is already paused", status=409)
+    endpoint.paused_at = now
+    return endpoint
+
+
+def resume_endpoint(session: Session, deps: Deps, endpoint_id: int) -> int:
+    """Send to the endpoint again; what waited while it was paused goes now. Returns how
+    many held deliveries were made due."""
+    endpoint = _endpoint(session, endpoint_id)
+    if endpoint.paused_at is None:
+        raise WebhookError("endpoint", f"endpoint {endpoint_id} is not paused", status=409)
+    endpoint.paused_at = None
+    now = deps.clock()
+    held = list(
+        session.scalars(
+            select(WebhookDelivery).where(
+                WebhookDelivery.endpoint_id == endpoint_id,
+                WebhookDelivery.status == "pending",
+                or_(
+                    WebhookDelivery.next_attempt_at.is_(None),
+                    WebhookDelivery.next_attempt_at <= now,
+                ),
+            )
+        )
+    )
+    for delivery in held:
+        delivery.next_attempt_at = now
+    ids = [delivery.id for delivery in held]
+    if ids:
+        jobs = deps.jobs
+        after_commit(session, lambda: _enqueue(jobs, ids))
+    log_event(log, "outbound_webhook.resumed", endpoint_id=endpoint_id, held=len(ids))
+    return len(ids)
+
+
+def rotate_secret(session: Session, endpoint_id: int) -> str:
+    """A new signing secret for the endpoint, returned to be shown once; every attempt from
+    now on is signed with it (the old one stops at once)."""
+    endpoint = _endpoint(session, endpoint_id)
+    endpoint.secret = new_secret()
+    return endpoint.secret
 
 
 def deliveries(

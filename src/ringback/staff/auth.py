@@ -5,6 +5,8 @@
   holds across processes.
 * Sessions and API tokens are random secrets handed out once; only their SHA-256 is
   stored, so a database leak gives no working cookie or token. Both can be revoked.
+* An owner invites people and resets passwords with one-time links (:class:`StaffLink`):
+  random, hashed at rest, expiring, and spent by the first use.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ringback.models import ApiToken, LoginAttempt, StaffSession, StaffUser
+from ringback.models import ApiToken, LoginAttempt, StaffLink, StaffSession, StaffUser
 
 ROLES = ("owner", "staff")
 MIN_PASSWORD_LENGTH = 12
@@ -29,6 +31,8 @@ SESSION_MAX = timedelta(days=7)
 THROTTLE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_EMAIL = 5
 MAX_FAILURES_PER_ADDRESS = 20
+INVITE_LIFETIME = timedelta(days=3)
+RESET_LIFETIME = timedelta(hours=24)
 TOKEN_PREFIX = "rb_"  # noqa: S105 - a public prefix, not a secret
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _HASHER = PasswordHasher()
@@ -83,6 +87,18 @@ def find_user(session: Session, email: str) -> StaffUser | None:
     ).one_or_none()
 
 
+def check_access(role: str, location_ids: list[str], known_locations: set[str]) -> list[str]:
+    """The locations an account of ``role`` keeps (none for an owner: they see all)."""
+    if role not in ROLES:
+        raise AccountError(f"role: expected owner or staff, got {role!r}")
+    unknown = sorted(set(location_ids) - known_locations)
+    if unknown:
+        raise AccountError(f"location: no location {unknown[0]!r} in the locations file")
+    if role == "staff" and not location_ids:
+        raise AccountError("location: a staff account needs at least one location")
+    return [] if role == "owner" else sorted(set(location_ids))
+
+
 def create_user(
     session: Session,
     *,
@@ -95,13 +111,7 @@ def create_user(
     now: datetime,
 ) -> StaffUser:
     address = normalize_email(email)
-    if role not in ROLES:
-        raise AccountError(f"role: expected owner or staff, got {role!r}")
-    unknown = sorted(set(location_ids) - known_locations)
-    if unknown:
-        raise AccountError(f"location: no location {unknown[0]!r} in the locations file")
-    if role == "staff" and not location_ids:
-        raise AccountError("location: a staff account needs at least one location")
+    kept = check_access(role, location_ids, known_locations)
     if not name.strip():
         raise AccountError("name: must not be empty")
     check_password(password)
@@ -111,7 +121,7 @@ def create_user(
         email=address,
         name=name.strip(),
         role=role,
-        location_ids=[] if role == "owner" else sorted(set(location_ids)),
+        location_ids=kept,
         password_hash=hash_password(password),
         created_at=now,
         password_changed_at=now,
@@ -253,3 +263,245 @@ def revoke_api_token(session: Session, token_id: int, now: datetime) -> bool:
         return False
     token.revoked_at = now
     return True
+
+
+def revoke_user_access(session: Session, user_id: int, now: datetime) -> None:
+    """End every session of the user and revoke every API token of theirs, at once: the
+    next request with any of them is refused. Joins the caller's transaction."""
+    session.execute(delete(StaffSession).where(StaffSession.user_id == user_id))
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def api_tokens(session: Session, user_id: int | None) -> list[ApiToken]:
+    """Tokens newest first: one user's, or everyone's when ``user_id`` is None."""
+    query = select(ApiToken).order_by(ApiToken.id.desc())
+    if user_id is not None:
+        query = query.where(ApiToken.user_id == user_id)
+    return list(session.scalars(query))
+
+
+# --- the team: invitations, roles, deactivation, one-time links ------------------------------
+
+
+def users(session: Session) -> list[StaffUser]:
+    return list(
+        session.scalars(select(StaffUser).order_by(StaffUser.active.desc(), StaffUser.name))
+    )
+
+
+def _user(session: Session, user_id: int) -> StaffUser:
+    user = session.get(StaffUser, user_id)
+    if user is None:
+        raise AccountError(f"user: no account {user_id}")
+    return user
+
+
+def _other_active_owners(session: Session, user_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                StaffUser.role == "owner", StaffUser.active.is_(True), StaffUser.id != user_id
+            )
+        )
+        or 0
+    )
+
+
+def change_access(
+    session: Session,
+    user_id: int,
+    *,
+    role: str,
+    location_ids: list[str],
+    known_locations: set[str],
+) -> StaffUser:
+    """Set an account's role and locations; the last active owner stays an owner."""
+    user = _user(session, user_id)
+    kept = check_access(role, location_ids, known_locations)
+    if user.role == "owner" and role != "owner" and _other_active_owners(session, user_id) == 0:
+        raise AccountError("role: this is the only owner; make someone else an owner first")
+    user.role = role
+    user.location_ids = kept
+    return user
+
+
+def deactivate_user(
+    session: Session, user_id: int, *, acting_user_id: int, now: datetime
+) -> StaffUser:
+    """Switch an account off: it cannot sign in, its sessions end and its tokens are revoked."""
+    user = _user(session, user_id)
+    if user_id == acting_user_id:
+        raise AccountError("user: you cannot deactivate your own account")
+    if not user.active:
+        raise AccountError(f"user: {user.email} is already deactivated")
+    user.active = False
+    revoke_user_access(session, user_id, now)
+    # Links handed out for the account must not bring it back.
+    session.execute(delete(StaffLink).where(StaffLink.user_id == user_id))
+    return user
+
+
+def reactivate_user(session: Session, user_id: int) -> StaffUser:
+    """Let a deactivated account sign in again (its old sessions and tokens stay dead)."""
+    user = _user(session, user_id)
+    if user.active:
+        raise AccountError(f"user: {user.email} is already active")
+    user.active = True
+    return user
+
+
+@dataclass(frozen=True, slots=True)
+class NewLink:
+    token: str  # goes in the link, shown or sent once, never stored
+    email: str
+    kind: str
+    expires_at: datetime
+
+
+def _new_link(
+    session: Session,
+    *,
+    kind: str,
+    email: str,
+    role: str,
+    location_ids: list[str],
+    user_id: int | None,
+    created_by: int | None,
+    now: datetime,
+) -> NewLink:
+    token = secrets.token_urlsafe(32)
+    expires = now + (INVITE_LIFETIME if kind == "invite" else RESET_LIFETIME)
+    # A new link replaces any unused one for the same person: only the latest works.
+    session.execute(
+        delete(StaffLink).where(
+            StaffLink.kind == kind, StaffLink.email == email, StaffLink.used_at.is_(None)
+        )
+    )
+    session.add(
+        StaffLink(
+            token_hash=_digest(token),
+            kind=kind,
+            email=email,
+            role=role,
+            location_ids=location_ids,
+            user_id=user_id,
+            created_by=created_by,
+            created_at=now,
+            expires_at=expires,
+        )
+    )
+    session.flush()
+    return NewLink(token=token, email=email, kind=kind, expires_at=expires)
+
+
+def invite(
+    session: Session,
+    *,
+    email: str,
+    role: str,
+    location_ids: list[str],
+    known_locations: set[str],
+    created_by: int | None,
+    now: datetime,
+) -> NewLink:
+    """A one-time link for a new person to name themselves and choose a password."""
+    address = normalize_email(email)
+    kept = check_access(role, location_ids, known_locations)
+    if find_user(session, address) is not None:
+        raise AccountError(f"email: {address} already has an account")
+    return _new_link(
+        session,
+        kind="invite",
+        email=address,
+        role=role,
+        location_ids=kept,
+        user_id=None,
+        created_by=created_by,
+        now=now,
+    )
+
+
+def reset_link(session: Session, user_id: int, *, created_by: int | None, now: datetime) -> NewLink:
+    """A one-time link for an active account to set a new password."""
+    user = _user(session, user_id)
+    if not user.active:
+        raise AccountError(f"user: {user.email} is deactivated; reactivate the account first")
+    return _new_link(
+        session,
+        kind="reset",
+        email=user.email,
+        role=user.role,
+        location_ids=list(user.location_ids or []),
+        user_id=user.id,
+        created_by=created_by,
+        now=now,
+    )
+
+
+def pending_invites(session: Session, now: datetime) -> list[StaffLink]:
+    return list(
+        session.scalars(
+            select(StaffLink)
+            .where(
+                StaffLink.kind == "invite",
+                StaffLink.used_at.is_(None),
+                StaffLink.expires_at > now,
+            )
+            .order_by(StaffLink.created_at.desc())
+        )
+    )
+
+
+def find_link(session: Session, token: str, now: datetime) -> StaffLink | None:
+    """The link for this token while it is unused and unexpired, else None."""
+    link = session.scalars(
+        select(StaffLink).where(StaffLink.token_hash == _digest(token))
+    ).one_or_none()
+    if link is None or link.used_at is not None or now >= link.expires_at:
+        return None
+    return link
+
+
+def use_link(
+    session: Session,
+    token: str,
+    *,
+    name: str,
+    password: str,
+    known_locations: set[str],
+    now: datetime,
+) -> StaffUser:
+    """Spend a link: an invitation makes the account, a reset sets the new password and
+    signs out every browser. Works once, even when two requests race for it."""
+    link = find_link(session, token, now)
+    if link is None:
+        raise AccountError("link: this link has expired or was already used; ask for a new one")
+    check_password(password)
+    if link.kind == "invite" and not name.strip():
+        raise AccountError("name: must not be empty")
+    spent = session.execute(
+        update(StaffLink)
+        .where(StaffLink.id == link.id, StaffLink.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if getattr(spent, "rowcount", 0) != 1:
+        raise AccountError("link: this link has expired or was already used; ask for a new one")
+    if link.kind == "invite":
+        return create_user(
+            session,
+            email=link.email,
+            name=name,
+            role=link.role,
+            password=password,
+            location_ids=list(link.location_ids or []),
+            known_locations=known_locations,
+            now=now,
+        )
+    user = _user(session, link.user_id or 0)
+    if not user.active:
+        raise AccountError("link: this account was deactivated")
+    return reset_password(session, user.email, password, now)

@@ -12,8 +12,16 @@ import typer
 
 from ringback.cli.support import fail, load_config
 from ringback.config import Locations, Settings, deployment_warnings
-from ringback.phones import InvalidPhoneNumber, normalize_e164
-from ringback.telephony.numbers import Outcome, connect, plan, webhook_settings
+from ringback.telephony.numbers import (
+    ConnectError,
+    Outcome,
+    choose,
+    client_for,
+    connect,
+    missing_from_account,
+    plan,
+    webhook_settings,
+)
 from ringback.telephony.twilio_rest import (
     CompatibleMessagesClient,
     IncomingNumber,
@@ -22,33 +30,10 @@ from ringback.telephony.twilio_rest import (
 
 
 def _client(provider: str, settings: Settings) -> CompatibleMessagesClient:
-    if provider == "twilio":
-        from ringback.telephony.twilio_rest import TwilioRestClient
-
-        if not (settings.twilio_account_sid and settings.twilio_auth_token):
-            raise fail("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set (Twilio console)")
-        return TwilioRestClient(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            api_base_url=settings.twilio_api_base_url,
-        )
-    from ringback.telephony.senders import SIGNALWIRE_SMS_STATUS_PATH
-    from ringback.telephony.signalwire_rest import SignalWireRestClient
-
-    if not (
-        settings.signalwire_project_id
-        and settings.signalwire_api_token
-        and settings.signalwire_space_url
-    ):
-        raise fail(
-            "SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN and SIGNALWIRE_SPACE_URL must be set"
-        )
-    return SignalWireRestClient(
-        settings.signalwire_project_id,
-        settings.signalwire_api_token,
-        api_base_url=settings.signalwire_api_base_url,
-        status_callback_url=settings.public_url + SIGNALWIRE_SMS_STATUS_PATH,
-    )
+    try:
+        return client_for(provider, settings)
+    except ConnectError as exc:
+        raise fail(exc.problem) from None
 
 
 def _owner(number: IncomingNumber, locations: Locations) -> str:
@@ -108,37 +93,17 @@ def build(provider: str) -> typer.Typer:
             raise fail(url_problems[0].removeprefix("environment: "))
         client = _client(provider, settings)
         on_account = {found.phone_number: found for found in _list(client)}
-        ours = [loc for loc in locations if loc.provider == provider]
-        if number:
-            chosen = []
-            for raw in number:
-                try:
-                    e164 = normalize_e164(raw)
-                except InvalidPhoneNumber:
-                    raise fail(f"--number: expected a phone number, got {raw!r}") from None
-                if e164 not in on_account:
-                    raise fail(f"--number: {e164} is not on this {label} account")
-                location = locations.by_number(e164)
-                if location is None or location.provider != provider:
-                    raise fail(
-                        f"--number: {e164} is not the number of a {provider} location in "
-                        f"{settings.config}; add it there first (calls to it would be refused)"
-                    )
-                chosen.append(on_account[e164])
-        else:
-            chosen = [
-                on_account[loc.phone_number] for loc in ours if loc.phone_number in on_account
-            ]
-            for loc in ours:
-                if loc.phone_number not in on_account:
-                    typer.secho(
-                        f"warning: {loc.id}'s number {loc.phone_number} is not on this "
-                        f"{label} account",
-                        fg=typer.colors.YELLOW,
-                        err=True,
-                    )
-            if not chosen:
-                raise fail(f"none of the locations' numbers is on this {label} account")
+        if not number:
+            for loc in missing_from_account(provider, on_account, locations):
+                typer.secho(
+                    f"warning: {loc.id}'s number {loc.phone_number} is not on this {label} account",
+                    fg=typer.colors.YELLOW,
+                    err=True,
+                )
+        try:
+            chosen = choose(provider, number, on_account, locations)
+        except ConnectError as exc:
+            raise fail(f"--number: {exc.problem}" if number else exc.problem) from None
         wanted = webhook_settings(settings.public_url, prefix)
         try:
             outcomes = connect(client, chosen, wanted, dry_run=dry_run)
