@@ -561,7 +561,13 @@ def _times_page(
     current = first
     while len(days) < DAYS_SHOWN and current <= last:
         slots = booking.day_slots(
-            session, location, service, current, now, provider_id=provider.id if provider else None
+            session,
+            location,
+            service,
+            current,
+            now,
+            provider_id=provider.id if provider else None,
+            deps=deps,
         )
         if slots:
             rows = _slot_rows(slots, link)

@@ -208,6 +208,10 @@ def check_config(
             f"{mode}, {len(location.services)} services{booking}"
             + (f", {calendars} CalDAV calendar(s)" if calendars else "")
         )
+        if location.schedules or location.booking_system != "ringback":
+            from ringback.booking.systems import describe
+
+            typer.echo(f"  {describe(location)}")
     typer.echo(f"database: {settings.resolved_database_url.split('@')[-1]}")
     typer.echo(f"queue: {settings.resolved_queue_url.split('@')[-1]}")
     warnings = deployment_warnings(settings, locations)
