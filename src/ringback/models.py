@@ -356,7 +356,8 @@ class BookingSystemCredential(Base):
 
 class BookingSystemState(Base):
     """Reading a location's booking system for changes: the cursor (Google's sync tokens,
-    Square's last update), when it was read, and a push channel (Google events.watch)."""
+    Square's last update time), when it was last read (None: read at the next sweep, a
+    push asked for it), and the last error."""
 
     __tablename__ = "booking_system_states"
 
@@ -364,11 +365,20 @@ class BookingSystemState(Base):
     cursor: Mapped[str | None] = mapped_column(Text)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(String(300))
-    channel_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    channel_resource_id: Mapped[str | None] = mapped_column(String(200))
-    channel_token: Mapped[str | None] = mapped_column(String(100))
-    channel_calendar: Mapped[str | None] = mapped_column(String(300))
-    channel_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class BookingSystemChannel(Base):
+    """A Google Calendar push channel (events.watch) on one calendar, renewed by the sweep
+    before it expires; pushes are accepted only with its token."""
+
+    __tablename__ = "booking_system_channels"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # our channel id
+    location_id: Mapped[str] = mapped_column(String(64), index=True)
+    calendar_id: Mapped[str] = mapped_column(String(300))
+    resource_id: Mapped[str] = mapped_column(String(200))
+    token: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ExternalBusy(Base):

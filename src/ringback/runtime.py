@@ -17,7 +17,7 @@ from huey import Huey
 from sqlalchemy.engine import Engine
 
 from ringback import jobs
-from ringback.booking import calendar_sync
+from ringback.booking import calendar_sync, system_changes
 from ringback.booking import service as booking_service
 from ringback.booking import systems as booking_systems_module
 from ringback.config import Locations, Settings
@@ -255,6 +255,7 @@ def _sweep(deps: Deps) -> dict[str, int]:
     counts.update(webhooks.sweep(deps))
     booking_systems_module.reload_credentials(deps)
     counts.update(calendar_sync.sweep(deps))
+    counts.update(system_changes.sweep(deps))
     counts.update(booking_service.expire_lapsed_holds(deps))
     if any(counts.values()):
         log_event(log, "sweep.redriven", **counts)

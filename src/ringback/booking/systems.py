@@ -39,7 +39,6 @@ from ringback.logs import log_event
 from ringback.models import (
     Appointment,
     BookingSystemCredential,
-    BookingSystemState,
     CalendarRead,
     CalendarSync,
     ExternalBusy,
@@ -601,12 +600,3 @@ def carry_out(deps: Deps, location: Location, work: SystemWrite) -> str | None:
         return ref
     finally:
         system.close()
-
-
-def state(session: Session, location_id: str) -> BookingSystemState:
-    row = session.get(BookingSystemState, location_id)
-    if row is None:
-        row = BookingSystemState(location_id=location_id)
-        session.add(row)
-        session.flush()
-    return row

@@ -1,5 +1,5 @@
 """booking systems: the outside booking's ids on its sync row, sealed credentials, change
-cursors and push channels
+cursors, push channels
 
 Revision ID: 0010
 Revises: 0007
@@ -40,22 +40,28 @@ def upgrade() -> None:
         sa.Column("cursor", sa.Text(), nullable=True),
         sa.Column("read_at", ringback.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.String(length=300), nullable=True),
-        sa.Column("channel_id", sa.String(length=64), nullable=True),
-        sa.Column("channel_resource_id", sa.String(length=200), nullable=True),
-        sa.Column("channel_token", sa.String(length=100), nullable=True),
-        sa.Column("channel_calendar", sa.String(length=300), nullable=True),
-        sa.Column("channel_expires_at", ringback.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("location_id", name=op.f("pk_booking_system_states")),
     )
-    with op.batch_alter_table("booking_system_states", schema=None) as batch_op:
+    op.create_table(
+        "booking_system_channels",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("location_id", sa.String(length=64), nullable=False),
+        sa.Column("calendar_id", sa.String(length=300), nullable=False),
+        sa.Column("resource_id", sa.String(length=200), nullable=False),
+        sa.Column("token", sa.String(length=100), nullable=False),
+        sa.Column("expires_at", ringback.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_booking_system_channels")),
+    )
+    with op.batch_alter_table("booking_system_channels", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_booking_system_states_channel_id"), ["channel_id"], unique=False
+            batch_op.f("ix_booking_system_channels_location_id"), ["location_id"], unique=False
         )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("booking_system_states", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_booking_system_states_channel_id"))
+    with op.batch_alter_table("booking_system_channels", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_booking_system_channels_location_id"))
+    op.drop_table("booking_system_channels")
     op.drop_table("booking_system_states")
     op.drop_table("booking_system_credentials")
     with op.batch_alter_table("calendar_syncs", schema=None) as batch_op:
