@@ -3,6 +3,7 @@ real subprocess; the credentials they store are sealed with the install's secret
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -241,3 +242,68 @@ def test_sealed_credentials_open_with_their_key_only(data: dict[str, str], secre
     assert credentials.unseal(secret, sealed) == data
     with pytest.raises(credentials.CredentialsUnreadable):
         credentials.unseal(secret + b"x", sealed)
+
+
+def test_connect_google_checks_a_service_account_signing_its_jwt_with_rs256(
+    tmp_path: Path, database_url: str
+) -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key()
+
+    def verify(data: bytes, signature: bytes) -> bool:
+        try:
+            public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return False
+        return True
+
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    state = FakeGoogleCalendar(calendar_ids=(ANNA, BEA), service_account_verifier=verify)
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "client_email": state.service_account_email,
+                "private_key_id": "k1",
+                "private_key": pem,
+            }
+        )
+    )
+    google = {
+        "calendars": {"anna": ANNA, "bea": BEA},
+        "service_account_key_file": str(key_file),
+        "subject": "frontdesk@glow.example",
+    }
+    config = _config(tmp_path, {"booking_system": "google_calendar", "google_calendar": google})
+    with FakeGoogleCalendarServer(state) as server:
+        env = _google_env(server, config, database_url)
+        result = ringback("calendars", "connect", "google", "-l", "glow-downtown", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "glow-downtown: ok, 2 calendar(s) or team member(s) readable" in result.stdout
+        # Another key (not the service account's) is refused by Google, and said so.
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key_file.write_text(
+            json.dumps(
+                {
+                    "client_email": state.service_account_email,
+                    "private_key": other.private_bytes(
+                        serialization.Encoding.PEM,
+                        serialization.PrivateFormat.PKCS8,
+                        serialization.NoEncryption(),
+                    ).decode(),
+                }
+            )
+        )
+        refused = ringback("calendars", "connect", "google", "-l", "glow-downtown", env=env)
+        assert refused.returncode == 1
+        assert "the service account does not work" in refused.stderr
+        assert "Traceback" not in refused.stderr

@@ -242,13 +242,7 @@ def test_square_offers_are_squares_slots_and_the_booking_is_one_square_booking(
 ) -> None:
     service = square_spa(make_service, square)
     # The front desk booked Anna in Square at 3pm Thursday.
-    from ringback.fakes.square import SquareService
-
-    botox = next(
-        s
-        for s in square.state.seller.services.values()
-        if isinstance(s, SquareService) and s.variation_id == square.botox
-    )
+    botox = square.state.seller.services[square.botox]
     square.state.book_directly(square.anna, botox, THURSDAY_3PM)
     caller = caller_number(711)
     times = book_by_text(service, caller, "botox thursday afternoon please, first time")
@@ -552,3 +546,31 @@ def test_square_cancel_by_text_cancels_in_square_and_a_cancel_in_square_reaches_
         headers={"x-square-hmacsha256-signature": "AAAA"},
     )
     assert forged.status_code == 403
+
+
+def test_square_booking_page_shows_squares_times_and_books_there_once(
+    make_service: Callable[..., Service], square: Square
+) -> None:
+    from tests.booking.test_booking_page import forms, get, link_for, post, slot_forms
+
+    service = square_spa(make_service, square, providers=[ANNA_BOTOX])
+    botox = square.state.seller.services[square.botox]
+    square.state.book_directly(square.anna, botox, THURSDAY_3PM)
+    link = link_for(service, caller_number(781))
+    page = get(service, link)
+    assert page.status_code == 200, page.text
+    starts = [datetime.fromisoformat(f.fields["start"]) for f in slot_forms(page)]
+    assert starts
+    assert THURSDAY_3PM not in starts
+    assert all(s.minute in (0, 30) for s in starts), starts
+    chosen = slot_forms(page)[0]
+    held = post(service, chosen.action, chosen.fields)
+    assert held.status_code == 303, held.text
+    assert square.live() == [square.state.bookings()[0]]  # a hold is not written to Square
+    step = get(service, held.headers["location"])
+    (confirm,) = [f for f in forms(step) if f.method == "post"]
+    done = post(service, confirm.action, confirm.fields)
+    assert done.status_code == 303, done.text
+    ours = [b for b in square.live() if "ringback:" in str(b.get("seller_note"))]
+    assert len(ours) == 1
+    assert datetime.fromisoformat(ours[0]["start_at"].replace("Z", "+00:00")) == starts[0]

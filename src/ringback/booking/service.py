@@ -447,9 +447,10 @@ def day_slots(
     now: datetime,
     *,
     provider_id: str | None = None,
-    deps: Deps | None = None,
+    outside: systems.OutsideTimes | None = None,
 ) -> list[Slot]:
     """Every free start on ``day`` (the location's calendar day), one slot per start time.
+    ``outside``: what the location's booking system said (:func:`read_outside_days`).
 
     Where several providers are free at a time, the first in the location's order is taken
     (the booking page shows times, and a provider filter for patients who care who).
@@ -465,11 +466,6 @@ def day_slots(
     ):
         return []
     start = datetime.combine(day, time(0), tzinfo=location.zone)
-    outside = (
-        systems.read_outside(deps, location, service, start, start + timedelta(days=2))
-        if deps is not None and systems.uses_system(location)
-        else None
-    )
     busy = busy_index(session, location, start, start + timedelta(days=2), now, outside=outside)
     not_before = now + timedelta(minutes=location.booking.lead_minutes)
     slots: list[Slot] = []
@@ -477,6 +473,17 @@ def day_slots(
         if not slots or slots[-1].start != slot.start:
             slots.append(slot)
     return slots
+
+
+def read_outside_days(
+    deps: Deps, location: Location, service: Service, first: date, last: date
+) -> systems.OutsideTimes | None:
+    """The booking system's word on ``first`` to ``last`` (one read for a page of days)."""
+    if not systems.uses_system(location):
+        return None
+    start = datetime.combine(first, time(0), tzinfo=location.zone)
+    end = datetime.combine(last + timedelta(days=2), time(0), tzinfo=location.zone)
+    return systems.read_outside(deps, location, service, start, end)
 
 
 def release_holds(session: Session, conversation_id: int, *, keep: int | None = None) -> None:
