@@ -286,7 +286,8 @@ class ServiceAccountCredentials:
 
     RS256 needs an RSA implementation, which the standard library lacks; the signature comes
     from ``signer`` (:func:`ringback.booking.systems.rsa_signer` signs with the key file's
-    private key through ``cryptography``), so a cloud KMS can sign instead. ``subject`` impersonates a Workspace user (domain-wide delegation).
+    private key through ``cryptography``), so a cloud KMS can sign instead. ``subject``
+    impersonates a Workspace user (domain-wide delegation).
     """
 
     def __init__(
