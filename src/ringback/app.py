@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from ringback import jobs
 from ringback import web as staff_web
 from ringback.api import v1 as api_v1
+from ringback.booking import api as booking_systems_api
 from ringback.booking import feeds as booking_feeds
 from ringback.booking import pages as booking_pages
 from ringback.funnel import api as funnel_api
@@ -93,6 +94,7 @@ def create_app(
     app.include_router(signalwire_router)
     app.include_router(staff_web.router)
     app.include_router(staff_pages.router)
+    app.include_router(booking_systems_api.router)
     app.include_router(api_v1.router)
     app.include_router(funnel_api.router)
     app.include_router(funnel_dashboard.router)

@@ -407,6 +407,121 @@ class Reminder(BaseModel):
         return self.text or (
             DEFAULT_REMINDER_TEXT_HEALTH if health_details else DEFAULT_REMINDER_TEXT
         )
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+def _env_name(value: str | None) -> str | None:
+    if value is not None and not _ENV_NAME.match(value):
+        raise ValueError(f"expected an environment variable name like SQUARE_TOKEN, got {value!r}")
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+# Where a location's bookings live (docs/booking-systems.md). ``ringback``: Ringback's own
+# appointments (CalDAV calendars, where configured, mirror them); ``caldav``: the same with
+# at least one CalDAV calendar required; ``google_calendar`` / ``square``: the clinic's own
+# booking system is read for offers and written under the booking lock.
+BookingSystemName = Literal["ringback", "caldav", "google_calendar", "square"]
+
+
+class GoogleCalendarSettings(BaseModel):
+    """A location booking into Google Calendar: which calendar each provider's bookings go
+    to, and how Ringback signs in (an OAuth client, or a service account's key file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_calendar: str | None = Field(default=None, min_length=1, max_length=300)
+    calendars: dict[str, str] = Field(default_factory=dict)  # provider id -> calendar id
+    # The OAuth client (Google Cloud Console, "Web application"); else GOOGLE_OAUTH_CLIENT_ID
+    # and GOOGLE_OAUTH_CLIENT_SECRET from the environment.
+    oauth_client_id: str | None = Field(default=None, min_length=1)
+    oauth_client_secret_env: EnvName | None = None
+    # A Workspace service account instead of OAuth: its JSON key file, and the user it
+    # acts as (domain-wide delegation), if any.
+    service_account_key_file: str | None = None
+    subject: str | None = None
+
+    @property
+    def auth(self) -> Literal["oauth", "service_account"]:
+        return "service_account" if self.service_account_key_file else "oauth"
+
+    def calendar_for(self, provider_id: str) -> str | None:
+        return self.calendars.get(provider_id) or self.default_calendar
+
+
+class SquareSettings(BaseModel):
+    """A location booking into Square Appointments: the Square location, and Square's ids
+    for the location's providers (team members) and services (service variations)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    location_id: str = Field(min_length=1, max_length=64)
+    access_token_env: EnvName = "SQUARE_ACCESS_TOKEN"  # noqa: S105 (a variable's name)
+    webhook_signature_key_env: EnvName = "SQUARE_WEBHOOK_SIGNATURE_KEY"
+    environment: Literal["production", "sandbox"] = "production"
+    team_members: dict[str, str] = Field(default_factory=dict)  # provider id -> team member id
+    services: dict[str, str] = Field(default_factory=dict)  # service name -> variation id
+
+    def variation_for(self, service: str) -> str | None:
+        wanted = service.casefold()
+        return next((v for k, v in self.services.items() if k.casefold() == wanted), None)
+
+
+def _check_booking_system(location: Location) -> None:
+    """The location's booking system has what it needs; raise ValueError naming the key."""
+    system = location.booking_system
+    for key, block in (("google_calendar", location.google_calendar), ("square", location.square)):
+        if block is not None and system != key:
+            raise ValueError(f"{key}: given, but booking_system is {system!r} (set it to {key})")
+    if system == "caldav" and not (
+        location.booking.calendar or any(p.calendar for p in location.providers)
+    ):
+        raise ValueError(
+            "booking_system caldav: no CalDAV calendar (give providers[].calendar or "
+            "booking.calendar)"
+        )
+    if system not in ("google_calendar", "square"):
+        return
+    if not location.providers:
+        raise ValueError(f"booking_system {system}: needs providers (who patients book with)")
+    provider_ids = {p.id for p in location.providers}
+    if system == "google_calendar":
+        google = location.google_calendar
+        if google is None:
+            raise ValueError("booking_system google_calendar: the google_calendar key is missing")
+        for provider_id in google.calendars:
+            if provider_id not in provider_ids:
+                raise ValueError(f"google_calendar.calendars: {provider_id!r} is not a provider id")
+        for provider in location.providers:
+            if google.calendar_for(provider.id) is None:
+                raise ValueError(
+                    f"google_calendar.calendars: provider {provider.id!r} has no calendar "
+                    "(add it, or set google_calendar.default_calendar)"
+                )
+        return
+    square = location.square
+    if square is None:
+        raise ValueError("booking_system square: the square key is missing")
+    for provider_id in square.team_members:
+        if provider_id not in provider_ids:
+            raise ValueError(f"square.team_members: {provider_id!r} is not a provider id")
+    for provider in location.providers:
+        if provider.id not in square.team_members:
+            raise ValueError(
+                f"square.team_members: provider {provider.id!r} has no team member id "
+                "(ringback square map lists them)"
+            )
+    for name in square.services:
+        if location.service_named(name) is None:
+            raise ValueError(f"square.services: {name!r} is not in services")
+    for service in location.services:
+        booked = not service.consult and any(p.performs(service.name) for p in location.providers)
+        if booked and square.variation_for(service.name) is None:
+            raise ValueError(
+                f"square.services: service {service.name!r} has no service variation id "
+                "(ringback square map lists them)"
+            )
 
 
 class Location(BaseModel):
@@ -464,6 +579,9 @@ class Location(BaseModel):
     automated_texts_per_day: int | None = Field(default=1, ge=1, le=10)
     # A no-show gets one warm "we missed you, want another time?" text with fresh times.
     no_show_text: bool = True
+    booking_system: BookingSystemName = "ringback"
+    google_calendar: GoogleCalendarSettings | None = None
+    square: SquareSettings | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -539,6 +657,7 @@ class Location(BaseModel):
                         raise ValueError(
                             f"{kind} {item.id!r} lists service {name!r}, which is not in services"
                         )
+        _check_booking_system(self)
         return self
 
     # --- derived views -------------------------------------------------------------------
@@ -796,6 +915,18 @@ class Settings(BaseSettings):
     secret_key: str = Field(default="", alias="RINGBACK_SECRET_KEY", repr=False)
     smtp_url: str = Field(default="", alias="RINGBACK_SMTP_URL", repr=False)
     alert_from: EmailAddress = Field(default="ringback@localhost", alias="RINGBACK_ALERT_FROM")
+    # Booking systems (docs/booking-systems.md). The base URLs are for tests and sandboxes.
+    google_oauth_client_id: str = Field(default="", alias="GOOGLE_OAUTH_CLIENT_ID")
+    google_oauth_client_secret: str = Field(
+        default="", alias="GOOGLE_OAUTH_CLIENT_SECRET", repr=False
+    )
+    google_calendar_api_base_url: str = Field(
+        default="https://www.googleapis.com/calendar/v3", alias="GOOGLE_CALENDAR_API_BASE_URL"
+    )
+    google_oauth_token_url: str = Field(
+        default="https://oauth2.googleapis.com/token", alias="GOOGLE_OAUTH_TOKEN_URL"
+    )
+    square_api_base_url: str = Field(default="", alias="SQUARE_API_BASE_URL")
 
     @field_validator("public_url", "twilio_api_base_url", "twilio_lookup_base_url")
     @classmethod
@@ -892,6 +1023,7 @@ _SECRET_SETTINGS = frozenset(
         "TWILIO_AUTH_TOKEN",
         "SIGNALWIRE_API_TOKEN",
         "SIGNALWIRE_SIGNING_KEY",
+        "GOOGLE_OAUTH_CLIENT_SECRET",
     }
 )
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

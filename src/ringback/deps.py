@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ringback.config import Locations
 from ringback.ports import (
     AlertEmailer,
+    BookingSystemFactory,
     CalendarFactory,
     CallerLookup,
     ChatWebhook,
@@ -37,6 +38,8 @@ class Deps:
     calendars: CalendarFactory | None = None
     # Signs booking links and calendar feed URLs (RINGBACK_SECRET_KEY).
     link_secret: bytes = b"ringback-unset-secret"
+    # Opens a location's own booking system (Google Calendar, Square); None: none is used.
+    booking_systems: BookingSystemFactory | None = None
 
     @property
     def sms_status_callback(self) -> str:

@@ -382,9 +382,53 @@ class CalendarSync(Base):
     last_error: Mapped[str | None] = mapped_column(String(300))
     synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # The clinic's booking system (calendar_key "booking-system"): the id Ringback gave the
+    # booking there (unique per attempt, so a rolled-back try is never replayed), and the
+    # system's own id for it once written.
+    ringback_ref: Mapped[str | None] = mapped_column(String(80), index=True)
+    external_ref: Mapped[str | None] = mapped_column(String(300))
 
 
 Index("ix_calendar_syncs_due", CalendarSync.status, CalendarSync.next_attempt_at)
+
+
+class BookingSystemCredential(Base):
+    """A location's sign-in to its booking system (a Google refresh token), sealed with
+    the install's secret key; never stored or logged in the clear."""
+
+    __tablename__ = "booking_system_credentials"
+
+    location_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    system: Mapped[str] = mapped_column(String(20))
+    sealed: Mapped[str] = mapped_column(Text)
+    connected_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class BookingSystemState(Base):
+    """Reading a location's booking system for changes: the cursor (Google's sync tokens,
+    Square's last update time), when it was last read (None: read at the next sweep, a
+    push asked for it), and the last error."""
+
+    __tablename__ = "booking_system_states"
+
+    location_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(300))
+
+
+class BookingSystemChannel(Base):
+    """A Google Calendar push channel (events.watch) on one calendar, renewed by the sweep
+    before it expires; pushes are accepted only with its token."""
+
+    __tablename__ = "booking_system_channels"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # our channel id
+    location_id: Mapped[str] = mapped_column(String(64), index=True)
+    calendar_id: Mapped[str] = mapped_column(String(300))
+    resource_id: Mapped[str] = mapped_column(String(200))
+    token: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ExternalBusy(Base):

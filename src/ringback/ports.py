@@ -381,3 +381,8 @@ class BookingSystem(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+# Opens a location's booking system (from its config and stored credential), or None when
+# the location books into Ringback itself.
+BookingSystemFactory = Callable[["Location"], "BookingSystem | None"]

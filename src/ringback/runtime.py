@@ -17,8 +17,9 @@ from huey import Huey
 from sqlalchemy.engine import Engine
 
 from ringback import jobs
-from ringback.booking import calendar_sync
+from ringback.booking import calendar_sync, system_changes
 from ringback.booking import service as booking_service
+from ringback.booking import systems as booking_systems_module
 from ringback.config import Locations, Settings
 from ringback.conversation import alerts as staff_alerts
 from ringback.conversation import reminders
@@ -36,6 +37,7 @@ from ringback.outbound_webhooks import service as webhooks
 from ringback.ports import (
     AlertDeliveryFailed,
     AlertEmailer,
+    BookingSystemFactory,
     CalendarFactory,
     CallerLookup,
     ChatWebhook,
@@ -262,7 +264,9 @@ def _sweep(deps: Deps) -> dict[str, int]:
         deps.jobs.conversation_timer(conversation_id, kind, deps.clock())
     counts["timers"] = len(timers)
     counts.update(webhooks.sweep(deps))
+    booking_systems_module.reload_credentials(deps)
     counts.update(calendar_sync.sweep(deps))
+    counts.update(system_changes.sweep(deps))
     counts.update(booking_service.expire_lapsed_holds(deps))
     counts.update(reminders.sweep(deps))
     if any(counts.values()):
@@ -348,6 +352,7 @@ def build_runtime(
     emailer: AlertEmailer | None = None,
     chat: ChatWebhook | None = None,
     calendars: CalendarFactory | None = None,
+    booking_systems: BookingSystemFactory | None = None,
 ) -> Runtime:
     engine = make_engine(settings.resolved_database_url)
     sessions = make_sessionmaker(engine)
@@ -368,6 +373,12 @@ def build_runtime(
         webhook = HttpChatWebhook(timeout=settings.send_timeout_seconds)
         closers.append(webhook.close)
         chat = webhook
+    link_secret = settings.link_secret()
+    outside = [loc for loc in locations if booking_systems_module.uses_system(loc)]
+    if booking_systems is None and outside:
+        booking_systems = booking_systems_module.OpenBookingSystems(
+            settings, sessions, link_secret, clock
+        )
     holder: dict[str, Deps] = {}
     watcher = SettingsWatcher(engine, locations)
 
@@ -390,7 +401,8 @@ def build_runtime(
         emailer=emailer,
         chat=chat,
         calendars=calendars or calendar_sync.caldav_calendars(settings.send_timeout_seconds),
-        link_secret=settings.link_secret(),
+        link_secret=link_secret,
+        booking_systems=booking_systems,
     )
     holder["deps"] = deps
     return Runtime(

@@ -15,7 +15,7 @@ each appointment's buffer.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
@@ -50,7 +50,17 @@ class Window:
 class BusyIndex:
     """Busy intervals per key, merged and sorted, answering "is [a, b) free?" by bisection."""
 
-    def __init__(self, intervals: Iterable[tuple[str, datetime, datetime]] = ()) -> None:
+    def __init__(
+        self,
+        intervals: Iterable[tuple[str, datetime, datetime]] = (),
+        allowed_starts: Mapping[str, frozenset[datetime]] | None = None,
+    ) -> None:
+        # The only starts an outside system that computes slots allows, per provider id.
+        self._allowed = (
+            {k: frozenset(s.timestamp() for s in v) for k, v in allowed_starts.items()}
+            if allowed_starts is not None
+            else None
+        )
         raw: dict[str, list[tuple[float, float]]] = {}
         for key, start, end in intervals:
             if end > start:
@@ -69,6 +79,11 @@ class BusyIndex:
                     ends.append(end_ts)
             self._starts[key] = starts
             self._ends[key] = ends
+
+    def start_allowed(self, provider_id: str, start: datetime) -> bool:
+        if self._allowed is None:
+            return True
+        return start.timestamp() in self._allowed.get(provider_id, frozenset())
 
     def free(self, key: str, start: datetime, end: datetime) -> bool:
         starts = self._starts.get(key)
@@ -130,6 +145,8 @@ def candidate_slots(
                 if start < not_before:
                     continue
                 busy_end = start + blocked
+                if not busy.start_allowed(provider.id, start):
+                    continue
                 if not (
                     busy.free(f"provider:{provider.id}", start, busy_end)
                     and busy.free("location", start, start + duration)

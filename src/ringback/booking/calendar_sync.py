@@ -24,13 +24,20 @@ from urllib.parse import urlsplit
 from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
+from ringback.booking import systems
 from ringback.booking.service import calendar_keys, calendar_link
 from ringback.config import Location
 from ringback.db import after_commit, transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.models import Appointment, CalendarRead, CalendarSync, ExternalBusy, Patient
-from ringback.ports import Calendar, CalendarEvent, CalendarFactory, CalendarUnavailable
+from ringback.ports import (
+    BookingSystemUnavailable,
+    Calendar,
+    CalendarEvent,
+    CalendarFactory,
+    CalendarUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,7 @@ MAX_ATTEMPTS = 30
 CLAIM_SECONDS = 120  # a write in progress; after this, another worker may take it over
 READ_EVERY = timedelta(minutes=5)
 UID_PREFIX = "ringback-"
+SYSTEM = systems.SYSTEM_KEY
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -111,9 +119,22 @@ def sync(deps: Deps, sync_id: int) -> str | None:
             return "failed"
         live = appointment.status == "booked"
         event = calendar_event(location, appointment, patient, deps.public_url)
-    calendar = deps.calendars(location, key) if deps.calendars else None
+        work = systems.prepare(location, appointment, patient, row) if key == SYSTEM else None
     error: CalendarUnavailable | None = None
-    if calendar is None:
+    external_ref: str | None = None
+    if work is not None:
+        # The clinic's booking system: book, or cancel, there (docs/booking-systems.md).
+        try:
+            external_ref = systems.carry_out(deps, location, work)
+        except BookingSystemUnavailable as exc:
+            error = CalendarUnavailable(exc.detail, retry=exc.retry)
+        except systems.TakenMeanwhile as exc:
+            error = CalendarUnavailable(
+                f"the time was taken in the booking system meanwhile ({exc}): call the "
+                "patient to move the booking",
+                retry=False,
+            )
+    elif (calendar := deps.calendars(location, key) if deps.calendars else None) is None:
         error = CalendarUnavailable("calendar no longer configured", retry=False)
     else:
         try:
@@ -137,6 +158,8 @@ def sync(deps: Deps, sync_id: int) -> str | None:
         if error is None:
             row.status, row.last_error, row.next_attempt_at = "done", None, None
             row.synced_at = now
+            if external_ref is not None:
+                row.external_ref = external_ref[:300]
             log_event(log, "calendar.written" if live else "calendar.removed", **fields)
             return "done"
         row.last_error = error.detail[:300]
@@ -250,6 +273,11 @@ def sweep(deps: Deps, *, force: bool = False) -> dict[str, int]:
             last: datetime | None = reads.get((location.id, key))
             if force or last is None or now - last >= READ_EVERY:
                 refresh_busy(deps, location, key)
+                refreshed += 1
+        if systems.uses_system(location):
+            last = reads.get((location.id, SYSTEM))
+            if force or last is None or now - last >= READ_EVERY:
+                systems.refresh_busy(deps, location)
                 refreshed += 1
     # Only what happened, so the sweep's usual answer is unchanged without calendars.
     counts = {"calendar_writes": len(due), "calendar_reads": refreshed}

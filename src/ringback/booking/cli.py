@@ -1,19 +1,27 @@
-"""``ringback calendars``: check the CalDAV calendars, print the ICS feed URLs, sync now."""
+"""``ringback calendars``: check the CalDAV calendars, print the ICS feed URLs, connect
+Google Calendar; ``ringback square map``: map a location to Square Appointments."""
 
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import typer
+from sqlalchemy.orm import Session, sessionmaker
 
 from ringback.booking import service as booking_service
-from ringback.cli.support import fail, load_config
+from ringback.cli.support import fail, load_config, open_database
+from ringback.config import Location, Locations, Settings
 from ringback.integrations.caldav import CalDavCalendar
 from ringback.ports import CalendarUnavailable
 
+T = TypeVar("T")
+
 app = typer.Typer(
-    help="Calendars: check CalDAV connections, list ICS feed URLs, re-read busy time.",
+    help="Calendars: check CalDAV connections, list ICS feed URLs, connect Google Calendar.",
     no_args_is_help=True,
 )
 
@@ -80,3 +88,318 @@ def feeds(
                 typer.echo(f"{label}: {feed_url(runtime.deps, location.id, key)}")
     finally:
         runtime.close()
+
+
+# --- booking systems: Google Calendar, Square ---------------------------------------------
+
+GOOGLE_LOOPBACK = "http://127.0.0.1:8765/"
+
+
+def _location(locations: Locations, location_id: str, system: str) -> Location:
+    location = locations.get(location_id)
+    if location is None:
+        known = ", ".join(loc.id for loc in locations)
+        raise fail(f"--location: no location {location_id!r} (known: {known})")
+    if location.booking_system != system:
+        raise fail(
+            f"--location: {location_id} has booking_system {location.booking_system!r}; set "
+            f"booking_system: {system} (and its {system} settings) in the locations file first"
+        )
+    return location
+
+
+def _code_from(answer: str, state: str) -> str:
+    """The code from what the admin pasted: the bare code, or the whole address Google sent
+    the browser to (then its ``state`` must be ours)."""
+    text = answer.strip()
+    if "code=" not in text:
+        if not text:
+            raise fail("no code given")
+        return text
+    query = parse_qs(urlsplit(text).query)
+    if query.get("error"):
+        raise fail(f"Google said: {query['error'][0]}")
+    if query.get("state", [""])[0] != state:
+        raise fail("the address's state is not the one this command made (start again)")
+    return query.get("code", [""])[0]
+
+
+@app.command("connect")
+def connect(
+    system: Annotated[str, typer.Argument(help="google")],
+    location_id: Annotated[str, typer.Option("--location", "-l", help="The location.")],
+    code: Annotated[
+        str, typer.Option(help="The code (or the whole address) Google sent the browser to.")
+    ] = "",
+    redirect_uri: Annotated[
+        str, typer.Option(help="The OAuth client's redirect URI (a loopback address by default).")
+    ] = GOOGLE_LOOPBACK,
+    listen: Annotated[
+        bool, typer.Option(help="Wait for Google's redirect on the loopback redirect URI.")
+    ] = False,
+) -> None:
+    """Connect a location to Google Calendar: consent in the browser, then the refresh token
+    is stored sealed with the install's secret key. A location configured with a service
+    account (google_calendar.service_account_key_file) is checked instead."""
+    from ringback.booking import credentials, systems
+    from ringback.db import transaction
+    from ringback.integrations.google_calendar import GoogleOAuth
+    from ringback.ports import BookingSystemUnavailable
+
+    if system != "google":
+        raise fail(f"connect: expected 'google', got {system!r} (Square: ringback square map)")
+    settings, locations = load_config()
+    location = _location(locations, location_id, "google_calendar")
+    google = location.google_calendar
+    assert google is not None
+    sessions = open_database(settings)
+    if google.service_account_key_file:
+        _check_system(settings, sessions, location, "service account")
+        return
+    client_id, client_secret = systems.google_client(settings, location)
+    if not client_id or not client_secret:
+        raise fail(
+            "no OAuth client: set GOOGLE_OAUTH_CLIENT_ID and GOOGLE_OAUTH_CLIENT_SECRET (or "
+            "google_calendar.oauth_client_id and oauth_client_secret_env)"
+        )
+    oauth = GoogleOAuth(
+        client_id,
+        client_secret,
+        redirect_uri,
+        token_url=settings.google_oauth_token_url,
+        timeout=settings.send_timeout_seconds,
+    )
+    state = GoogleOAuth.new_state()
+    try:
+        if not code:
+            typer.echo("Open this address, sign in with the clinic's Google account and allow:")
+            typer.echo(oauth.consent_url(state))
+            if listen:
+                answer = _wait_for_redirect(redirect_uri)
+            else:
+                answer = typer.prompt(
+                    "Paste the address Google sent your browser to (or just its code)"
+                )
+            code = _code_from(answer, state)
+        elif "code=" in code:  # the whole address, pasted by the admin in a later run
+            code = parse_qs(urlsplit(code.strip()).query).get("code", [""])[0]
+        try:
+            tokens = oauth.exchange_code(code)
+        except BookingSystemUnavailable as exc:
+            raise fail(f"Google refused the code: {exc.detail}") from exc
+    finally:
+        oauth.close()
+    if not tokens.refresh_token:
+        raise fail("Google sent no refresh token (remove Ringback's access and connect again)")
+    with transaction(sessions) as session:
+        credentials.save(
+            session,
+            settings.link_secret(),
+            location.id,
+            "google_calendar",
+            {"refresh_token": tokens.refresh_token},
+            datetime.now(UTC),
+        )
+    typer.echo(f"{location.id}: Google Calendar connected (refresh token stored sealed)")
+    _check_system(settings, sessions, location, "connection")
+
+
+def _wait_for_redirect(redirect_uri: str) -> str:
+    """Serve one request on the loopback redirect URI; return the address it was sent to."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    parts = urlsplit(redirect_uri)
+    if parts.hostname not in ("127.0.0.1", "localhost") or not parts.port:
+        raise fail("--listen needs a loopback redirect URI with a port, like " + GOOGLE_LOOPBACK)
+    got: dict[str, str] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            got["path"] = self.path
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(b"Ringback: you can close this tab and go back to the terminal.")
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    with HTTPServer((parts.hostname, parts.port), Handler) as server:
+        server.timeout = 300
+        server.handle_request()
+    if "path" not in got:
+        raise fail("no answer from Google within 5 minutes")
+    return f"{parts.scheme}://{parts.netloc}{got['path']}"
+
+
+def _check_system(
+    settings: Settings, sessions: sessionmaker[Session], location: Location, what: str
+) -> None:
+    """Read an hour of busy time from every mapped calendar or team member (exit 1 if not)."""
+    from ringback.booking import systems
+    from ringback.ports import BookingSystemUnavailable
+
+    opener = systems.OpenBookingSystems(
+        settings, sessions, settings.link_secret(), lambda: datetime.now(UTC)
+    )
+    system = opener(location)
+    assert system is not None
+    refs = sorted(set(systems.provider_refs(location).values()))
+    now = datetime.now(UTC)
+    try:
+        system.busy(now, now + timedelta(hours=1), refs)
+    except BookingSystemUnavailable as exc:
+        raise fail(f"{location.id}: the {what} does not work: {exc.detail}", code=1) from exc
+    finally:
+        system.close()
+    typer.echo(f"{location.id}: ok, {len(refs)} calendar(s) or team member(s) readable")
+
+
+square_app = typer.Typer(
+    help="Square Appointments: map locations, team members and services.",
+    no_args_is_help=True,
+)
+
+
+@square_app.command("map")
+def square_map(
+    location_id: Annotated[str, typer.Option("--location", "-l", help="The Ringback location.")],
+    square_location: Annotated[
+        str, typer.Option(help="The Square location id (default: the only one, or the mapped).")
+    ] = "",
+    token_stdin: Annotated[
+        bool,
+        typer.Option(help="Read the access token from stdin (stored sealed with --save)."),
+    ] = False,
+    save: Annotated[
+        bool, typer.Option(help="Write the mapping into the locations file (re-serialised).")
+    ] = False,
+    sandbox: Annotated[bool, typer.Option(help="Square's sandbox, not production.")] = False,
+) -> None:
+    """List Square's locations, team members and service variations, match them to the
+    location's providers and services by name, and print (or --save) the mapping."""
+    import sys
+
+    import yaml
+
+    from ringback.booking import credentials
+    from ringback.config import SquareSettings
+    from ringback.db import transaction
+    from ringback.integrations.square import (
+        SQUARE_API_BASE,
+        SQUARE_SANDBOX_BASE,
+        SquareBookingSystem,
+    )
+    from ringback.ports import BookingSystemUnavailable
+
+    settings, locations = load_config()
+    location = locations.get(location_id)
+    if location is None:
+        known = ", ".join(loc.id for loc in locations)
+        raise fail(f"--location: no location {location_id!r} (known: {known})")
+    current = location.square
+    env_name = current.access_token_env if current else "SQUARE_ACCESS_TOKEN"
+    sessions = open_database(settings)
+    token = sys.stdin.readline().strip() if token_stdin else ""
+    if not token:
+        with sessions() as session:
+            stored = credentials.load(session, settings.link_secret(), location.id, "square")
+        token = str((stored or {}).get("access_token") or os.environ.get(env_name, ""))
+    if not token:
+        raise fail(f"no Square access token: set {env_name} or give --token-stdin")
+    environment = "sandbox" if sandbox else (current.environment if current else "production")
+    base = settings.square_api_base_url or (
+        SQUARE_SANDBOX_BASE if environment == "sandbox" else SQUARE_API_BASE
+    )
+    chosen = square_location or (current.location_id if current else "")
+    try:
+        lister = SquareBookingSystem(token, chosen or "-", base_url=base)
+        try:
+            found = lister.locations()
+        finally:
+            lister.close()
+        typer.echo("Square locations:")
+        for item in found:
+            typer.echo(f"  {item.id}  {item.name} ({item.timezone or 'no zone'})")
+        if not chosen:
+            if len(found) != 1:
+                raise fail("several Square locations: choose one with --square-location", 1)
+            chosen = found[0].id
+        if chosen not in {item.id for item in found}:
+            raise fail(f"--square-location: {chosen!r} is not one of the seller's locations")
+        square = SquareBookingSystem(token, chosen, base_url=base)
+        try:
+            members = square.team_members()
+            services = square.services()
+        finally:
+            square.close()
+    except BookingSystemUnavailable as exc:
+        raise fail(f"Square: {exc.detail}", 1) from exc
+    typer.echo("Team members:")
+    for member in members:
+        typer.echo(f"  {member.id}  {member.name}")
+    typer.echo("Service variations:")
+    for variation in services:
+        minutes = f"{variation.duration_minutes} min" if variation.duration_minutes else "no time"
+        typer.echo(f"  {variation.variation_id}  {variation.name} ({minutes})")
+    team = {
+        p.id: m.id
+        for p in location.providers
+        if (m := _by_name(p.name, members, lambda m: m.name)) is not None
+    }
+    variations = {
+        s.name: v.variation_id
+        for s in location.services
+        if not s.consult and (v := _by_name(s.name, services, lambda v: v.name)) is not None
+    }
+    block: dict[str, Any] = {
+        "location_id": chosen,
+        "access_token_env": env_name,
+        "team_members": {**(current.team_members if current else {}), **team},
+        "services": {**(current.services if current else {}), **variations},
+    }
+    if environment == "sandbox":
+        block["environment"] = "sandbox"
+    unmatched = [p.id for p in location.providers if p.id not in block["team_members"]] + [
+        s.name
+        for s in location.services
+        if not s.consult
+        and any(p.performs(s.name) for p in location.providers)
+        and s.name not in block["services"]
+    ]
+    typer.echo("Mapping (under the location in the locations file):")
+    typer.echo(yaml.safe_dump({"booking_system": "square", "square": block}, sort_keys=False))
+    if unmatched:
+        typer.echo(f"not matched by name (add by hand): {', '.join(unmatched)}")
+    if not save:
+        return
+    SquareSettings.model_validate(block)
+    path = settings.config
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for entry in data["locations"]:
+        if entry.get("id") == location.id:
+            entry["booking_system"] = "square"
+            entry["square"] = block
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    typer.echo(f"saved to {path} (the file was rewritten: comments in it are gone)")
+    if token_stdin:
+        with transaction(sessions) as session:
+            credentials.save(
+                session,
+                settings.link_secret(),
+                location.id,
+                "square",
+                {"access_token": token},
+                datetime.now(UTC),
+            )
+        typer.echo(f"{location.id}: access token stored sealed")
+
+
+def _by_name(name: str, items: list[T], name_of: Callable[[T], str]) -> T | None:
+    """The item whose name is ``name`` (any case), else the only one that starts with it."""
+    wanted = name.casefold()
+    exact = [i for i in items if name_of(i).casefold() == wanted]
+    if exact:
+        return exact[0]
+    starts = [i for i in items if name_of(i).casefold().startswith(wanted)]
+    return starts[0] if len(starts) == 1 else None

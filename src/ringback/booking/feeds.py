@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from ringback.booking import calendar_sync, links
+from ringback.booking import calendar_sync, links, systems
 from ringback.booking import status as appointment_status
 from ringback.booking.service import LOCATION_CALENDAR
 from ringback.config import Location
@@ -129,7 +129,7 @@ def calendar_page(request: Request, user: Viewer, retried: int | None = None) ->
             problems.append(
                 {
                     "id": sync.id,
-                    "calendar": sync.calendar_key,
+                    "calendar": _calendar_label(deps, sync.location_id, sync.calendar_key),
                     "status": sync.status,
                     "attempts": sync.attempts,
                     "error": sync.last_error,
@@ -140,7 +140,10 @@ def calendar_page(request: Request, user: Viewer, retried: int | None = None) ->
                 }
             )
         read_errors = [
-            {"calendar": r.calendar_key, "error": r.last_error}
+            {
+                "calendar": _calendar_label(deps, r.location_id, r.calendar_key),
+                "error": r.last_error,
+            }
             for r in calendar_sync.read_problems(session)
             if r.location_id in visible
         ]
@@ -177,3 +180,11 @@ def retry_sync(request: Request, sync_id: int, user: Poster) -> Response:
         return HTMLResponse(page, status_code=404)
     log_event(log, "staff.calendar_retried", sync_id=sync_id, user_id=user.user_id)
     return RedirectResponse(f"/staff/calendar?retried={sync_id}", status_code=303)
+
+
+def _calendar_label(deps: Deps, location_id: str, key: str) -> str:
+    """A calendar key as staff know it: the booking system's name for its own row."""
+    location = deps.locations.get(location_id)
+    if key == systems.SYSTEM_KEY and location is not None:
+        return systems.SYSTEM_NAMES.get(location.booking_system, key)
+    return key

@@ -559,9 +559,16 @@ def _times_page(
     first = _day(link, day_text, today, last)
     days: list[dict[str, Any]] = []
     current = first
+    outside = booking.read_outside_days(deps, location, service, first, last)
     while len(days) < DAYS_SHOWN and current <= last:
         slots = booking.day_slots(
-            session, location, service, current, now, provider_id=provider.id if provider else None
+            session,
+            location,
+            service,
+            current,
+            now,
+            provider_id=provider.id if provider else None,
+            outside=outside,
         )
         if slots:
             rows = _slot_rows(slots, link)

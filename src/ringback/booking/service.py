@@ -18,6 +18,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ringback.booking import systems
 from ringback.booking.availability import (
     BusyIndex,
     Slot,
@@ -34,6 +35,7 @@ from ringback.funnel import rollup as funnel
 from ringback.logs import log_event
 from ringback.models import Appointment, BookingLock, CalendarSync, ExternalBusy, Patient
 from ringback.outbound_webhooks import service as webhooks
+from ringback.ports import BookingConflict
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,12 @@ def busy_index(
     now: datetime,
     *,
     ignore_appointment: int | None = None,
+    outside: systems.OutsideTimes | None = None,
 ) -> BusyIndex:
-    """Everything that makes a provider or room busy between ``start`` and ``end``."""
+    """Everything that makes a provider or room busy between ``start`` and ``end``.
+
+    ``outside`` is what the location's booking system said just now; without it, the busy
+    time the sweep read from it last stands in."""
     until = func.coalesce(Appointment.busy_until, Appointment.ends_at)
     live = or_(
         Appointment.status == "booked",
@@ -95,9 +101,15 @@ def busy_index(
         ExternalBusy.ends_at > start,
     )
     for key, starts_at, ends_at in session.execute(external):
+        if key.startswith(systems.BUSY_PREFIX):
+            if outside is not None:
+                continue  # read live instead
+            key = key.removeprefix(systems.BUSY_PREFIX)
         name = "location" if key == LOCATION_CALENDAR else f"provider:{key}"
         intervals.append((name, starts_at, ends_at))
-    return BusyIndex(intervals)
+    if outside is not None:
+        intervals.extend(outside.intervals)
+    return BusyIndex(intervals, outside.starts if outside is not None else None)
 
 
 def offer(
@@ -112,11 +124,26 @@ def offer(
     provider_id: str | None = None,
     ignore_appointment: int | None = None,
     spread: bool = False,
+    deps: Deps | None = None,
 ) -> list[Slot]:
     """Up to ``limit`` free slots for ``service`` closest to ``windows`` (else the earliest);
-    ``spread`` after "none of those" (see :func:`find_slots`)."""
+    ``spread`` after "none of those" (see :func:`find_slots`). With ``deps``, a location's
+    own booking system is read live (see :mod:`ringback.booking.systems`)."""
     horizon = now + timedelta(days=location.booking.horizon_days + 1)
-    busy = busy_index(session, location, now, horizon, now, ignore_appointment=ignore_appointment)
+    outside = (
+        systems.read_outside(deps, location, service, now, horizon)
+        if deps is not None and systems.uses_system(location)
+        else None
+    )
+    busy = busy_index(
+        session,
+        location,
+        now,
+        horizon,
+        now,
+        ignore_appointment=ignore_appointment,
+        outside=outside,
+    )
     return find_slots(
         location,
         service,
@@ -155,6 +182,7 @@ def _still_free(
         slot.end + timedelta(days=1),
         now,
         ignore_appointment=ignore_appointment,
+        outside=systems.UNDER_LOCK if systems.uses_system(location) else None,
     )
     return is_bookable(location, service, slot, now, busy)
 
@@ -227,8 +255,14 @@ def reserve(
         with session.begin_nested():
             session.add(appointment)
             session.flush()
+            if not hold:
+                # The clinic's own booking system, under the same lock (None: not used).
+                systems.write_under_lock(session, deps, location, appointment)
     except IntegrityError:
         # Only reachable if something outside the lock wrote the same slot.
+        log_event(log, "booking.slot_taken", location=location.id, provider=slot.provider_id)
+        return None
+    except BookingConflict:
         log_event(log, "booking.slot_taken", location=location.id, provider=slot.provider_id)
         return None
     if not hold:
@@ -269,17 +303,31 @@ def confirm_hold(
     if lapsed and not _still_free(session, location, service, slot, now, appointment.id):
         appointment.status = "expired"
         return None
-    appointment.status = "booked"
-    appointment.hold_expires_at = None
-    session.flush()
+    try:
+        with session.begin_nested():
+            appointment.status = "booked"
+            appointment.hold_expires_at = None
+            session.flush()
+            systems.write_under_lock(session, deps, location, appointment)
+    except BookingConflict:
+        session.refresh(appointment)
+        appointment.status = "expired"
+        return None
     _booked(session, deps, location, appointment, None)
     return appointment
 
 
 def cancel(
-    session: Session, deps: Deps, location: Location, appointment: Appointment, *, by: str
+    session: Session,
+    deps: Deps,
+    location: Location,
+    appointment: Appointment,
+    *,
+    by: str,
+    in_system: bool = True,
 ) -> bool:
-    """Cancel a live appointment (and take it off the calendars). False if it was not live."""
+    """Cancel a live appointment (and take it off the calendars and, unless it was cancelled
+    there, ``in_system=False``, the clinic's booking system). False if it was not live."""
     if appointment.status not in ("booked", "held"):
         return False
     appointment.status = "cancelled"
@@ -287,6 +335,8 @@ def cancel(
     appointment.cancelled_by = by
     funnel.appointment_changed(appointment)
     queue_calendar_syncs(session, deps, location, appointment)
+    if in_system:
+        systems.queue_cancel(session, deps, appointment)
     webhooks.appointment_cancelled(session, deps, appointment)
     log_event(log, "booking.cancelled", location=location.id, appointment_id=appointment.id, by=by)
     return True
@@ -397,8 +447,10 @@ def day_slots(
     now: datetime,
     *,
     provider_id: str | None = None,
+    outside: systems.OutsideTimes | None = None,
 ) -> list[Slot]:
     """Every free start on ``day`` (the location's calendar day), one slot per start time.
+    ``outside``: what the location's booking system said (:func:`read_outside_days`).
 
     Where several providers are free at a time, the first in the location's order is taken
     (the booking page shows times, and a provider filter for patients who care who).
@@ -414,13 +466,24 @@ def day_slots(
     ):
         return []
     start = datetime.combine(day, time(0), tzinfo=location.zone)
-    busy = busy_index(session, location, start, start + timedelta(days=2), now)
+    busy = busy_index(session, location, start, start + timedelta(days=2), now, outside=outside)
     not_before = now + timedelta(minutes=location.booking.lead_minutes)
     slots: list[Slot] = []
     for slot in candidate_slots(location, service, day, busy, not_before, providers):
         if not slots or slots[-1].start != slot.start:
             slots.append(slot)
     return slots
+
+
+def read_outside_days(
+    deps: Deps, location: Location, service: Service, first: date, last: date
+) -> systems.OutsideTimes | None:
+    """The booking system's word on ``first`` to ``last`` (one read for a page of days)."""
+    if not systems.uses_system(location):
+        return None
+    start = datetime.combine(first, time(0), tzinfo=location.zone)
+    end = datetime.combine(last + timedelta(days=2), time(0), tzinfo=location.zone)
+    return systems.read_outside(deps, location, service, start, end)
 
 
 def release_holds(session: Session, conversation_id: int, *, keep: int | None = None) -> None:

@@ -45,6 +45,7 @@ app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(records_app, name="patients")
 app.add_typer(calendars_cli.app, name="calendars")
 app.add_typer(settings_cli.app, name="config")
+app.add_typer(calendars_cli.square_app, name="square")
 app.add_typer(telephony_cli.build("twilio"), name="twilio")
 app.add_typer(telephony_cli.build("signalwire"), name="signalwire")
 log = logging.getLogger("ringback.cli")
@@ -230,6 +231,10 @@ def check_config(
             f"{mode}, {len(location.services)} services{booking}"
             + (f", {calendars} CalDAV calendar(s)" if calendars else "")
         )
+        if location.schedules or location.booking_system != "ringback":
+            from ringback.booking.systems import describe
+
+            typer.echo(f"  {describe(location)}")
     typer.echo(f"database: {settings.resolved_database_url.split('@')[-1]}")
     typer.echo(f"queue: {settings.resolved_queue_url.split('@')[-1]}")
     warnings = deployment_warnings(settings, locations)

@@ -91,7 +91,12 @@ def clinic(location: Location) -> Clinic:
 
 
 def find_offers(
-    session: Session, location: Location, command: FindOffers, now: datetime, language: str
+    session: Session,
+    location: Location,
+    command: FindOffers,
+    now: datetime,
+    language: str,
+    deps: Deps | None = None,
 ) -> OffersFound:
     """The free slots a :class:`FindOffers` asks for, as the machine offers them."""
     service = location.service_named(command.treatment)
@@ -107,6 +112,7 @@ def find_offers(
         ],
         exclude=[datetime.fromisoformat(x) for x in command.exclude],
         spread=command.spread,
+        deps=deps,
     )
     offers = tuple(
         Offer(
@@ -589,7 +595,7 @@ def _carry_out(
         return _book(session, deps, location, conversation, patient, command)
     elif isinstance(command, FindOffers):
         asked_at = message.created_at if message else now
-        return find_offers(session, location, command, asked_at, conversation.language)
+        return find_offers(session, location, command, asked_at, conversation.language, deps)
     elif isinstance(command, CancelAppointment):
         appointment = session.get(Appointment, command.appointment_id)
         if appointment is not None and appointment.patient_id == patient.id:

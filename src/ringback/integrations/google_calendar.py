@@ -284,10 +284,10 @@ JwtSigner = Callable[[bytes], bytes]
 class ServiceAccountCredentials:
     """The service-account flow (RFC 7523 JWT bearer grant), for Workspace clinics.
 
-    RS256 needs an RSA implementation, which the standard library lacks and Ringback does
-    not depend on (no ``cryptography`` in the environment); so the signature comes from
-    ``signer``, e.g. ``cryptography``'s ``private_key.sign(data, PKCS1v15(), SHA256())`` or
-    a cloud KMS. ``subject`` impersonates a Workspace user (domain-wide delegation).
+    RS256 needs an RSA implementation, which the standard library lacks; the signature comes
+    from ``signer`` (:func:`ringback.booking.systems.rsa_signer` signs with the key file's
+    private key through ``cryptography``), so a cloud KMS can sign instead. ``subject``
+    impersonates a Workspace user (domain-wide delegation).
     """
 
     def __init__(

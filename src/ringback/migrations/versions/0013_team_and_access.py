@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import ringback.db
 
 revision = "0013"
-down_revision = "0007"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
