@@ -407,6 +407,8 @@ class Reminder(BaseModel):
         return self.text or (
             DEFAULT_REMINDER_TEXT_HEALTH if health_details else DEFAULT_REMINDER_TEXT
         )
+
+
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 

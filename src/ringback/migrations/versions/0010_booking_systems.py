@@ -2,7 +2,7 @@
 cursors, push channels
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-05 12:40:00.000000
 """
 

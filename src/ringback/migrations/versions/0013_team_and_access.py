@@ -1,7 +1,7 @@
 """team and access: one-time invite and password-reset links; pausing a webhook endpoint
 
 Revision ID: 0013
-Revises: 0007
+Revises: 0010
 Create Date: 2026-12-05 12:20:00
 """
 
