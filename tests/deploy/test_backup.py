@@ -180,6 +180,17 @@ def test_backup_and_restore_refuse_bad_input_and_change_nothing(
     assert "made by a newer Ringback (schema revision 9999" in result.stderr
     assert not sa.inspect(sa.create_engine(target)).get_table_names()
 
+    # A backup from an older release comes up at this release's schema.
+    older_source = fresh_database()
+    assert quickly(older_source, "db", "upgrade", "0005").returncode == 0
+    older = tmp_path / "older.backup"
+    assert quickly(older_source, "backup", str(older)).returncode == 0
+    older_target = fresh_database()
+    upgraded = quickly(older_target, "restore", str(older))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert f"(schema 0005, now {head_revision()})" in upgraded.stdout
+    assert revision(older_target) == head_revision()
+
     # A migrated but empty database is not "data": restore goes ahead without --force.
     assert quickly(target, "db", "upgrade").returncode == 0
     restored = quickly(target, "restore", str(good))
