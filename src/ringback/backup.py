@@ -115,16 +115,25 @@ def restore(database_url: str, source: Path, *, force: bool = False) -> RestoreR
     started = time.monotonic()
     revision = _sqlite_revision(source) if kind == "sqlite" else _dump_revision(source)
     _check_known(revision, source)
+    if kind == "sqlite":
+        folder = _sqlite_path(url).parent
+        try:  # a new machine's data folder may not exist yet
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackupError(f"{folder}: cannot create the database's folder ({exc})") from None
     engine = make_engine(database_url)
     try:
-        if not force:
+        try:
             filled = tables_with_rows(engine)
-            if filled:
-                raise BackupError(
-                    f"the database at {_display(url)} is not empty (rows in "
-                    f"{', '.join(filled[:5])}{', ...' if len(filled) > 5 else ''}); "
-                    "use --force to replace it"
-                )
+        except sa.exc.OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0]
+            raise BackupError(f"cannot open the database at {_display(url)}: {reason}") from None
+        if not force and filled:
+            raise BackupError(
+                f"the database at {_display(url)} is not empty (rows in "
+                f"{', '.join(filled[:5])}{', ...' if len(filled) > 5 else ''}); "
+                "use --force to replace it"
+            )
         if kind == "sqlite":
             engine.dispose()
             _sqlite_restore(source, _sqlite_path(url))

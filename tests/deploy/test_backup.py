@@ -165,6 +165,18 @@ def test_backup_and_restore_refuse_bad_input_and_change_nothing(
         assert expected in result.stderr
         assert "Traceback" not in result.stderr
     assert not sa.inspect(sa.create_engine(target)).get_table_names()
+    unreachable = (
+        f"sqlite:///{junk}/ringback.db"
+        if DATABASE == "sqlite"
+        else target.rsplit("/", 1)[0] + "/no_such_database_here"
+    )
+    result = quickly(unreachable, "restore", str(good))
+    assert result.returncode == 2
+    assert (
+        "cannot create the database's folder"
+        if DATABASE == "sqlite"
+        else "cannot open the database"
+    ) in result.stderr
 
     # A backup from a newer Ringback (a schema revision this one does not know).
     newer_source = fresh_database()
