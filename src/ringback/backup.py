@@ -9,8 +9,10 @@ SQLite
     connections.
 
 PostgreSQL
-    ``pg_dump --format=custom`` (one consistent snapshot; the service keeps serving) and
-    ``pg_restore --single-transaction --exit-on-error --no-owner --no-privileges``.
+    ``pg_dump --format=custom`` (one consistent snapshot; the service keeps serving).
+    Restoring turns the archive into SQL with ``pg_restore`` and runs it with ``psql`` in
+    one transaction together with dropping the target's tables, so a restore that fails
+    leaves the target as it was.
 
 Either way ``restore`` refuses a target that holds data unless forced, refuses a backup
 made by a newer Ringback (a schema revision this version does not know) before touching
@@ -24,6 +26,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,34 +115,32 @@ def restore(database_url: str, source: Path, *, force: bool = False) -> RestoreR
     started = time.monotonic()
     revision = _sqlite_revision(source) if kind == "sqlite" else _dump_revision(source)
     _check_known(revision, source)
+    if kind == "sqlite":
+        folder = _sqlite_path(url).parent
+        try:  # a new machine's data folder may not exist yet
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackupError(f"{folder}: cannot create the database's folder ({exc})") from None
     engine = make_engine(database_url)
     try:
-        if not force:
+        try:
             filled = tables_with_rows(engine)
-            if filled:
-                raise BackupError(
-                    f"the database at {_display(url)} is not empty (rows in "
-                    f"{', '.join(filled[:5])}{', ...' if len(filled) > 5 else ''}); "
-                    "use --force to replace it"
-                )
+        except sa.exc.OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0]
+            raise BackupError(f"cannot open the database at {_display(url)}: {reason}") from None
+        if not force and filled:
+            raise BackupError(
+                f"the database at {_display(url)} is not empty (rows in "
+                f"{', '.join(filled[:5])}{', ...' if len(filled) > 5 else ''}); "
+                "use --force to replace it"
+            )
         if kind == "sqlite":
             engine.dispose()
             _sqlite_restore(source, _sqlite_path(url))
         else:
-            _drop_tables(engine)
+            existing = sa.inspect(engine).get_table_names()
             engine.dispose()
-            _run(
-                [
-                    "pg_restore",
-                    "--single-transaction",
-                    "--exit-on-error",
-                    "--no-owner",
-                    "--no-privileges",
-                    f"--dbname={_conninfo(url)}",
-                    str(source),
-                ],
-                url,
-            )
+            _pg_restore(url, source, drop=existing)
         upgrade(engine)
         with engine.connect() as connection:
             current = connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
@@ -266,12 +267,31 @@ def _dump_revision(path: Path) -> str | None:
     return None
 
 
-def _drop_tables(engine: Engine) -> None:
-    """Empty the target schema of Ringback's tables (those a newer migration made too)."""
-    names = sa.inspect(engine).get_table_names()
-    with engine.begin() as connection:
-        for name in names:
-            connection.execute(sa.text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
+def _pg_restore(url: URL, source: Path, *, drop: list[str]) -> None:
+    """Replace the target's tables with the dump's, all in one transaction: the dump is
+    turned into SQL first (a damaged archive fails here, before the database is touched),
+    then psql drops the existing tables (those a newer migration made too) and runs it,
+    stopping and rolling back at the first error."""
+    with tempfile.TemporaryDirectory(prefix="ringback-restore-") as scratch:
+        script = Path(scratch) / "restore.sql"
+        _run(
+            ["pg_restore", "--no-owner", "--no-privileges", f"--file={script}", str(source)],
+            url,
+        )
+        drops = [f'DROP TABLE IF EXISTS "{name}" CASCADE;' for name in drop]
+        _run(
+            [
+                "psql",
+                "--no-psqlrc",
+                "--quiet",
+                "--single-transaction",
+                "--set=ON_ERROR_STOP=1",
+                f"--dbname={_conninfo(url)}",
+                *(["--command=" + " ".join(drops)] if drops else []),
+                f"--file={script}",
+            ],
+            url,
+        )
 
 
 # --- both ------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
+from ringback.cli.main import app
 from ringback.db import Base
 from ringback.models import Call, Message
 from ringback.schema import head_revision
@@ -23,7 +25,15 @@ CALLS = 40
 
 
 def on(url: str, *args: str) -> Any:
+    """``ringback ARGS`` in its own process, on the database at ``url``."""
     return ringback(*args, env={"RINGBACK_DATABASE_URL": url})
+
+
+def quickly(url: str, *args: str) -> Any:
+    """``ringback ARGS`` in this process (the same command, without a Python start-up)."""
+    result = CliRunner().invoke(app, list(args), env={"RINGBACK_DATABASE_URL": url})
+    result.returncode = result.exit_code
+    return result
 
 
 def contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -111,6 +121,15 @@ def test_a_backup_taken_while_webhooks_arrive_restores_into_a_fresh_database(
     forced = on(target, "restore", str(second), "--force")
     assert forced.returncode == 0, forced.stderr
     assert contents(target) == contents(source)
+
+    # A damaged backup fails before the target is touched, even with --force.
+    broken = tmp_path / "broken.backup"
+    data = second.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    failed = on(target, "restore", str(broken), "--force")
+    assert failed.returncode == 2
+    assert "Traceback" not in failed.stderr
+    assert contents(target) == contents(source)
     with service.db() as session:
         texts = session.scalar(sa.select(sa.func.count()).select_from(Message))
     assert len(contents(target)["messages"]) == texts >= CALLS
@@ -122,13 +141,13 @@ def test_backup_and_restore_refuse_bad_input_and_change_nothing(
     source = service.runtime.settings.resolved_database_url
     target = fresh_database()
     good = tmp_path / "good.backup"
-    assert on(source, "backup", str(good)).returncode == 0
+    assert quickly(source, "backup", str(good)).returncode == 0
 
-    again = on(source, "backup", str(good))
+    again = quickly(source, "backup", str(good))
     assert again.returncode == 2
     assert f"{good}: already exists (use --force" in again.stderr
-    assert on(source, "backup", str(good), "--force").returncode == 0
-    nowhere = on(source, "backup", str(tmp_path / "missing" / "x.backup"))
+    assert quickly(source, "backup", str(good), "--force").returncode == 0
+    nowhere = quickly(source, "backup", str(tmp_path / "missing" / "x.backup"))
     assert nowhere.returncode == 2
     assert "no such directory" in nowhere.stderr
 
@@ -141,28 +160,51 @@ def test_backup_and_restore_refuse_bad_input_and_change_nothing(
         (junk, "not a Ringback backup"),
         (other_kind, "restore it into the same kind of database"),
     ):
-        result = on(target, "restore", str(path))
+        result = quickly(target, "restore", str(path))
         assert result.returncode == 2, result.stdout
         assert expected in result.stderr
         assert "Traceback" not in result.stderr
     assert not sa.inspect(sa.create_engine(target)).get_table_names()
+    unreachable = (
+        f"sqlite:///{junk}/ringback.db"
+        if DATABASE == "sqlite"
+        else target.rsplit("/", 1)[0] + "/no_such_database_here"
+    )
+    result = quickly(unreachable, "restore", str(good))
+    assert result.returncode == 2
+    assert (
+        "cannot create the database's folder"
+        if DATABASE == "sqlite"
+        else "cannot open the database"
+    ) in result.stderr
 
     # A backup from a newer Ringback (a schema revision this one does not know).
     newer_source = fresh_database()
-    assert on(newer_source, "db", "upgrade").returncode == 0
+    assert quickly(newer_source, "db", "upgrade").returncode == 0
     engine = sa.create_engine(newer_source)
     with engine.begin() as connection:
         connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
     newer = tmp_path / "newer.backup"
-    assert on(newer_source, "backup", str(newer)).returncode == 0
-    result = on(target, "restore", str(newer))
+    assert quickly(newer_source, "backup", str(newer)).returncode == 0
+    result = quickly(target, "restore", str(newer))
     assert result.returncode == 2
     assert "made by a newer Ringback (schema revision 9999" in result.stderr
     assert not sa.inspect(sa.create_engine(target)).get_table_names()
 
+    # A backup from an older release comes up at this release's schema.
+    older_source = fresh_database()
+    assert quickly(older_source, "db", "upgrade", "0005").returncode == 0
+    older = tmp_path / "older.backup"
+    assert quickly(older_source, "backup", str(older)).returncode == 0
+    older_target = fresh_database()
+    upgraded = quickly(older_target, "restore", str(older))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert f"(schema 0005, now {head_revision()})" in upgraded.stdout
+    assert revision(older_target) == head_revision()
+
     # A migrated but empty database is not "data": restore goes ahead without --force.
-    assert on(target, "db", "upgrade").returncode == 0
-    restored = on(target, "restore", str(good))
+    assert quickly(target, "db", "upgrade").returncode == 0
+    restored = quickly(target, "restore", str(good))
     assert restored.returncode == 0, restored.stderr
     assert contents(target) == contents(source)

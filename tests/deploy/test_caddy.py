@@ -23,7 +23,9 @@ def test_signed_webhooks_pass_through_caddy_over_https(
     # Twilio signs the URL it was given: RINGBACK_PUBLIC_URL, Caddy's https host and port.
     service = make_service(public_url=f"https://localhost:{https_port}")
     upstream = service.url.removeprefix("http://")
-    with caddy_in_front([upstream], tmp_path, https_port=https_port) as proxy:
+    # A second web process that is down: Caddy skips it (every request below succeeds).
+    down = f"127.0.0.1:{free_port()}"
+    with caddy_in_front([down, upstream], tmp_path, https_port=https_port) as proxy:
         assert proxy.https_url == service.public_url
         tls = ssl.create_default_context(cafile=str(proxy.root_certificate))
         with httpx.Client(verify=tls, timeout=10) as client:
@@ -32,9 +34,10 @@ def test_signed_webhooks_pass_through_caddy_over_https(
                 headers = {"X-Twilio-Signature": signature}
                 return client.post(proxy.https_url + path, data=params, headers=headers)
 
-            health = client.get(proxy.https_url + "/healthz")
-            assert health.status_code == 200
-            assert health.json()["status"] == "ok"
+            for _ in range(4):
+                health = client.get(proxy.https_url + "/healthz")
+                assert health.status_code == 200
+                assert health.json()["status"] == "ok"
             # /metrics stays inside (Prometheus scrapes the web processes directly).
             assert client.get(proxy.https_url + "/metrics").status_code == 404
 
