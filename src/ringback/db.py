@@ -318,6 +318,12 @@ def _run_after_commit(session: Session) -> None:
     # The transaction is committed: what it stored is the truth whatever happens next. An
     # action that fails (the queue is down) is logged and the rest still run; the caller
     # (a webhook answering Twilio) carries on, and the sweep re-drives the stored work.
+    # A savepoint's commit (begin_nested) fires this event too, but nothing is committed
+    # yet and the outer transaction still holds SQLite's write lock: the work waits for
+    # the outermost commit (a job run inline here would wait on that lock, or see rows
+    # that are rolled back later).
+    if session.in_nested_transaction():
+        return
     actions: list[AfterCommit] = session.info.pop("after_commit", [])
     for action in actions:
         try:

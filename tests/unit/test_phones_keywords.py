@@ -107,3 +107,23 @@ def test_after_commit_survives_a_rolled_back_savepoint_and_not_a_rollback(tmp_pa
         session.rollback()
         session.commit()
     assert ran == ["kept"]
+
+
+def test_after_commit_waits_for_the_outermost_commit_not_a_savepoints(tmp_path: object) -> None:
+    import sqlalchemy as sa
+
+    from ringback.db import after_commit, make_engine, make_sessionmaker
+
+    engine = make_engine(f"sqlite:///{tmp_path}/z.db")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+    sessions = make_sessionmaker(engine)
+    ran: list[str] = []
+    with sessions() as session:
+        session.execute(sa.text("INSERT INTO t VALUES (1)"))
+        with session.begin_nested():
+            session.execute(sa.text("INSERT INTO t VALUES (2)"))
+            after_commit(session, lambda: ran.append("queued"))
+        assert ran == []  # the savepoint is released; the transaction is still open
+        session.commit()
+    assert ran == ["queued"]
