@@ -827,7 +827,7 @@ class _Importer:
                     "updated_at": insert.excluded.updated_at,
                 },
             )
-            session.execute(statement, rows)
+            session.execute(statement, rows)  # executemany: pipelined on PostgreSQL
         changed_rows = [
             {"id": ids[phone], **state[phone], "updated_at": now}
             for phone, before in known.items()
