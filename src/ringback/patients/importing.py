@@ -7,8 +7,10 @@ patient and start when the export has no id), so importing the same file again u
 never duplicates. Imported patients count as returning, and their upcoming appointments are
 what screening's "already booked" reads.
 
-Nothing here commits: the caller (a CLI command, a request) owns the transaction, so an
-import is all or nothing and ``--dry-run`` is a rollback.
+:func:`import_patients` and :func:`import_appointments` join the caller's transaction
+(``--dry-run`` is a rollback); :func:`import_in_batches` owns its transactions, one per
+:data:`BATCH_ROWS` good rows, each saved with a few bulk statements, so a large file never
+holds the write lock for long, and a failure names the lines it did not save.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time as time_module
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -1064,6 +1067,7 @@ def import_appointments(
 
 
 BATCH_ROWS = 500
+SQLITE_YIELD_SECONDS = 0.1
 _PATIENT_COLUMNS = ("first_name", "last_name", "external_id", "status")
 _APPOINTMENT_VALUES = (
     "patient_id",
@@ -1119,8 +1123,11 @@ def import_in_batches(
     batch: list[_PatientFields | _AppointmentFields] = []
     lines: list[int] = []
 
+    sqlite = sessions.kw["bind"].dialect.name == "sqlite"
+
     def flush() -> None:
         counts = (report.created, report.updated, report.unchanged, report.patients_created)
+        started = time_module.monotonic()
         try:
             with transaction(sessions) as session:
                 importer.session = session
@@ -1133,6 +1140,12 @@ def import_in_batches(
             ) from exc
         batch.clear()
         lines.clear()
+        if sqlite:
+            # SQLite's writers in other processes (the web server storing a webhook) wait
+            # in a busy handler that looks again at most every 100 ms: leave the lock free
+            # as long as it was held, up to that, or back-to-back batches starve them.
+            held = time_module.monotonic() - started
+            time_module.sleep(min(held, SQLITE_YIELD_SECONDS))
         if progress is not None:
             progress(report)
 
