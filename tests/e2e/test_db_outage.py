@@ -25,6 +25,7 @@ from ringback.inbox.spool import Spool, SpooledEvent, store_batch
 from ringback.models import ProviderEvent
 from tests.conftest import DATABASE, Service, settle, wait_for
 from tests.support.phone import FRONT_DESK_TO, texts_to
+from tests.support.workers import worker_process
 from tests.twilio_payloads import caller_number, new_call_sid, payload
 
 BUDGET = "0.5"  # seconds a webhook waits for the database before it spools
@@ -210,3 +211,24 @@ def test_a_drain_that_crashed_between_store_and_delete_sends_nothing_twice(
     settle(1.0)
     assert [len(texts_to(service, caller)) for caller in callers] == [1, 1]
     assert service.scalar(select(func.count(ProviderEvent.id))) == 2
+
+
+def test_a_worker_drains_the_spool_a_dead_web_process_left(
+    make_service: Callable[..., Service], tmp_path: Path
+) -> None:
+    # The web process here neither drains (no spool of its own) nor runs jobs.
+    service = make_service(run_worker=False, settings_overrides={"RINGBACK_SPOOL_MAX_MB": 0})
+    caller = caller_number(7300)
+    dead = Spool(tmp_path / "spool", 1 << 20)
+    data = payload("dial_result_no_answer", CallSid=new_call_sid(), From=caller, To=FRONT_DESK_TO)
+    clock = service.runtime.deps.clock
+    dead.append(SpooledEvent("twilio", "dial_result", "glow-downtown", data, clock()))
+    dead.close()
+    worker = worker_process(service)
+    try:
+        wait_for(lambda: texts_to(service, caller), timeout=30, what="the worker's drain")
+        wait_for(lambda: not list((tmp_path / "spool").glob("*.spool")), what="the file gone")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+    assert len(texts_to(service, caller)) == 1

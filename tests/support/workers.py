@@ -20,6 +20,7 @@ def worker_process_env(service: Service, *, workers: int = 1) -> dict[str, str]:
         RINGBACK_PUBLIC_URL=settings.public_url,
         RINGBACK_WORKERS=str(workers),
         RINGBACK_SEND_TIMEOUT="60",
+        RINGBACK_SPOOL_DIR=str(settings.resolved_spool_dir),
         TWILIO_ACCOUNT_SID=settings.twilio_account_sid,
         TWILIO_AUTH_TOKEN=settings.twilio_auth_token,
         TWILIO_API_BASE_URL=settings.twilio_api_base_url,

@@ -146,3 +146,15 @@ def test_the_drainer_backs_off_while_the_database_refuses(tmp_path: Path) -> Non
     drainer.store = lambda batch: None
     assert drainer.drain_once() == 0.5
     assert spool.pending() == 0
+
+
+def test_segments_another_process_drained_no_longer_count_as_pending(tmp_path: Path) -> None:
+    mine, worker = Spool(tmp_path, 1 << 20), Spool(tmp_path, 1 << 20)
+    mine.append(event(0))
+    mine.seal()  # sealed: any process may drain it now
+    got: list[SpooledEvent] = []
+    assert worker.drain(got.extend) == 1
+    assert mine.pending() == 1  # not yet noticed
+    assert mine.drain(got.extend) == 0
+    assert mine.pending() == 0
+    assert got == [event(0)]

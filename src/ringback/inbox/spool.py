@@ -253,6 +253,10 @@ class Spool:
                 _fsync_directory(self.directory)
             with self._lock:
                 self._mine.pop(path, None)
+        with self._lock:
+            # Sealed segments of ours that another process drained meanwhile.
+            for path in [p for p in self._mine if p != self._path and not p.exists()]:
+                del self._mine[path]
         if stored:
             log_event(log, "spool.drained", events=stored)
         return stored

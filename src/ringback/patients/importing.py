@@ -7,8 +7,10 @@ patient and start when the export has no id), so importing the same file again u
 never duplicates. Imported patients count as returning, and their upcoming appointments are
 what screening's "already booked" reads.
 
-Nothing here commits: the caller (a CLI command, a request) owns the transaction, so an
-import is all or nothing and ``--dry-run`` is a rollback.
+:func:`import_patients` and :func:`import_appointments` join the caller's transaction
+(``--dry-run`` is a rollback); :func:`import_in_batches` owns its transactions, one per
+:data:`BATCH_ROWS` good rows, each saved with a few bulk statements, so a large file never
+holds the write lock for long, and a failure names the lines it did not save.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time as time_module
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -23,7 +26,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, TypeVar
 
 import phonenumbers
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ringback.config import Location
@@ -827,7 +830,7 @@ class _Importer:
                     "updated_at": insert.excluded.updated_at,
                 },
             )
-            session.execute(statement, rows)
+            session.execute(statement, rows)  # executemany: pipelined on PostgreSQL
         changed_rows = [
             {"id": ids[phone], **state[phone], "updated_at": now}
             for phone, before in known.items()
@@ -843,14 +846,124 @@ class _Importer:
             for created, changed in self.save_patients_bulk(people):
                 self.count(created, changed)
             return
-        # Appointments: their patients in bulk first, then each appointment.
+        # Appointments: their patients in bulk first, then the appointments in bulk.
         visits = [item for item in items if isinstance(item, _AppointmentFields)]
         for created, _ in self.save_patients_bulk([visit.patient for visit in visits]):
             self.report.patients_created += created
-        self.session.expire_all()
-        for visit in visits:
-            created, changed = self.save_appointment(visit, count_patient=False)
+        for created, changed in self.save_appointments_bulk(visits):
             self.count(created, changed)
+
+    def save_appointments_bulk(
+        self, visits: Sequence[_AppointmentFields]
+    ) -> list[tuple[bool, bool]]:
+        """Upsert a batch of appointments (their patients saved already) in a few
+        statements; (created, changed) per row, as :meth:`save_appointment` would say."""
+        session, location_id = self.session, self.location.id
+        patient_ids: dict[str, int] = {
+            row.phone: row.id
+            for row in session.execute(
+                select(Patient.phone, Patient.id).where(
+                    Patient.location_id == location_id,
+                    Patient.phone.in_(sorted({visit.patient.phone for visit in visits})),
+                )
+            )
+        }
+        external_ids = sorted({v.external_id for v in visits if v.external_id is not None})
+        matched_patients = sorted(
+            {patient_ids[v.patient.phone] for v in visits if v.external_id is None}
+        )
+        loaded = session.execute(
+            select(*(getattr(Appointment, name) for name in _APPOINTMENT_READ))
+            .where(
+                Appointment.location_id == location_id,
+                or_(
+                    Appointment.external_id.in_(external_ids),
+                    Appointment.patient_id.in_(matched_patients),
+                ),
+            )
+            .order_by(Appointment.id)
+        ).all()
+        records: list[dict[str, Any]] = [
+            {name: getattr(row, name) for name in _APPOINTMENT_READ} for row in loaded
+        ]
+        before = {record["id"]: dict(record) for record in records}
+        by_external = {r["external_id"]: r for r in records if r["external_id"] is not None}
+
+        def by_start(patient_id: int, starts_at: datetime) -> dict[str, Any] | None:
+            return next(
+                (
+                    r
+                    for r in records
+                    if r["patient_id"] == patient_id and r["starts_at"] == starts_at
+                ),
+                None,
+            )
+
+        results: list[tuple[bool, bool]] = []
+        for visit in visits:
+            patient_id = patient_ids[visit.patient.phone]
+            if visit.external_id is not None:
+                record = by_external.get(visit.external_id)
+            else:
+                record = by_start(patient_id, visit.starts_at)
+            values: dict[str, Any] = {
+                "patient_id": patient_id,
+                "service": visit.service,
+                "starts_at": visit.starts_at,
+                "ends_at": visit.ends_at,
+                "status": visit.status,
+                "provider_name": visit.provider,
+                "value_cents": visit.value_cents,
+            }
+            if record is None:
+                record = {
+                    "id": None,
+                    "external_id": visit.external_id,
+                    "conversation_id": None,
+                    "rescheduled_from_id": None,
+                    **values,
+                }
+                records.append(record)
+                if visit.external_id is not None:
+                    by_external[visit.external_id] = record
+                results.append((True, False))
+                continue
+            changed = False
+            for name, value in values.items():
+                if value is not None and record[name] != value:
+                    record[name] = value  # an empty cell keeps what was known
+                    changed = True
+            results.append((False, changed))
+        new = [
+            {
+                "location_id": location_id,
+                "external_id": r["external_id"],
+                "source": "import",
+                "created_at": self.now,
+                **{name: r[name] for name in _APPOINTMENT_VALUES},
+            }
+            for r in records
+            if r["id"] is None
+        ]
+        if new:
+            session.execute(insert(Appointment), new)  # executemany
+        changed_rows = [r for r in records if r["id"] is not None and r != before[r["id"]]]
+        plain = [
+            {"id": r["id"], **{name: r[name] for name in _APPOINTMENT_VALUES}}
+            for r in changed_rows
+            if r["conversation_id"] is None and r["rescheduled_from_id"] is None
+        ]
+        if plain:
+            session.execute(update(Appointment), plain)
+        for r in changed_rows:
+            if r["conversation_id"] is not None or r["rescheduled_from_id"] is not None:
+                # One Ringback booked: its booking's outcome moves (through the ORM).
+                appointment = session.get(Appointment, r["id"])
+                assert appointment is not None
+                for name in _APPOINTMENT_VALUES:
+                    setattr(appointment, name, r[name])
+                funnel.appointment_changed(appointment)
+        return results
 
     # -- saving --
 
@@ -874,17 +987,10 @@ class _Importer:
             patient.updated_at = self.now
         return patient, existing is None, changed
 
-    def save_appointment(
-        self, fields: _AppointmentFields, *, count_patient: bool = True
-    ) -> tuple[bool, bool]:
+    def save_appointment(self, fields: _AppointmentFields) -> tuple[bool, bool]:
         """Upsert by the system's id, else by patient and start; (created, changed)."""
-        if count_patient:
-            patient, patient_created, _ = self.save_patient(fields.patient)
-            self.report.patients_created += patient_created
-        else:  # saved with its batch already
-            found = patients.find(self.session, self.location.id, fields.patient.phone)
-            assert found is not None
-            patient = found
+        patient, patient_created, _ = self.save_patient(fields.patient)
+        self.report.patients_created += patient_created
         if fields.external_id is not None:
             match = Appointment.external_id == fields.external_id
         else:
@@ -961,7 +1067,24 @@ def import_appointments(
 
 
 BATCH_ROWS = 500
+SQLITE_YIELD_SECONDS = 0.1
 _PATIENT_COLUMNS = ("first_name", "last_name", "external_id", "status")
+_APPOINTMENT_VALUES = (
+    "patient_id",
+    "service",
+    "starts_at",
+    "ends_at",
+    "status",
+    "provider_name",
+    "value_cents",
+)
+_APPOINTMENT_READ = (
+    "id",
+    "external_id",
+    "conversation_id",
+    "rescheduled_from_id",
+    *_APPOINTMENT_VALUES,
+)
 
 
 class BatchFailed(Exception):
@@ -1000,8 +1123,11 @@ def import_in_batches(
     batch: list[_PatientFields | _AppointmentFields] = []
     lines: list[int] = []
 
+    sqlite = sessions.kw["bind"].dialect.name == "sqlite"
+
     def flush() -> None:
         counts = (report.created, report.updated, report.unchanged, report.patients_created)
+        started = time_module.monotonic()
         try:
             with transaction(sessions) as session:
                 importer.session = session
@@ -1014,6 +1140,12 @@ def import_in_batches(
             ) from exc
         batch.clear()
         lines.clear()
+        if sqlite:
+            # SQLite's writers in other processes (the web server storing a webhook) wait
+            # in a busy handler that looks again at most every 100 ms: leave the lock free
+            # as long as it was held, up to that, or back-to-back batches starve them.
+            held = time_module.monotonic() - started
+            time_module.sleep(min(held, SQLITE_YIELD_SECONDS))
         if progress is not None:
             progress(report)
 
