@@ -312,3 +312,17 @@ def test_an_unknown_location_is_404(db_service: Service, owner: httpx.Client) ->
     overview = owner.get("/staff/settings")
     assert overview.status_code == 200
     assert "Glow Med Spa Westside" in overview.text
+
+
+def test_a_form_opened_before_someone_else_saved_is_refused_not_merged(
+    db_service: Service, owner: httpx.Client
+) -> None:
+    form = read_form(owner, BASE)
+    other = dict(form, ring_seconds="40")
+    assert owner.post(BASE, data=other).status_code == 303
+    form["address"] = "9 Elm St"
+    refused = owner.post(BASE, data=form)  # still carries the version it was opened at
+    assert refused.status_code == 409
+    assert "someone else saved a change" in html.unescape(refused.text)
+    assert downtown(db_service).ring_seconds == 40
+    assert downtown(db_service).address != "9 Elm St"

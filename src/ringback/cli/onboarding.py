@@ -194,6 +194,12 @@ def run_init(
     base = load_settings().public_url
     if path is None:
         edit = f"Edit the services and prices at {base}/staff/settings (or ringback config export)."
+        if load_settings().config.is_file():
+            typer.echo(
+                f"note: {load_settings().config} exists here; `ringback serve` started in this "
+                "folder would use that file instead of the database (move it away)",
+                err=True,
+            )
         start = "ringback serve"
     else:
         edit = f"Edit the services and prices in {path} (README, Configuration)."

@@ -77,7 +77,7 @@ def _checked(form: Form, name: str) -> bool:
     return name in form and str(form[name]).lower() not in ("", "0", "false", "off")
 
 
-def _rows(form: Form, prefix: str) -> list[int]:
+def row_numbers(form: Form, prefix: str) -> list[int]:
     found = {
         int(match.group(1))
         for key in form
@@ -144,7 +144,7 @@ def services(current: dict[str, Any], form: Form) -> Parsed:
     data = dict(current)
     rows: list[dict[str, Any]] = []
     origin: list[int] = []
-    for n in _rows(form, "services"):
+    for n in row_numbers(form, "services"):
         name = _text(form, f"services.{n}.name")
         if _checked(form, f"services.{n}.remove") or not any(
             _text(form, f"services.{n}.{key}") for key in ("name", "aliases", "price", "prep_note")
@@ -177,7 +177,7 @@ def providers(current: dict[str, Any], form: Form) -> Parsed:
     rows: list[dict[str, Any]] = []
     origin: list[int] = []
     problems: dict[str, str] = {}
-    for n in _rows(form, "providers"):
+    for n in row_numbers(form, "providers"):
         name = _text(form, f"providers.{n}.name")
         hours = {day: _text(form, f"providers.{n}.hours.{day}") for day in WEEKDAYS}
         blank = not name and not _text(form, f"providers.{n}.services") and not any(hours.values())

@@ -213,7 +213,7 @@ def _page(
 
 
 def _row_numbers(form: dict[str, str], prefix: str) -> list[int]:
-    rows = forms._rows(form, prefix)
+    rows = forms.row_numbers(form, prefix)
     # Always one blank row to add to, even without scripts.
     return [*rows, (max(rows) + 1) if rows else 0]
 
