@@ -76,6 +76,10 @@ def test_an_invitation_link_makes_the_account_once(service: Service) -> None:
     token = url.rsplit("/", 1)[1]
     assert service.scalar(select(StaffLink.token_hash)) != token
     assert url not in owner.get(TEAM).text  # shown once
+    assert made.headers["cache-control"] == "no-store"
+    with httpx.Client(base_url=service.url, timeout=10) as browser:
+        landing = browser.get(url.removeprefix(service.public_url))
+    assert landing.headers["referrer-policy"] == "no-referrer"
 
     assert error_field(spend(service, url, name="Nina", password="short", confirm="short")) == (
         "password"
