@@ -5,7 +5,10 @@ remove. Owners only, CSRF on every form, bad input saves nothing."""
 from __future__ import annotations
 
 import html
+import os
 import re
+import subprocess
+import sys
 
 import httpx
 from sqlalchemy import func, select
@@ -123,3 +126,41 @@ def test_staff_cannot_manage_endpoints(service: Service) -> None:
     assert refused.status_code == 403
     assert desk.post(f"{PAGE}/endpoints/1/pause", data={"csrf_token": csrf}).status_code == 403
     assert endpoint_count(service) == 0
+
+
+def test_the_cli_pauses_rotates_and_resumes(service: Service) -> None:
+    settings = service.runtime.settings
+    env = {
+        **os.environ,
+        "RINGBACK_CONFIG": str(service.config_path),
+        "RINGBACK_DATABASE_URL": settings.resolved_database_url,
+        "RINGBACK_QUEUE_URL": settings.resolved_queue_url,
+        "RINGBACK_QUEUE_NAME": settings.queue_name,
+        "RINGBACK_LOG_LEVEL": "WARNING",
+    }
+
+    def ringback(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ringback.cli", "webhooks", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    added = ringback("add", "--url", "https://crm.example.com/x", "--event", "all")
+    assert added.returncode == 0, added.stderr
+    old = added.stdout.strip().splitlines()[-1]
+    endpoint_id = str(service.scalar(select(WebhookEndpoint.id)))
+    assert ringback("pause", endpoint_id).returncode == 0
+    assert "\tpaused\t" in ringback("list").stdout
+    rotated = ringback("rotate-secret", endpoint_id)
+    assert rotated.returncode == 0, rotated.stderr
+    new = rotated.stdout.strip().splitlines()[-1]
+    assert new.startswith("whsec_")
+    assert new != old
+    assert service.scalar(select(WebhookEndpoint.secret)) == new
+    resumed = ringback("resume", endpoint_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert service.scalar(select(WebhookEndpoint.paused_at)) is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -75,6 +76,10 @@ def test_an_invitation_link_makes_the_account_once(service: Service) -> None:
     token = url.rsplit("/", 1)[1]
     assert service.scalar(select(StaffLink.token_hash)) != token
     assert url not in owner.get(TEAM).text  # shown once
+    assert made.headers["cache-control"] == "no-store"
+    with httpx.Client(base_url=service.url, timeout=10) as browser:
+        landing = browser.get(url.removeprefix(service.public_url))
+    assert landing.headers["referrer-policy"] == "no-referrer"
 
     assert error_field(spend(service, url, name="Nina", password="short", confirm="short")) == (
         "password"
@@ -274,3 +279,28 @@ def test_a_reset_link_sets_a_new_password_and_signs_out_everywhere(
     assert "Invitation emailed to <strong>new@glow.example</strong>" in invited.text
     wait_for(lambda: len(smtp.messages) == 2, what="the invitation email")
     assert smtp.messages[1][1]["Subject"] == "You're invited to Ringback"
+
+
+def test_two_racing_uses_of_one_link_make_one_account(service: Service) -> None:
+    add_user(service, "owner@glow.example")
+    owner = sign_in(service, "owner@glow.example")
+    url = shown_link(post(owner, TEAM + "/invite", {"email": "r@glow.example", "role": "owner"}))
+    path = url.removeprefix(service.public_url)
+    browsers = [httpx.Client(base_url=service.url, timeout=20) for _ in range(4)]
+    forms = []
+    for n, browser in enumerate(browsers):
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(path).text)
+        assert csrf
+        forms.append(
+            {"csrf_token": csrf.group(1), "name": f"R{n}", "password": NEW_PASSWORD + str(n)}
+        )
+    for form in forms:
+        form["confirm"] = form["password"]
+    with ThreadPoolExecutor(len(browsers)) as pool:
+        answers = list(
+            pool.map(lambda bf: bf[0].post(path, data=bf[1]), zip(browsers, forms, strict=True))
+        )
+    for browser in browsers:
+        browser.close()
+    assert sorted(a.status_code for a in answers) == [200, 410, 410, 410]
+    assert service.scalar(select(func.count()).where(StaffUser.email == "r@glow.example")) == 1

@@ -86,7 +86,10 @@ def list_endpoints(
     """List endpoints (never their secrets)."""
     with _runtime() as runtime, runtime.deps.sessions() as session:
         for endpoint in webhooks.endpoints(session, include_removed=removed):
-            state = "active" if endpoint.active else "removed"
+            if not endpoint.active:
+                state = "removed"
+            else:
+                state = "paused" if endpoint.paused_at is not None else "active"
             typer.echo(
                 f"{endpoint.id}\t{state}\t{endpoint.location_id or 'all'}\t{endpoint.url}\t"
                 f"{','.join(endpoint.events)}"
@@ -102,6 +105,43 @@ def remove(endpoint_id: Annotated[int, typer.Argument(help="The endpoint's id.")
         if not done:
             raise fail(f"endpoint {endpoint_id}: no such active endpoint")
     typer.echo(f"endpoint {endpoint_id} removed")
+
+
+@app.command("pause")
+def pause(endpoint_id: Annotated[int, typer.Argument(help="The endpoint's id.")]) -> None:
+    """Hold deliveries to an endpoint; events are kept and sent when it is resumed."""
+    with _runtime() as runtime:
+        try:
+            with transaction(runtime.deps.sessions) as session:
+                webhooks.pause_endpoint(session, endpoint_id, datetime.now(UTC))
+        except webhooks.WebhookError as exc:
+            raise fail(exc.problem) from None
+    typer.echo(f"endpoint {endpoint_id} paused")
+
+
+@app.command("resume")
+def resume(endpoint_id: Annotated[int, typer.Argument(help="The endpoint's id.")]) -> None:
+    """Send to a paused endpoint again, starting with what waited."""
+    with _runtime() as runtime:
+        try:
+            with transaction(runtime.deps.sessions) as session:
+                held = webhooks.resume_endpoint(session, runtime.deps, endpoint_id)
+        except webhooks.WebhookError as exc:
+            raise fail(exc.problem) from None
+    typer.echo(f"endpoint {endpoint_id} resumed; {held} waiting deliveries queued")
+
+
+@app.command("rotate-secret")
+def rotate_secret(endpoint_id: Annotated[int, typer.Argument(help="The endpoint's id.")]) -> None:
+    """A new signing secret, printed once; the old one stops signing at once."""
+    with _runtime() as runtime:
+        try:
+            with transaction(runtime.deps.sessions) as session:
+                secret = webhooks.rotate_secret(session, endpoint_id)
+        except webhooks.WebhookError as exc:
+            raise fail(exc.problem) from None
+    typer.echo(f"endpoint {endpoint_id}: new signing secret (shown once):")
+    typer.echo(secret)
 
 
 @app.command("deliveries")

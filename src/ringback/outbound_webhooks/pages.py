@@ -33,7 +33,9 @@ UTC_ZONE = ZoneInfo("UTC")
 
 
 def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(TEMPLATES.get_template(template).render(**context), status_code=status)
+    response = HTMLResponse(TEMPLATES.get_template(template).render(**context), status_code=status)
+    response.headers["Cache-Control"] = "no-store"  # a new signing secret may be on it
+    return response
 
 
 def _owners_only(deps: Deps, user: SignedIn) -> HTMLResponse | None:

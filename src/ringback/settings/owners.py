@@ -11,7 +11,12 @@ from ringback.web import TEMPLATES, SignedIn, staff_frame
 
 
 def render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(TEMPLATES.get_template(template).render(**context), status_code=status)
+    """The page, kept out of caches and referrers: some show a secret or a one-time link
+    (shown once) and the link pages carry one in their URL."""
+    response = HTMLResponse(TEMPLATES.get_template(template).render(**context), status_code=status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 def owners_only(deps: Deps, user: SignedIn, why: str) -> HTMLResponse | None:

@@ -61,7 +61,7 @@ def _outcome(outcome: numbers.Outcome, locations: Locations) -> dict[str, Any]:
         "phone": outcome.number.phone_number,
         "location": location.name if location is not None else "",
         "status": outcome.status,
-        "ok": outcome.problem is None and (outcome.verified or not outcome.changes),
+        "ok": outcome.problem is None and (outcome.verified or not outcome.applied),
         "changes": [
             {"field": c.field, "before": c.before or "(empty)", "after": c.after or "(empty)"}
             for c in outcome.changes
