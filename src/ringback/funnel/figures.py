@@ -217,8 +217,8 @@ class Funnel:
 
     * ``cancelled``: every appointment the booking made is cancelled and none replaced it;
     * ``still_booked``: not cancelled; of those, ``kept`` have an appointment whose start
-      has passed (no-shows are not recorded yet, so "kept" means "start passed, not
-      cancelled"), ``upcoming`` one that has not started, and ``booked_time_unknown`` no
+      has passed ("start passed, not cancelled"; no-shows are counted apart, in
+      :class:`Retention`), ``upcoming`` one that has not started, and ``booked_time_unknown`` no
       appointment time in Ringback (staff marked them booked);
     * ``rebooked``: still booked after being rescheduled (one booking, at its new time);
       part of ``still_booked``.
