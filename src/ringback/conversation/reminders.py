@@ -140,7 +140,8 @@ def due(session: Session, now: datetime, limit: int = DUE_BATCH) -> list[int]:
 
 
 def sweep(deps: Deps) -> dict[str, int]:
-    """Plan new appointments' reminders, then hand the due ones to jobs (once per lease)."""
+    """Plan new appointments' reminders, then hand the due ones to jobs (once per lease);
+    the non-zero counts of what it did."""
     planned = plan(deps)
     now = deps.clock()
     with transaction(deps.sessions) as session:
@@ -164,8 +165,11 @@ def sweep(deps: Deps) -> dict[str, int]:
                 .where(AppointmentReminder.id.in_(left))
                 .values(lease_until=now)
             )
-        return {"reminders_planned": planned, "reminders": handed, "unqueued": len(left)}
-    return {"reminders_planned": planned, "reminders": handed}
+        counts = {"reminders_planned": planned, "reminders": handed, "unqueued": len(left)}
+    else:
+        counts = {"reminders_planned": planned, "reminders": handed}
+    # Only what it did, like the other sweeps: an idle sweep reports nothing.
+    return {name: count for name, count in counts.items() if count}
 
 
 def _skip(reminder: AppointmentReminder, reason: str, now: datetime) -> None:
