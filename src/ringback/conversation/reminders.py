@@ -69,9 +69,11 @@ def reminder_times(location: Location, appointment: Appointment) -> list[tuple[i
 
 def has_consent(session: Session, patient: Patient, appointment: Appointment) -> bool:
     """Whether the patient agreed to texts: booked through Ringback (they called or texted
-    us), or, for an imported appointment, the import said so (``sms_consent``), they
+    us), or, for an imported appointment, an import said so (``sms_consent``), they
     texted START, or they have called or texted the location themselves."""
     if appointment.source != "import" or patient.opted_in_at is not None:
+        return True
+    if patient.text_consent_at is not None:
         return True
     called = session.scalar(select(exists().where(Call.patient_id == patient.id)))
     texted = session.scalar(
