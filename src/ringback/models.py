@@ -87,6 +87,8 @@ class Patient(Base):
     opted_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     not_textable_reason: Mapped[str | None] = mapped_column(String(60))
     wrong_number_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When an import said the patient agreed to texts (their appointments get reminders).
+    text_consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     external_id: Mapped[str | None] = mapped_column(String(120))
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

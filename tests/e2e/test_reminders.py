@@ -199,12 +199,13 @@ def test_imported_appointments_need_consent_and_texting_hours_move_reminders_ear
         glow["automated_texts_per_day"] = 2  # the overdue nudge of the call's thread, too
 
     service = make_service(edit=early_reminders)
-    known, stranger = caller_number(4106), caller_number(4107)
+    known, stranger, agreed = caller_number(4106), caller_number(4107), caller_number(4111)
     miss(service, known)
     next_text(service, known, 1)
     rows = [
-        {"phone": known, "service": "Filler", "start": "2026-11-26 09:00"},
-        {"phone": stranger, "service": "Filler", "start": "2026-11-26 09:30"},
+        {"phone": known, "service": "Filler", "start": "2026-11-26 09:00", "sms_consent": ""},
+        {"phone": stranger, "service": "Filler", "start": "2026-11-26 09:30", "sms_consent": "no"},
+        {"phone": agreed, "service": "Filler", "start": "2026-11-26 09:45", "sms_consent": "Yes"},
     ]
     deps = service.runtime.deps
     location = deps.locations.get("glow-downtown")
@@ -213,11 +214,11 @@ def test_imported_appointments_need_consent_and_texting_hours_move_reminders_ear
         report = import_appointments(
             session, location, rows, ColumnMapping.preset("appointments"), deps.clock()
         )
-    assert report.created == 2, report
+    assert report.created == 3, report
     sweep(service)
     ids = {
         phone: service.scalar(select(Appointment.id).join(Patient).where(Patient.phone == phone))
-        for phone in (known, stranger)
+        for phone in (known, stranger, agreed)
     }
     # 09:00 less 2 h is 07:00, before texting hours (08:00-21:00): Wednesday at 20:59.
     due = reminder_rows(service, ids[known])[0].due_at
@@ -235,6 +236,8 @@ def test_imported_appointments_need_consent_and_texting_hours_move_reminders_ear
     )
     assert settled(service, ids[stranger], 120).skip_reason == "no_consent"
     assert texts_to(service, stranger) == []
+    assert settled(service, ids[agreed], 120).status == "sent"  # the import said so
+    assert "a reminder of your Filler appointment" in next_text(service, agreed, 1)
 
 
 def test_running_late_and_questions_after_a_reminder(

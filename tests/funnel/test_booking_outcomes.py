@@ -233,7 +233,7 @@ def test_book_cancel_reschedule_every_figure_on_every_surface(
         ("Booked", "4"),
         ("Cancelled since", "2"),
         ("Still booked (not cancelled)", "2"),
-        ("· kept (start passed, not cancelled; no-shows not recorded yet)", "1"),
+        ("· kept (start passed, not cancelled; no-shows: see Keeping the booking)", "1"),
         ("· upcoming", "0"),
         ("· no appointment time (marked booked by staff)", "1"),
         ("Rescheduled, still booked (counted once)", "1"),

@@ -29,7 +29,7 @@ from ringback.funnel import rollup
 from ringback.funnel.export import stream_calls_csv
 from ringback.funnel.figures import Funnel
 from ringback.funnel.report import load_report
-from ringback.models import Appointment, Conversation
+from ringback.models import Appointment, AppointmentReminder, Conversation
 from tests.conftest import DEMO_LOCATIONS
 from tests.funnel.dataset import DOWNTOWN, Miss, add_history, at
 
@@ -60,16 +60,40 @@ class Booking:
 
 
 @dataclass
+class Visit:
+    """The model of one appointment row, for keeping the booking."""
+
+    start: datetime
+    cancelled: bool = False
+    replaced: bool = False
+    no_show: bool = False
+    confirmed: bool = False
+    reminded: int = 0
+
+
+@dataclass
 class Story:
     conversations: list[int]
     bookings: dict[int, Booking] = field(default_factory=dict)
     lost: set[int] = field(default_factory=set)
+    visits: dict[int, Visit] = field(default_factory=dict)
 
 
 Step = tuple[str, int, int, str, int | None]
 steps = st.lists(
     st.tuples(
-        st.sampled_from(["book", "cancel", "reschedule", "mark_booked", "mark_lost"]),
+        st.sampled_from(
+            [
+                "book",
+                "cancel",
+                "reschedule",
+                "mark_booked",
+                "mark_lost",
+                "remind",
+                "confirm",
+                "no_show",
+            ]
+        ),
         st.integers(0, CALLS - 1),
         st.integers(0, len(STARTS) - 1),
         st.sampled_from(sorted(TREATMENTS)),
@@ -129,6 +153,7 @@ def apply(sessions: sessionmaker[Session], story: Story, step: Step) -> None:
                 session.flush()
                 rollup.appointment_changed(appointment)
                 model.start, model.appointment_id = start, appointment.id
+                story.visits[appointment.id] = Visit(start)
             rollup.conversation_changed(conversation)
             story.bookings[n] = model
         elif action == "mark_lost" and booked is None and n not in story.lost:
@@ -137,6 +162,32 @@ def apply(sessions: sessionmaker[Session], story: Story, step: Step) -> None:
             conversation.close_reason = "lost"
             rollup.conversation_changed(conversation)
             story.lost.add(n)
+        elif action in ("remind", "confirm", "no_show") and booked and booked.appointment_id:
+            visit = story.visits[booked.appointment_id]
+            current = session.get(Appointment, booked.appointment_id)
+            assert current is not None
+            if visit.cancelled:
+                return
+            if action == "remind":
+                visit.reminded += 1
+                session.add(
+                    AppointmentReminder(
+                        appointment_id=current.id,
+                        location_id=current.location_id,
+                        patient_id=current.patient_id,
+                        offset_minutes=visit.reminded * 60,
+                        due_at=current.starts_at - timedelta(hours=visit.reminded),
+                        status="sent",
+                        settled_at=NOW,
+                    )
+                )
+            elif action == "confirm":
+                visit.confirmed = True
+                current.confirmed_at = NOW
+            elif current.starts_at <= NOW:
+                visit.no_show = True
+                current.attendance = "no_show"
+                rollup.appointment_changed(current)
         elif action in ("cancel", "reschedule") and booked and booked.appointment_id:
             if booked.cancelled:
                 return
@@ -144,6 +195,7 @@ def apply(sessions: sessionmaker[Session], story: Story, step: Step) -> None:
             assert current is not None
             current.status = "cancelled"
             rollup.appointment_changed(current)
+            story.visits[current.id].cancelled = True
             if action == "cancel":
                 booked.cancelled = True
                 return
@@ -153,6 +205,8 @@ def apply(sessions: sessionmaker[Session], story: Story, step: Step) -> None:
             session.add(moved)
             session.flush()
             rollup.appointment_changed(moved)
+            story.visits[current.id].replaced = True
+            story.visits[moved.id] = Visit(start)
             booked.appointment_id, booked.start, booked.rescheduled = moved.id, start, True
             booked.treatment, booked.value_cents = treatment, value
 
@@ -203,6 +257,28 @@ def check(f: Funnel, story: Story) -> None:
     assert f.lost == len(story.lost)
 
 
+def check_retention(
+    sessions: sessionmaker[Session], locations: Locations, location: Location, story: Story
+) -> None:
+    """Keeping the booking adds up: every appointment starting in the period ends in
+    exactly one of cancelled, rescheduled, no-show, kept or upcoming."""
+    since, until = (NOW - timedelta(days=6)).date(), (NOW + timedelta(days=8)).date()
+    k = load_report(sessions, locations, [location], since, until, now=NOW).retention
+    visits = list(story.visits.values())
+    standing = [v for v in visits if not v.cancelled]
+    assert k.appointments == len(visits)
+    assert k.appointments == k.cancelled + k.rescheduled + k.no_shows + k.kept + k.upcoming
+    assert k.rescheduled == sum(v.replaced for v in visits)
+    assert k.cancelled == sum(v.cancelled and not v.replaced for v in visits)
+    assert k.no_shows == sum(v.no_show for v in standing)
+    assert k.kept == sum(v.start <= NOW and not v.no_show for v in standing)
+    assert k.upcoming == sum(v.start > NOW for v in standing)
+    assert k.confirmed == sum(v.confirmed for v in standing)
+    assert k.reminded == sum(v.reminded > 0 for v in visits)
+    assert k.reminders_sent == sum(v.reminded for v in visits)
+    assert k.reminded_confirmed == sum(v.confirmed and v.reminded > 0 for v in standing)
+
+
 @settings(
     max_examples=60,
     deadline=None,
@@ -218,6 +294,7 @@ def test_counts_add_up_after_every_step(
     for step in story_steps:
         apply(sessions, story, step)
         check(read(sessions, locations, location), story)
+        check_retention(sessions, locations, location, story)
     incremental = read(sessions, locations, location)
     text = "".join(stream_calls_csv(sessions, [location], DAY, DAY, now=NOW))
     rows = list(csv.DictReader(io.StringIO(text)))

@@ -223,6 +223,8 @@ class Reminded:
     reply is about that appointment (confirm, cancel, reschedule, running late, a question)."""
 
     upcoming: Upcoming
+    # The visit's start (ISO): the thread waits for a reply until then, not just a day.
+    until: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,6 +466,12 @@ class Machine:
             last_question="confirm",
         )
         self._await_reply(step, now, nudge=False)
+        close_at = step.state.close_at
+        until = datetime.fromisoformat(event.until) if event.until else None
+        if until is not None and close_at and until > datetime.fromisoformat(close_at):
+            # "C" the evening before a visit booked a week ago still lands in this thread.
+            step.update(close_at=until.isoformat())
+            step.commands[-1] = Schedule("close", until)
 
     def _missed_visit(self, step: _Step, event: MissedVisit, now: datetime) -> None:
         """A no-show: fresh times for the same treatment, with a warm word (no blame)."""

@@ -69,9 +69,11 @@ def reminder_times(location: Location, appointment: Appointment) -> list[tuple[i
 
 def has_consent(session: Session, patient: Patient, appointment: Appointment) -> bool:
     """Whether the patient agreed to texts: booked through Ringback (they called or texted
-    us), or, for an imported appointment, the import said so (``sms_consent``), they
+    us), or, for an imported appointment, an import said so (``sms_consent``), they
     texted START, or they have called or texted the location themselves."""
     if appointment.source != "import" or patient.opted_in_at is not None:
+        return True
+    if patient.text_consent_at is not None:
         return True
     called = session.scalar(select(exists().where(Call.patient_id == patient.id)))
     texted = session.scalar(
@@ -140,7 +142,8 @@ def due(session: Session, now: datetime, limit: int = DUE_BATCH) -> list[int]:
 
 
 def sweep(deps: Deps) -> dict[str, int]:
-    """Plan new appointments' reminders, then hand the due ones to jobs (once per lease)."""
+    """Plan new appointments' reminders, then hand the due ones to jobs (once per lease);
+    the non-zero counts of what it did."""
     planned = plan(deps)
     now = deps.clock()
     with transaction(deps.sessions) as session:
@@ -164,8 +167,11 @@ def sweep(deps: Deps) -> dict[str, int]:
                 .where(AppointmentReminder.id.in_(left))
                 .values(lease_until=now)
             )
-        return {"reminders_planned": planned, "reminders": handed, "unqueued": len(left)}
-    return {"reminders_planned": planned, "reminders": handed}
+        counts = {"reminders_planned": planned, "reminders": handed, "unqueued": len(left)}
+    else:
+        counts = {"reminders_planned": planned, "reminders": handed}
+    # Only what it did, like the other sweeps: an idle sweep reports nothing.
+    return {name: count for name, count in counts.items() if count}
 
 
 def _skip(reminder: AppointmentReminder, reason: str, now: datetime) -> None:

@@ -260,7 +260,8 @@ def reminded(
         when=when(appointment.starts_at, location.zone, language),
         service=appointment.service,
     )
-    _apply(session, deps, location, conversation, patient, Reminded(upcoming), None)
+    event = Reminded(upcoming, until=appointment.starts_at.isoformat())
+    _apply(session, deps, location, conversation, patient, event, None)
 
 
 def missed_visit(

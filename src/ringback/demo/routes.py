@@ -11,7 +11,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from ringback.demo import DEMO_OWNER_EMAIL, DEMO_OWNER_PASSWORD
 from ringback.demo.network import PhoneNetwork
+from ringback.demo.reminder import DemoReminderError, book_and_remind
 from ringback.phones import InvalidPhoneNumber, normalize_e164
+from ringback.web import deps_of
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parents[1] / "templates"),
@@ -87,6 +89,21 @@ async def hang_up(request: Request, sid: str) -> dict[str, bool]:
 async def send_text(request: Request, body: TextRequest) -> dict[str, int]:
     status = await _network(request).send_text(body.sender, body.to, body.body)
     return {"webhook_status": status}
+
+
+@router.post("/api/reminders")
+def remind(request: Request, body: CallRequest) -> dict[str, object]:
+    """Book the caller's next free time and send its reminder now."""
+    try:
+        sent = book_and_remind(deps_of(request), body.caller, body.to)
+    except DemoReminderError as error:
+        raise HTTPException(409 if error.field == "to" else 422, str(error)) from error
+    return {
+        "appointment_id": sent.appointment_id,
+        "when": sent.when,
+        "status": sent.status,
+        "skip_reason": sent.skip_reason,
+    }
 
 
 @router.get("/api/phone/{number}")

@@ -222,7 +222,7 @@ def render_table(result: Report, locations: dict[str, Location]) -> str:
         out.append(f"      ({f.booked_unpriced} booking(s) with no price in the service list)")
     out.append(
         "  Kept = the appointment's start has passed and it was not cancelled "
-        "(no-shows are not recorded yet)."
+        "(no-shows: see Keeping the booking)."
     )
     out += [
         "",
@@ -286,6 +286,19 @@ def render_table(result: Report, locations: dict[str, Location]) -> str:
                 f"{lf.booked:>8}{lf.cancelled:>11}{money(lf.revenue_cents):>12}"
                 f"{duration(loc.latency.textback.p50_ms):>10}"
             )
+    k = result.retention
+    out += [
+        "",
+        "Keeping the booking (appointments starting in the period)",
+        f"  {'Appointments':<34}{k.appointments:>9}",
+        f"  {'Reminded':<34}{k.reminded:>9}  ({k.reminders_sent} reminders sent)",
+        f"  {'Confirmed by the patient':<34}{k.confirmed:>9}",
+        f"  {'Cancelled':<34}{k.cancelled:>9}",
+        f"  {'Rescheduled':<34}{k.rescheduled:>9}",
+        f"  {'No-shows':<34}{k.no_shows:>9}",
+        f"  {'Kept (start passed, no no-show)':<34}{k.kept:>9}",
+        f"  {'Upcoming':<34}{k.upcoming:>9}",
+    ]
     out += ["", "What this means"]
     for finding in result.diagnosis:
         mark = {"problem": "!", "good": "+"}.get(finding.kind, "-")

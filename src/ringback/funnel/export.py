@@ -2,11 +2,12 @@
 the staff app's download). Times are in the location's zone, with their offset.
 
 The booking columns, for a call whose conversation booked: ``booking`` is where it stands
-now (``kept``: the appointment's start has passed and it was not cancelled, as no-shows
-are not recorded yet; ``upcoming``; ``booked``: marked booked with no appointment time;
-``cancelled``), ``appointment_at`` the current appointment's start, ``rescheduled`` whether
-it was moved, ``booking_value_cents`` its value (cancelled or not) and ``revenue_cents``
-what it counts towards revenue recovered (0 once cancelled): the column sums to the report's.
+now (``kept``: the appointment's start has passed and it was not cancelled; no-shows are
+counted in the report's retention figures; ``upcoming``; ``booked``: marked booked with no
+appointment time; ``cancelled``), ``appointment_at`` the current appointment's start,
+``rescheduled`` whether it was moved, ``booking_value_cents`` its value (cancelled or not)
+and ``revenue_cents`` what it counts towards revenue recovered (0 once cancelled): the
+column sums to the report's.
 
 Cells that a spreadsheet would run as a formula (starting ``=``, ``+``, ``-``, ``@``) are
 prefixed with ``'``; phone numbers in E.164 are left as they are (a spreadsheet reads

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from ringback.funnel.retention import Retention
 from ringback.models import FUNNEL_LATENCY_BOUNDS_MS, FUNNEL_SCREENED_OUT
 
 # Two-sided 95%.
@@ -216,8 +217,8 @@ class Funnel:
 
     * ``cancelled``: every appointment the booking made is cancelled and none replaced it;
     * ``still_booked``: not cancelled; of those, ``kept`` have an appointment whose start
-      has passed (no-shows are not recorded yet, so "kept" means "start passed, not
-      cancelled"), ``upcoming`` one that has not started, and ``booked_time_unknown`` no
+      has passed ("start passed, not cancelled"; no-shows are counted apart, in
+      :class:`Retention`), ``upcoming`` one that has not started, and ``booked_time_unknown`` no
       appointment time in Ringback (staff marked them booked);
     * ``rebooked``: still booked after being rescheduled (one booking, at its new time);
       part of ``still_booked``.
@@ -552,6 +553,8 @@ class Report:
     variants: Variants
     diagnosis: list[Finding]
     pending_changes: int = 0  # changes that arrived while this was built (next read has them)
+    # Keeping the booking: the appointments starting in the period, reminders, no-shows.
+    retention: Retention = field(default_factory=Retention)
 
 
 # --- words and numbers for people -----------------------------------------------------------
@@ -890,6 +893,78 @@ def diagnose(
                 "No booking from missed calls stands",
                 f"All {f.cancelled:,} bookings from missed calls were cancelled "
                 f"({money(f.cancelled_revenue_cents)}): nothing recovered yet.",
+            )
+        )
+    return out
+
+
+# --- keeping the booking ------------------------------------------------------------------
+
+MIN_APPOINTMENTS = 10
+NO_SHOWS_HIGH = 0.10
+NO_SHOWS_LOW = 0.05
+CONFIRMED_LOW = 0.40
+CANCELLED_HIGH = 0.15
+
+
+def diagnose_retention(r: Retention) -> list[Finding]:
+    """Where the retention funnel leaks, in plain words: unreminded visits, no-shows,
+    patients who do not confirm, cancellations that were not moved to another time."""
+    out: list[Finding] = []
+    if r.appointments < MIN_APPOINTMENTS:
+        return out
+    if r.reminders_sent == 0 and r.upcoming + r.kept + r.no_shows:
+        out.append(
+            Finding(
+                "problem",
+                "No appointment reminders went out",
+                f"None of the {r.appointments:,} appointments got a reminder. Check "
+                "`reminders` in the locations file, and that imported patients agreed to "
+                "texts.",
+            )
+        )
+    due = r.kept + r.no_shows
+    if due >= MIN_APPOINTMENTS and r.no_shows / due >= NO_SHOWS_HIGH:
+        out.append(
+            Finding(
+                "problem",
+                "Patients are not showing up",
+                f"{r.no_shows:,} of {due:,} visits that came due were no-shows "
+                f"({_share(r.no_shows, due)}). A reminder two days before and another two "
+                "hours before, each asking for a C, cuts no-shows; the no-show text offers "
+                "another time.",
+            )
+        )
+    elif due >= MIN_APPOINTMENTS and r.no_shows / due < NO_SHOWS_LOW:
+        out.append(
+            Finding(
+                "good",
+                "Patients show up",
+                f"Only {r.no_shows:,} of {due:,} visits that came due were no-shows "
+                f"({_share(r.no_shows, due)}).",
+            )
+        )
+    if r.reminded >= MIN_APPOINTMENTS and r.reminded_confirmed / r.reminded < CONFIRMED_LOW:
+        out.append(
+            Finding(
+                "problem",
+                "Few patients confirm after a reminder",
+                f"{r.reminded_confirmed:,} of {r.reminded:,} reminded appointments were "
+                f"confirmed ({_share(r.reminded_confirmed, r.reminded)}). A shorter reminder "
+                "that names the day and time and asks for a one-letter reply gets more "
+                "answers; call the unconfirmed ones the day before.",
+            )
+        )
+    lost = r.cancelled + r.rescheduled
+    if lost / r.appointments >= CANCELLED_HIGH:
+        out.append(
+            Finding(
+                "problem",
+                "Appointments lost to cancellations",
+                f"{r.cancelled:,} of {r.appointments:,} appointments were cancelled "
+                f"({_share(r.cancelled, r.appointments)}) and {r.rescheduled:,} moved to "
+                "another time. Replying R to a reminder reschedules in the thread: "
+                "mention it at the desk so patients move a visit instead of dropping it.",
             )
         )
     return out

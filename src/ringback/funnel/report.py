@@ -33,12 +33,14 @@ from ringback.funnel.figures import (
     Variants,
     compare_variants,
     diagnose,
+    diagnose_retention,
     funnel_from,
     heatmap_of,
     priced,
     ratio,
     variant_figures,
 )
+from ringback.funnel.retention import retention
 from ringback.models import FUNNEL_BUCKETS, FUNNEL_DAILY_COUNTERS, FUNNEL_HOURS
 
 DEFAULT_DAYS = 30
@@ -208,6 +210,7 @@ def build_report(
     variants = Variants(variants=variant_list, comparisons=compare_variants(variant_list))
 
     total_funnel: Funnel = funnel_from(total, money[("all",)], all_starts)
+    kept = retention(session, locations, since, until, now)
     latency = _latency(latency_rows)
     return Report(
         since=since,
@@ -221,7 +224,11 @@ def build_report(
         heatmap=heatmap,
         latency=latency,
         variants=variants,
-        diagnosis=diagnose(total_funnel, reasons, heatmap, latency, variants),
+        diagnosis=[
+            *diagnose(total_funnel, reasons, heatmap, latency, variants),
+            *diagnose_retention(kept),
+        ],
+        retention=kept,
         pending_changes=pending_changes,
     )
 

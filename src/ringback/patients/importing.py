@@ -48,6 +48,8 @@ PATIENT_FIELDS: dict[str, str] = {
     "name": "full name, split at the first space (when first/last are not mapped)",
     "external_id": "the patient's id in the clinic's system",
     "status": "new or returning (default: returning)",
+    "sms_consent": "yes when the patient agreed to texts (their appointments get reminders); "
+    "no or empty changes nothing",
 }
 APPOINTMENT_FIELDS: dict[str, str] = {
     "phone": "the patient's phone number (required)",
@@ -65,6 +67,8 @@ APPOINTMENT_FIELDS: dict[str, str] = {
     "provider": "who does the treatment",
     "status": "booked or cancelled (default: booked)",
     "price": "what the visit is worth, e.g. 480 or $480.00",
+    "sms_consent": "yes when the patient agreed to texts (needed for reminders of imported "
+    "visits, unless they called or texted the spa); no or empty changes nothing",
 }
 FIELDS: dict[Kind, dict[str, str]] = {
     "patients": PATIENT_FIELDS,
@@ -86,6 +90,7 @@ PRESETS: dict[str, dict[Kind, _Columns]] = {
             "name": ("name",),
             "external_id": ("external_id", "id"),
             "status": ("status",),
+            "sms_consent": ("sms_consent", "text_consent"),
         },
         "appointments": {
             "phone": ("phone",),
@@ -103,6 +108,7 @@ PRESETS: dict[str, dict[Kind, _Columns]] = {
             "provider": ("provider", "provider_name"),
             "status": ("status",),
             "price": ("price", "value"),
+            "sms_consent": ("sms_consent", "text_consent"),
         },
     },
     "boulevard": {
@@ -452,6 +458,7 @@ class _PatientFields:
     last_name: str | None
     external_id: str | None
     status: str  # new | returning | "" (the file does not say)
+    consent: bool = False  # the file says they agreed to texts
 
 
 @dataclass(frozen=True)
@@ -501,6 +508,8 @@ _CANCELLED_WORDS = frozenset(
         "void",
     }
 )
+_CONSENT_WORDS = frozenset({"yes", "y", "true", "1", "opted in", "opt in", "consented", "x"})
+_NO_CONSENT_WORDS = frozenset({"no", "n", "false", "0", "opted out", "opt out", "none"})
 _MAX_MINUTES = 24 * 60
 _DEFAULT_MINUTES = 30
 
@@ -603,11 +612,29 @@ class _Importer:
             last = parts[1][:80] if len(parts) > 1 else None
         status = found.check(lambda: self.patient_status(row))
         external_id = found.check(lambda: self.text(row, external_field, 120))
-        if phone is None or status is None:
+        consent = found.check(lambda: self.consent(row))
+        if phone is None or status is None or consent is None:
             return None
         return _PatientFields(
-            phone=phone, first_name=first, last_name=last, external_id=external_id, status=status
+            phone=phone,
+            first_name=first,
+            last_name=last,
+            external_id=external_id,
+            status=status,
+            consent=consent,
         )
+
+    def consent(self, row: Mapping[str, str]) -> bool:
+        """Whether the file says the patient agreed to texts (never an opt-out)."""
+        raw = self.text(row, "sms_consent")
+        if raw is None:
+            return False
+        word = _word(raw)
+        if word in _CONSENT_WORDS:
+            return True
+        if word in _NO_CONSENT_WORDS:
+            return False
+        raise _BadField("sms_consent", "expected yes or no", raw)
 
     def start(self, row: Mapping[str, str]) -> datetime:
         zone = self.location.zone
@@ -983,6 +1010,10 @@ class _Importer:
             if value is not None and getattr(patient, name) != value:
                 setattr(patient, name, value)
                 changed = True
+        if fields.consent and patient.text_consent_at is None:
+            # Recorded, never an opt-out's reversal: an opted-out patient stays opted out.
+            patient.text_consent_at = self.now
+            changed = True
         if changed:
             patient.updated_at = self.now
         return patient, existing is None, changed
@@ -1046,7 +1077,8 @@ def import_patients(
     """Upsert patients (by location and phone) from an export; bad rows are reported.
 
     Imported patients are returning unless the file says new. Names and ids in the file
-    replace what was known; an empty cell keeps it. Consent is never changed by an import.
+    replace what was known; an empty cell keeps it. An import never opts anyone in or out;
+    ``sms_consent`` records that they agreed to texts (for reminders).
     """
     return _Importer(session, location, mapping, now, "patients").run(rows)
 

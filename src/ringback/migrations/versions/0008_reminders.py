@@ -1,4 +1,5 @@
-"""reminders and attendance: appointment_reminders, planned and attendance columns
+"""reminders and attendance: appointment_reminders, planned and attendance columns, consent
+to texts recorded by an import
 
 Revision ID: 0008
 Revises: 0007
@@ -28,6 +29,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("attendance", sa.String(length=10), nullable=True))
         batch_op.add_column(
             sa.Column("attendance_at", ringback.db.UTCDateTime(timezone=True), nullable=True)
+        )
+    with op.batch_alter_table("patients", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("text_consent_at", ringback.db.UTCDateTime(timezone=True), nullable=True)
         )
     op.create_index(
         "ix_appointments_reminders_unplanned",
@@ -95,6 +100,8 @@ def downgrade() -> None:
     op.drop_index("ix_appointment_reminders_due", table_name="appointment_reminders")
     op.drop_table("appointment_reminders")
     op.drop_index("ix_appointments_reminders_unplanned", table_name="appointments")
+    with op.batch_alter_table("patients", schema=None) as batch_op:
+        batch_op.drop_column("text_consent_at")
     with op.batch_alter_table("appointments", schema=None) as batch_op:
         batch_op.drop_column("attendance_at")
         batch_op.drop_column("attendance")
