@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -574,3 +575,58 @@ def test_square_booking_page_shows_squares_times_and_books_there_once(
     ours = [b for b in square.live() if "ringback:" in str(b.get("seller_note"))]
     assert len(ours) == 1
     assert datetime.fromisoformat(ours[0]["start_at"].replace("Z", "+00:00")) == starts[0]
+
+
+def test_an_owner_connects_google_from_the_settings_page_and_bookings_go_there(
+    make_service: Callable[..., Service], google: Google
+) -> None:
+    state = google.state
+    service = make_service(
+        edit=lambda config: (
+            scheduling([{"id": "anna", "name": "Anna"}])(config),
+            config["locations"][0].update(
+                booking_system="google_calendar", google_calendar={"default_calendar": ANNA}
+            ),
+        ),
+        settings_overrides={
+            "GOOGLE_CALENDAR_API_BASE_URL": google.server.api_base,
+            "GOOGLE_OAUTH_TOKEN_URL": google.server.token_url,
+            "GOOGLE_OAUTH_CLIENT_ID": state.client_id,
+            "GOOGLE_OAUTH_CLIENT_SECRET": state.client_secret,
+        },
+    )
+    google.clock.source = service.clock
+    add_user(service, "owner@glow.example")
+    add_user(service, "desk@glow.example", role="staff", locations=["glow-downtown"])
+    assert (
+        sign_in(service, "desk@glow.example").get("/staff/settings/booking-systems").status_code
+        == 403
+    )
+    owner = sign_in(service, "owner@glow.example")
+    page = owner.get("/staff/settings/booking-systems")
+    assert page.status_code == 200
+    assert "booking system google_calendar: busy-only" in page.text
+    assert "Connect Google Calendar" in page.text
+    start = owner.get("/staff/settings/booking-systems/google/connect?location=glow-downtown")
+    assert start.status_code == 303
+    consent = parse_qs(urlsplit(start.headers["location"]).query)
+    redirect = consent["redirect_uri"][0]
+    assert redirect == f"{service.public_url}/staff/settings/booking-systems/google/callback"
+    # Google sends the browser back; a forged state (another browser's) is refused first.
+    code = state.authorize(redirect, (EVENTS_SCOPE, FREEBUSY_SCOPE))
+    forged = owner.get(
+        "/staff/settings/booking-systems/google/callback", params={"state": "x", "code": code}
+    )
+    assert forged.status_code == 303
+    assert "does+not+match" in forged.headers["location"]
+    back = owner.get(
+        "/staff/settings/booking-systems/google/callback",
+        params={"state": consent["state"][0], "code": code},
+    )
+    assert back.status_code == 303, back.text
+    assert back.headers["location"].endswith("?connected=glow-downtown")
+    assert "Google Calendar connected" in owner.get(back.headers["location"]).text
+    caller = caller_number(791)
+    book_by_text(service, caller, "botox thursday at 3pm, first visit", "1")
+    assert "You're booked!" in next_text(service, caller, 3)
+    wait_for(lambda: len(google.ours(ANNA)) == 1, what="the event in Google")
