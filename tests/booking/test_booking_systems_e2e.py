@@ -630,3 +630,49 @@ def test_an_owner_connects_google_from_the_settings_page_and_bookings_go_there(
     book_by_text(service, caller, "botox thursday at 3pm, first visit", "1")
     assert "You're booked!" in next_text(service, caller, 3)
     wait_for(lambda: len(google.ours(ANNA)) == 1, what="the event in Google")
+
+
+def test_square_a_booking_moved_in_square_is_rescheduled_here_by_its_webhook(
+    make_service: Callable[..., Service], square: Square, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = square_spa(make_service, square, providers=[ANNA_BOTOX])
+    key = square.state.subscribe(f"{service.public_url}/booking-systems/square/glow-downtown")
+    monkeypatch.setenv("SQUARE_WEBHOOK_SIGNATURE_KEY", key)
+    caller = caller_number(782)
+    book_by_text(service, caller, "botox thursday at 3pm, first visit", "1")
+    assert "You're booked!" in next_text(service, caller, 3)
+    wait_for(lambda: len(square.live()) == 1, what="the booking in Square")
+    (ours,) = square.live()
+    four = THURSDAY_3PM + timedelta(hours=1)
+    api = httpx.Client(
+        base_url=square.server.url,
+        headers={
+            "Authorization": f"Bearer {square.state.access_token}",
+            "Square-Version": "2025-08-20",
+        },
+    )
+    moved = api.put(
+        f"/v2/bookings/{ours['id']}",
+        json={"booking": {"version": ours["version"], "start_at": four.isoformat()}},
+    )
+    api.close()
+    assert moved.status_code == 200, moved.text
+    new = wait_for(
+        lambda: service.scalar(
+            select(Appointment).where(Appointment.rescheduled_from_id.is_not(None))
+        ),
+        what="the move from Square",
+    )
+    assert new.starts_at == four
+    assert new.status == "booked"
+    old = service.scalar(select(Appointment).where(Appointment.id == new.rescheduled_from_id))
+    assert (old.status, old.cancelled_by) == ("cancelled", "outside")
+    assert staff_notes(service, new.conversation_id) == [
+        "Square: this booking was moved there to Thu Nov 26 at 4:00pm."
+    ]
+    f = funnel_now(service)
+    assert (f["booked"], f["cancelled"], f["still_booked"], f["rebooked"]) == (1, 0, 1, 1)
+    # The move was not echoed back: Square still holds the one booking, at 4pm.
+    settle()
+    (still,) = square.live()
+    assert still["id"] == ours["id"]
