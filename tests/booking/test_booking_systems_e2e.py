@@ -676,3 +676,19 @@ def test_square_a_booking_moved_in_square_is_rescheduled_here_by_its_webhook(
     settle()
     (still,) = square.live()
     assert still["id"] == ours["id"]
+
+
+def test_google_push_channels_are_renewed_before_they_expire(
+    make_service: Callable[..., Service], google: Google
+) -> None:
+    service = google_spa(make_service, google)
+    deps = service.runtime.deps
+    assert run_sweep(deps).get("system_channels") == 2  # Anna's and Bea's calendars
+    first = {c.calendar_id: c.id for c in google.state.channels}
+    assert set(first) == {ANNA, BEA}
+    assert run_sweep(deps).get("system_channels") is None  # still fresh
+    service.clock.advance(timedelta(days=6, hours=13))  # within 12 h of a week's end
+    assert run_sweep(deps).get("system_channels") == 2
+    second = {c.calendar_id: c.id for c in google.state.channels}
+    assert set(second) == {ANNA, BEA}
+    assert not set(second.values()) & set(first.values())  # the old ones were stopped
