@@ -692,3 +692,24 @@ def test_google_push_channels_are_renewed_before_they_expire(
     second = {c.calendar_id: c.id for c in google.state.channels}
     assert set(second) == {ANNA, BEA}
     assert not set(second.values()) & set(first.values())  # the old ones were stopped
+
+
+def test_google_unreadable_at_offer_time_the_busy_time_read_last_stands_in(
+    make_service: Callable[..., Service], google: Google
+) -> None:
+    service = google_spa(make_service, google, providers=[{"id": "anna", "name": "Anna"}])
+    out = datetime(2026, 11, 26, 13, tzinfo=LA)
+    google.state.add_event(out, out + timedelta(hours=3), calendar_id=ANNA, summary="Dentist")
+    assert run_sweep(service.runtime.deps).get("calendar_reads") == 1  # busy time kept
+    google.state.fail_next(1, status=503, operation="calendar.freebusy.query")
+    caller = caller_number(795)
+    miss(service, caller)
+    next_text(service, caller, 1)
+    text_in(service, caller, "botox thursday afternoon please, first time")
+    times = offered_times(next_text(service, caller, 2))
+    assert times
+    assert not any(
+        t.startswith(("Thu Nov 26 at 1:", "Thu Nov 26 at 2:", "Thu Nov 26 at 3:")) for t in times
+    ), times
+    failed = [r for r in google.state.requests if r.status_code == 503]
+    assert [r.operation for r in failed] == ["calendar.freebusy.query"]
