@@ -28,6 +28,7 @@ from ringback.missed_calls import api as missed_calls_api
 from ringback.outbound_webhooks import pages as webhooks_pages
 from ringback.patients.pages import router as records_router
 from ringback.runtime import Runtime, Sweeper, build_spool
+from ringback.settings import booking_systems as settings_booking_systems
 from ringback.settings import pages as settings_pages
 from ringback.settings import team as settings_team
 from ringback.settings import tokens as settings_tokens
@@ -102,6 +103,7 @@ def create_app(
     app.include_router(missed_calls_api.router)
     app.include_router(webhooks_pages.router)
     app.include_router(settings_pages.router)
+    app.include_router(settings_booking_systems.router)
     app.include_router(settings_team.router)
     app.include_router(settings_tokens.router)
     app.include_router(settings_twilio.router)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -574,3 +575,141 @@ def test_square_booking_page_shows_squares_times_and_books_there_once(
     ours = [b for b in square.live() if "ringback:" in str(b.get("seller_note"))]
     assert len(ours) == 1
     assert datetime.fromisoformat(ours[0]["start_at"].replace("Z", "+00:00")) == starts[0]
+
+
+def test_an_owner_connects_google_from_the_settings_page_and_bookings_go_there(
+    make_service: Callable[..., Service], google: Google
+) -> None:
+    state = google.state
+    service = make_service(
+        edit=lambda config: (
+            scheduling([{"id": "anna", "name": "Anna"}])(config),
+            config["locations"][0].update(
+                booking_system="google_calendar", google_calendar={"default_calendar": ANNA}
+            ),
+        ),
+        settings_overrides={
+            "GOOGLE_CALENDAR_API_BASE_URL": google.server.api_base,
+            "GOOGLE_OAUTH_TOKEN_URL": google.server.token_url,
+            "GOOGLE_OAUTH_CLIENT_ID": state.client_id,
+            "GOOGLE_OAUTH_CLIENT_SECRET": state.client_secret,
+        },
+    )
+    google.clock.source = service.clock
+    add_user(service, "owner@glow.example")
+    add_user(service, "desk@glow.example", role="staff", locations=["glow-downtown"])
+    assert (
+        sign_in(service, "desk@glow.example").get("/staff/settings/booking-systems").status_code
+        == 403
+    )
+    owner = sign_in(service, "owner@glow.example")
+    page = owner.get("/staff/settings/booking-systems")
+    assert page.status_code == 200
+    assert "booking system google_calendar: busy-only" in page.text
+    assert "Connect Google Calendar" in page.text
+    start = owner.get("/staff/settings/booking-systems/google/connect?location=glow-downtown")
+    assert start.status_code == 303
+    consent = parse_qs(urlsplit(start.headers["location"]).query)
+    redirect = consent["redirect_uri"][0]
+    assert redirect == f"{service.public_url}/staff/settings/booking-systems/google/callback"
+    # Google sends the browser back; a forged state (another browser's) is refused first.
+    code = state.authorize(redirect, (EVENTS_SCOPE, FREEBUSY_SCOPE))
+    forged = owner.get(
+        "/staff/settings/booking-systems/google/callback", params={"state": "x", "code": code}
+    )
+    assert forged.status_code == 303
+    assert "does+not+match" in forged.headers["location"]
+    back = owner.get(
+        "/staff/settings/booking-systems/google/callback",
+        params={"state": consent["state"][0], "code": code},
+    )
+    assert back.status_code == 303, back.text
+    assert back.headers["location"].endswith("?connected=glow-downtown")
+    assert "Google Calendar connected" in owner.get(back.headers["location"]).text
+    caller = caller_number(791)
+    book_by_text(service, caller, "botox thursday at 3pm, first visit", "1")
+    assert "You're booked!" in next_text(service, caller, 3)
+    wait_for(lambda: len(google.ours(ANNA)) == 1, what="the event in Google")
+
+
+def test_square_a_booking_moved_in_square_is_rescheduled_here_by_its_webhook(
+    make_service: Callable[..., Service], square: Square, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = square_spa(make_service, square, providers=[ANNA_BOTOX])
+    key = square.state.subscribe(f"{service.public_url}/booking-systems/square/glow-downtown")
+    monkeypatch.setenv("SQUARE_WEBHOOK_SIGNATURE_KEY", key)
+    caller = caller_number(782)
+    book_by_text(service, caller, "botox thursday at 3pm, first visit", "1")
+    assert "You're booked!" in next_text(service, caller, 3)
+    wait_for(lambda: len(square.live()) == 1, what="the booking in Square")
+    (ours,) = square.live()
+    four = THURSDAY_3PM + timedelta(hours=1)
+    api = httpx.Client(
+        base_url=square.server.url,
+        headers={
+            "Authorization": f"Bearer {square.state.access_token}",
+            "Square-Version": "2025-08-20",
+        },
+    )
+    moved = api.put(
+        f"/v2/bookings/{ours['id']}",
+        json={"booking": {"version": ours["version"], "start_at": four.isoformat()}},
+    )
+    api.close()
+    assert moved.status_code == 200, moved.text
+    new = wait_for(
+        lambda: service.scalar(
+            select(Appointment).where(Appointment.rescheduled_from_id.is_not(None))
+        ),
+        what="the move from Square",
+    )
+    assert new.starts_at == four
+    assert new.status == "booked"
+    old = service.scalar(select(Appointment).where(Appointment.id == new.rescheduled_from_id))
+    assert (old.status, old.cancelled_by) == ("cancelled", "outside")
+    assert staff_notes(service, new.conversation_id) == [
+        "Square: this booking was moved there to Thu Nov 26 at 4:00pm."
+    ]
+    f = funnel_now(service)
+    assert (f["booked"], f["cancelled"], f["still_booked"], f["rebooked"]) == (1, 0, 1, 1)
+    # The move was not echoed back: Square still holds the one booking, at 4pm.
+    settle()
+    (still,) = square.live()
+    assert still["id"] == ours["id"]
+
+
+def test_google_push_channels_are_renewed_before_they_expire(
+    make_service: Callable[..., Service], google: Google
+) -> None:
+    service = google_spa(make_service, google)
+    deps = service.runtime.deps
+    assert run_sweep(deps).get("system_channels") == 2  # Anna's and Bea's calendars
+    first = {c.calendar_id: c.id for c in google.state.channels}
+    assert set(first) == {ANNA, BEA}
+    assert run_sweep(deps).get("system_channels") is None  # still fresh
+    service.clock.advance(timedelta(days=6, hours=13))  # within 12 h of a week's end
+    assert run_sweep(deps).get("system_channels") == 2
+    second = {c.calendar_id: c.id for c in google.state.channels}
+    assert set(second) == {ANNA, BEA}
+    assert not set(second.values()) & set(first.values())  # the old ones were stopped
+
+
+def test_google_unreadable_at_offer_time_the_busy_time_read_last_stands_in(
+    make_service: Callable[..., Service], google: Google
+) -> None:
+    service = google_spa(make_service, google, providers=[{"id": "anna", "name": "Anna"}])
+    out = datetime(2026, 11, 26, 13, tzinfo=LA)
+    google.state.add_event(out, out + timedelta(hours=3), calendar_id=ANNA, summary="Dentist")
+    assert run_sweep(service.runtime.deps).get("calendar_reads") == 1  # busy time kept
+    google.state.fail_next(1, status=503, operation="calendar.freebusy.query")
+    caller = caller_number(795)
+    miss(service, caller)
+    next_text(service, caller, 1)
+    text_in(service, caller, "botox thursday afternoon please, first time")
+    times = offered_times(next_text(service, caller, 2))
+    assert times
+    assert not any(
+        t.startswith(("Thu Nov 26 at 1:", "Thu Nov 26 at 2:", "Thu Nov 26 at 3:")) for t in times
+    ), times
+    failed = [r for r in google.state.requests if r.status_code == 503]
+    assert [r.operation for r in failed] == ["calendar.freebusy.query"]

@@ -259,6 +259,31 @@ class OpenBookingSystems:
             )
         return str(token)
 
+    def google_oauth(self, location: Location, redirect_uri: str) -> Any:
+        """The OAuth client's code flow for ``location`` (the staff settings page)."""
+        from ringback.integrations.google_calendar import GoogleOAuth
+
+        client_id, client_secret = google_client(self.settings, location)
+        if not client_id or not client_secret:
+            return None
+        return GoogleOAuth(
+            client_id,
+            client_secret,
+            redirect_uri,
+            token_url=self.settings.google_oauth_token_url,
+            timeout=self.settings.send_timeout_seconds,
+        )
+
+    def store(self, location_id: str, system: str, data: dict[str, Any]) -> None:
+        """Seal and store a credential, and use it from now on."""
+        with transaction(self.sessions) as session:
+            credentials.save(session, self.secret, location_id, system, data, self.clock())
+        self.reload()
+
+    def connected(self, location_id: str, system: str) -> bool:
+        with self._lock:
+            return (location_id, system) in self._stored
+
 
 def reload_credentials(deps: Deps) -> None:
     if isinstance(deps.booking_systems, OpenBookingSystems):
