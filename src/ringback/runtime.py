@@ -339,6 +339,8 @@ class Runtime:
     def close(self) -> None:
         for closer in self.closers:
             closer()
+        if self.settings_watcher is not None:
+            self.settings_watcher.close()
         self.engine.dispose()
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import threading
+import time
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ringback.config import ConfigError, Location, Locations, parse_locations
+from ringback.db import make_engine
 from ringback.logs import log_event
 from ringback.models import SettingsChange, SettingsState
 
@@ -327,22 +330,54 @@ class SettingsWatcher:
     never stored (tests that hand in their own locations) is left alone.
     """
 
+    # The version check never holds up a webhook: it waits at most CHECK_BUDGET for the
+    # database (SQLite held by a long writer, PostgreSQL refusing), then the process keeps
+    # the settings it has and does not ask again for RETRY_AFTER seconds; while one thread
+    # checks, the others go on with the settings they have.
+    CHECK_BUDGET = 0.5
+    RETRY_AFTER = 2.0
+
     def __init__(self, engine: Engine, locations: Locations) -> None:
         self.engine = engine
         self.locations = locations
         self.version: int | None = None
         self._lock = threading.Lock()
+        self._checking = threading.Lock()
+        self._check_engine: Engine | None = None
+        self._skip_until = 0.0
         self._failed = False
+
+    def _bounded(self) -> Engine:
+        if self._check_engine is None:
+            url = self.engine.url
+            if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+                self._check_engine = self.engine  # one in-memory database: no second engine
+            else:
+                self._check_engine = make_engine(
+                    url.render_as_string(hide_password=False),
+                    bounded=self.CHECK_BUDGET,
+                    pool_size=2,
+                )
+        return self._check_engine
+
+    def close(self) -> None:
+        if self._check_engine is not None and self._check_engine is not self.engine:
+            self._check_engine.dispose()
 
     def refresh(self) -> bool:
         """Pick up a saved change; True when the settings were replaced."""
+        if time.monotonic() < self._skip_until or not self._checking.acquire(blocking=False):
+            return False
         try:
-            version = current_version(self.engine)
-        except SQLAlchemyError:
+            version = current_version(self._bounded())
+        except (SQLAlchemyError, sqlite3.Error):  # sqlite3's own from the BEGIN hook
+            self._skip_until = time.monotonic() + self.RETRY_AFTER
             if not self._failed:  # no schema yet (--no-migrate), or the database is down
                 log_event(log, "settings.version_unreadable", logging.WARNING)
                 self._failed = True
             return False
+        finally:
+            self._checking.release()
         self._failed = False
         if version is None or version == self.version:
             return False
