@@ -64,9 +64,11 @@ def _now() -> datetime:
 class HueyJobs:
     """The :class:`ringback.ports.JobScheduler` on huey, plus the task definitions."""
 
-    def __init__(self, huey: Huey, get_deps: Callable[[], Deps]) -> None:
+    def __init__(
+        self, huey: Huey, get_deps: Callable[[], Deps], clock: Callable[[], datetime]
+    ) -> None:
         self.huey = huey
-        self._get_deps = get_deps
+        self._clock = clock
 
         @huey.task(name="handle_event", retries=EVENT_RETRIES, retry_delay=EVENT_RETRY_DELAY)
         def handle_event(event_id: int) -> None:
@@ -150,7 +152,7 @@ class HueyJobs:
 
     def _at(self, task: Any, args: tuple[Any, ...], at: datetime | None) -> None:
         # Delays are measured on the domain's clock, so a test clock schedules correctly.
-        delay = 0.0 if at is None else (at - self._get_deps().clock()).total_seconds()
+        delay = 0.0 if at is None else (at - self._clock()).total_seconds()
         try:
             if delay <= 0:
                 task(*args)
@@ -390,7 +392,8 @@ def build_runtime(
         watcher.refresh()
         return holder["deps"]
 
-    job_scheduler = HueyJobs(huey, fresh_deps)
+    # The jobs read fresh settings when they run; scheduling one needs only the clock.
+    job_scheduler = HueyJobs(huey, fresh_deps, clock)
     deps = Deps(
         locations=locations,
         sessions=sessions,

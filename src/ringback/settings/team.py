@@ -209,34 +209,35 @@ def change_access(
     return RedirectResponse("/staff/settings/team?done=access", status_code=303)
 
 
-@router.post("/staff/settings/team/{user_id}/deactivate", response_class=HTMLResponse)
-def deactivate(request: Request, user_id: int, user: Poster) -> Response:
+def _switch_account(request: Request, user: SignedIn, user_id: int, on: bool) -> Response:
+    """Deactivate (``on`` False) or reactivate an account, then back to the team page."""
     deps = deps_of(request)
     refused = owners_only(deps, user, WHY)
     if refused is not None:
         return refused
     try:
         with transaction(deps.sessions) as session:
-            auth.deactivate_user(session, user_id, acting_user_id=user.user_id, now=deps.clock())
+            if on:
+                auth.reactivate_user(session, user_id)
+            else:
+                auth.deactivate_user(
+                    session, user_id, acting_user_id=user.user_id, now=deps.clock()
+                )
     except auth.AccountError as exc:
         return _team_page(deps, user, status=400, error=exc, error_for=str(user_id))
-    log_event(log, "staff.deactivated", user_id=user.user_id, target=user_id)
-    return RedirectResponse("/staff/settings/team?done=deactivated", status_code=303)
+    done = "reactivated" if on else "deactivated"
+    log_event(log, f"staff.{done}", user_id=user.user_id, target=user_id)
+    return RedirectResponse(f"/staff/settings/team?done={done}", status_code=303)
+
+
+@router.post("/staff/settings/team/{user_id}/deactivate", response_class=HTMLResponse)
+def deactivate(request: Request, user_id: int, user: Poster) -> Response:
+    return _switch_account(request, user, user_id, on=False)
 
 
 @router.post("/staff/settings/team/{user_id}/reactivate", response_class=HTMLResponse)
 def reactivate(request: Request, user_id: int, user: Poster) -> Response:
-    deps = deps_of(request)
-    refused = owners_only(deps, user, WHY)
-    if refused is not None:
-        return refused
-    try:
-        with transaction(deps.sessions) as session:
-            auth.reactivate_user(session, user_id)
-    except auth.AccountError as exc:
-        return _team_page(deps, user, status=400, error=exc, error_for=str(user_id))
-    log_event(log, "staff.reactivated", user_id=user.user_id, target=user_id)
-    return RedirectResponse("/staff/settings/team?done=reactivated", status_code=303)
+    return _switch_account(request, user, user_id, on=True)
 
 
 @router.post("/staff/settings/team/{user_id}/reset", response_class=HTMLResponse)
