@@ -69,6 +69,8 @@ class HueyJobs:
     ) -> None:
         self.huey = huey
         self._clock = clock
+        #: What a job reads when it starts: fresh settings when they changed, else the same deps.
+        self.deps_for_job = get_deps
 
         @huey.task(name="handle_event", retries=EVENT_RETRIES, retry_delay=EVENT_RETRY_DELAY)
         def handle_event(event_id: int) -> None:

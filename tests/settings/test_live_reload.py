@@ -37,9 +37,9 @@ def test_a_worker_in_another_process_picks_up_a_change_at_its_next_job(
     worker = build_runtime(service.runtime.settings, load_locations(service.config_path))
     try:
         assert worker.locations.get("glow-downtown").ring_seconds == 18  # type: ignore[union-attr]
-        worker.jobs._get_deps()  # a job starts: the version is read once, settings loaded
+        worker.jobs.deps_for_job()  # a job starts: the version is read once, settings loaded
         change(service, ring_seconds=31, name="Glow Downtown")
-        deps = worker.jobs._get_deps()  # the next job sees the change
+        deps = worker.jobs.deps_for_job()  # the next job sees the change
         downtown = deps.locations.get("glow-downtown")
         assert downtown is not None
         assert (downtown.ring_seconds, downtown.name) == (31, "Glow Downtown")
