@@ -8,6 +8,7 @@ downloads are not used. Without it these tests fail, they are not skipped: CI in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,3 +118,29 @@ def service(make_service: Any) -> Service:
     served: Service = make_service()
     add_user_named(served, OWNER, "Dana Reyes")
     return served
+
+
+# The pages render the same on either database; what differs between backends is tested over
+# HTTP in both passes. So the browser tests run in the SQLite pass, and only the first-run test
+# (a fresh install, end to end) repeats on PostgreSQL: that keeps CI well under an hour.
+# RINGBACK_TEST_BROWSER_BOTH=1 runs every browser test on PostgreSQL too.
+BOTH_BACKENDS = {"test_first_run.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("RINGBACK_TEST_DATABASE", "sqlite") != "postgres":
+        return
+    if os.environ.get("RINGBACK_TEST_BROWSER_BOTH") == "1":
+        return
+    here = Path(__file__).parent
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        path = Path(str(item.path))
+        if path.parent == here and path.name not in BOTH_BACKENDS:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
