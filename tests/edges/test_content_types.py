@@ -35,9 +35,7 @@ def nothing_written(service: Service) -> bool:
 
 
 @pytest.mark.parametrize("path", PROVIDER_WEBHOOKS + JSON_WEBHOOKS)
-def test_a_file_part_on_any_webhook_is_415_and_writes_nothing(
-    service: Service, path: str
-) -> None:
+def test_a_file_part_on_any_webhook_is_415_and_writes_nothing(service: Service, path: str) -> None:
     params = payload("sms_inbound")
     # Signed over the fields as if they were a form: the body is still never read.
     response = service.http.post(
