@@ -55,6 +55,24 @@ def test_from_a_trusted_proxy_the_forwarded_address_is_the_client(
         assert failed_sign_in(service, client, 100, "203.0.113.7, 127.0.0.1") == 429
 
 
+def test_x_forwarded_proto_is_believed_only_from_a_trusted_proxy(
+    make_service: Callable[..., Service],
+) -> None:
+    # A redirect the framework builds from the request's own URL shows the scheme it saw.
+    def scheme_seen(service: Service) -> str:
+        response = service.http.get(
+            service.url + "/api/v1/conversations/",
+            headers={"X-Forwarded-Proto": "https"},
+            follow_redirects=False,
+        )
+        assert response.status_code in (307, 308), response.text
+        return str(response.headers["location"]).split(":", 1)[0]
+
+    assert scheme_seen(make_service()) == "http"
+    trusting = make_service(settings_overrides={"RINGBACK_TRUSTED_PROXIES": "127.0.0.1"})
+    assert scheme_seen(trusting) == "https"
+
+
 def test_the_trusted_proxies_setting_names_a_bad_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().trusted_proxy_networks == ()
     monkeypatch.setenv("RINGBACK_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")
