@@ -8,8 +8,8 @@ In order, for each HTTP request:
    are ignored, so rotating them cannot dodge the per-address sign-in throttle.
    (``ringback serve`` turns uvicorn's own proxy handling off: it trusts 127.0.0.1.)
 2. **What kind of body.** Webhooks and the JSON API take one content type each
-   (:data:`BODY_TYPES`); anything else, a ``multipart/form-data`` file part above all,
-   is answered 415 before a signature check reads the body.
+   (:data:`BODY_TYPES`); a body of any other type, a ``multipart/form-data`` file part
+   above all, is answered 415 before a signature check reads it.
 3. **How much body.** At most ``RINGBACK_MAX_BODY_BYTES``, or for a file upload
    (multipart) to the staff pages ``RINGBACK_MAX_UPLOAD_BYTES``: a declared
    ``Content-Length`` over the limit is answered 413 at once, and the bytes are counted
@@ -128,7 +128,13 @@ class Guards:
         send = self._with_headers(scope, send)
         path: str = scope["path"]
         media = _media_type(_header(scope, b"content-type"))
-        if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+        declared = _header(scope, b"content-length")
+        has_body = (
+            media is not None
+            or _header(scope, b"transfer-encoding") is not None
+            or (declared is not None and declared.strip() not in ("", "0"))
+        )
+        if has_body:
             refused = self._wrong_type(path, media)
             if refused is not None:
                 log_event(log, "edge.unsupported_media_type", logging.WARNING, path=path)
@@ -139,7 +145,6 @@ class Guards:
             if media == MULTIPART and path.startswith(UPLOAD_PREFIXES)
             else self.limits.max_body_bytes
         )
-        declared = _header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
             log_event(log, "edge.body_too_large", logging.WARNING, path=path, limit=limit)
             await _answer(send, 413, BodyTooLarge(limit).detail)

@@ -93,3 +93,11 @@ def test_the_right_content_type_with_a_charset_is_accepted(service: Service) -> 
         },
     )
     assert response.status_code == 200, response.text
+
+
+def test_a_request_without_a_body_is_not_judged_by_its_type(service: Service) -> None:
+    # No body, no type: the route's own checks answer (here: no API token).
+    response = service.http.post(service.url + "/api/v1/missed-calls")
+    assert response.status_code == 401
+    unsigned = service.http.post(service.url + "/twilio/sms")
+    assert unsigned.status_code == 403
