@@ -17,8 +17,9 @@ In order, for each HTTP request:
    is longer than the limit.
 4. **Headers on every answer**: a Content-Security-Policy that allows only this origin's
    own scripts and styles (no inline ones; the templates have none), no framing,
-   ``nosniff``, ``Referrer-Policy: same-origin``, and ``Cache-Control: no-store`` on
-   everything but ``/static`` (pages, the API and feeds carry patient data).
+   ``nosniff``, ``Referrer-Policy: same-origin`` (unless the route set a stricter one),
+   and ``Cache-Control: no-store`` on everything but ``/static`` (pages, the API and
+   feeds carry patient data).
 """
 
 from __future__ import annotations
@@ -129,10 +130,10 @@ class Guards:
         path: str = scope["path"]
         media = _media_type(_header(scope, b"content-type"))
         declared = _header(scope, b"content-length")
-        has_body = (
-            media is not None
-            or _header(scope, b"transfer-encoding") is not None
-            or (declared is not None and declared.strip() not in ("", "0"))
+        # HTTP/1.1: a request has a body when it is chunked or declares a length above 0
+        # (a Content-Type on a GET with no body is judged by nothing).
+        has_body = _header(scope, b"transfer-encoding") is not None or (
+            declared is not None and declared.strip() not in ("", "0")
         )
         if has_body:
             refused = self._wrong_type(path, media)
@@ -204,12 +205,19 @@ class Guards:
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
-                names = {b"cache-control"} if not cacheable else set()
-                names.update(name for name, _ in SECURITY_HEADERS)
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
-                headers.extend(SECURITY_HEADERS)
+                headers = list(message.get("headers", []))
+                named = {k.lower() for k, _ in headers}
+                # A route may be stricter about the referrer (booking links: no-referrer);
+                # every other header is this module's to set.
+                mine = [
+                    (k, v)
+                    for k, v in SECURITY_HEADERS
+                    if not (k == b"referrer-policy" and k in named)
+                ]
                 if not cacheable:
-                    headers.append((b"cache-control", b"no-store"))
+                    mine.append((b"cache-control", b"no-store"))
+                replaced = {k for k, _ in mine}
+                headers = [(k, v) for k, v in headers if k.lower() not in replaced] + mine
                 message = {**message, "headers": headers}
             await send(message)
 

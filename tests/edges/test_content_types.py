@@ -101,3 +101,8 @@ def test_a_request_without_a_body_is_not_judged_by_its_type(service: Service) ->
     assert response.status_code == 401
     unsigned = service.http.post(service.url + "/twilio/sms")
     assert unsigned.status_code == 403
+    # API clients that name a type on every request, GETs too, are not refused for it.
+    typed_get = service.http.get(
+        service.url + "/api/v1/conversations", headers={"Content-Type": "text/plain"}
+    )
+    assert typed_get.status_code == 401
