@@ -173,7 +173,14 @@ class ServerThread:
     def __init__(self, app: Any, port: int) -> None:
         self.server = uvicorn.Server(
             uvicorn.Config(
-                app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                # As `ringback serve`: forwarded headers are ringback.guards' to judge.
+                proxy_headers=False,
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -22,6 +22,7 @@ from ringback.booking import feeds as booking_feeds
 from ringback.booking import pages as booking_pages
 from ringback.funnel import api as funnel_api
 from ringback.funnel import pages as funnel_dashboard
+from ringback.guards import Guards, Limits
 from ringback.inbox.spool import SpoolService
 from ringback.logs import log_event
 from ringback.missed_calls import api as missed_calls_api
@@ -112,6 +113,15 @@ def create_app(
     app.include_router(booking_feeds.router)
     settings_pages.watch_settings(app, runtime.settings_watcher)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    # Outermost: forwarded headers, content types, body limits and security headers.
+    app.add_middleware(
+        Guards,
+        limits=Limits(
+            max_body_bytes=runtime.settings.max_body_bytes,
+            max_upload_bytes=runtime.settings.max_upload_bytes,
+            trusted_proxies=runtime.settings.trusted_proxy_networks,
+        ),
+    )
 
     @app.exception_handler(staff_web.NotSignedIn)
     async def not_signed_in(request: Request, exc: staff_web.NotSignedIn) -> Response:

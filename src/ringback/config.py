@@ -875,6 +875,23 @@ def parse_locations(data: Any, source: str) -> Locations:
     return Locations(parsed.locations)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDRs (``RINGBACK_TRUSTED_PROXIES``); empty: none."""
+    networks: list[Network] = []
+    for part in value.split(","):
+        text = part.strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP address or CIDR like 10.0.0.0/8") from None
+    return tuple(networks)
+
+
 class Settings(BaseSettings):
     """Process-wide settings, from the environment (names in README)."""
 
@@ -929,6 +946,14 @@ class Settings(BaseSettings):
         default="https://oauth2.googleapis.com/token", alias="GOOGLE_OAUTH_TOKEN_URL"
     )
     square_api_base_url: str = Field(default="", alias="SQUARE_API_BASE_URL")
+    # The web edge (README, Edges and headers; ringback.guards).
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, le=1024**3, alias="RINGBACK_MAX_BODY_BYTES"
+    )
+    max_upload_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, le=16 * 1024**3, alias="RINGBACK_MAX_UPLOAD_BYTES"
+    )
+    trusted_proxies: str = Field(default="", alias="RINGBACK_TRUSTED_PROXIES")
 
     @field_validator("public_url", "twilio_api_base_url", "twilio_lookup_base_url")
     @classmethod
@@ -964,6 +989,17 @@ class Settings(BaseSettings):
                 f"expected your Space's host like example.signalwire.com, got {value!r}"
             )
         return text
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value.strip()
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        """``RINGBACK_TRUSTED_PROXIES`` parsed: the peers whose X-Forwarded-* are believed."""
+        return parse_networks(self.trusted_proxies)
 
     @property
     def signalwire_api_base_url(self) -> str:

@@ -84,7 +84,8 @@ def ics_feed(request: Request, location_id: str, key: str, token: str = "") -> R
     return Response(
         body,
         media_type="text/calendar; charset=utf-8",
-        headers={"Cache-Control": "private, max-age=300"},
+        # Patients' names and treatments: not kept by any cache (ringback.guards says so too).
+        headers={"Cache-Control": "no-store"},
     )
 
 

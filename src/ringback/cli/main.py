@@ -95,7 +95,9 @@ def serve(
         port=port,
         log_config=None,
         access_log=False,
-        proxy_headers=True,
+        # uvicorn would believe X-Forwarded-* from 127.0.0.1: ringback.guards decides
+        # instead, from RINGBACK_TRUSTED_PROXIES.
+        proxy_headers=False,
     )
 
 

@@ -138,4 +138,4 @@ def run_demo(*, host: str, port: int, reset: bool, data_dir: Path = Path("var/de
         f"(sign in as {DEMO_OWNER_EMAIL} / {DEMO_OWNER_PASSWORD})\n(Ctrl-C to stop)",
         flush=True,
     )
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
