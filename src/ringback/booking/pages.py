@@ -39,7 +39,7 @@ from ringback.models import Appointment, Conversation, Patient
 from ringback.phones import display as display_phone
 from ringback.readable import clock, when
 from ringback.readable import day as readable_day
-from ringback.web import deps_of
+from ringback.web import deps_of, row_id_of
 
 log = logging.getLogger(__name__)
 
@@ -473,11 +473,8 @@ def _instant(text: str) -> datetime | None:
 
 
 def _appointment(session: Session, link: Link, appointment_id: str) -> Appointment:
-    appointment = (
-        session.get(Appointment, int(appointment_id))
-        if appointment_id.isdigit() and len(appointment_id) < 19
-        else None
-    )
+    row_id = row_id_of(appointment_id)
+    appointment = session.get(Appointment, row_id) if row_id is not None else None
     if (
         appointment is None
         or appointment.conversation_id != link.conversation.id
