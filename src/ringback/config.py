@@ -929,6 +929,9 @@ class Settings(BaseSettings):
         default="https://oauth2.googleapis.com/token", alias="GOOGLE_OAUTH_TOKEN_URL"
     )
     square_api_base_url: str = Field(default="", alias="SQUARE_API_BASE_URL")
+    # Outbound webhooks to loopback, private or link-local addresses (a receiver on the
+    # clinic's own network, or tests): refused unless this is set.
+    allow_private_webhooks: bool = Field(default=False, alias="RINGBACK_ALLOW_PRIVATE_WEBHOOKS")
 
     @field_validator("public_url", "twilio_api_base_url", "twilio_lookup_base_url")
     @classmethod

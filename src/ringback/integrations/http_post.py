@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
 from collections.abc import Mapping
 
@@ -32,3 +34,21 @@ def post_json(
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return None, None, error[:300]
+
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def addresses_of(host: str) -> list[IpAddress]:
+    """Every address ``host`` names (a literal, in any form ``inet_aton`` takes, or a name
+    looked up now). Raises OSError when it names none."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except UnicodeError as exc:  # a label IDNA cannot encode
+        raise OSError(str(exc)) from exc
+    found: list[IpAddress] = []
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])  # fe80::1%eth0
+        if address not in found:
+            found.append(address)
+    return found

@@ -179,6 +179,7 @@ def add_endpoint(
                 location_id=location or None,
                 known_locations={loc.id for loc in deps.locations},
                 now=deps.clock(),
+                allow_private=deps.allow_private_webhooks,
             )
             made = {"id": endpoint.id, "secret": endpoint.secret, "added": True}
     except webhooks.WebhookError as exc:

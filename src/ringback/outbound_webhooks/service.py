@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import queue
@@ -36,7 +37,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +48,7 @@ from sqlalchemy.orm import Session
 
 from ringback.db import after_commit, insert_ignore, transaction
 from ringback.deps import Deps
-from ringback.integrations.http_post import post_json
+from ringback.integrations.http_post import IpAddress, addresses_of, post_json
 from ringback.logs import log_event
 from ringback.models import (
     Appointment,
@@ -280,18 +281,23 @@ def conversation_handed_off(
     )
 
 
-def _appointment(appointment: Appointment | None) -> dict[str, Any] | None:
+def _appointment(deps: Deps, appointment: Appointment | None) -> dict[str, Any] | None:
     if appointment is None:
         return None
-    return {
+    shown: dict[str, Any] = {
         "id": appointment.id,
         "starts_at": _iso(appointment.starts_at),
         "ends_at": _iso(appointment.ends_at),
         "status": appointment.status,
         "source": appointment.source,
-        "service": appointment.service,
-        "provider": appointment.provider_name,
     }
+    # The treatment, and the provider who gives it (often it says which), are health
+    # details: only where the location allows them in what it sends out.
+    location = deps.locations.get(appointment.location_id)
+    if location is not None and location.health_details_in_texts:
+        shown["service"] = appointment.service
+        shown["provider"] = appointment.provider_name
+    return shown
 
 
 def conversation_closed(session: Session, deps: Deps, conversation: Conversation) -> None:
@@ -313,7 +319,7 @@ def conversation_closed(session: Session, deps: Deps, conversation: Conversation
         f"appointment.booked:conversation:{conversation.id}",
         booked_by=conversation.booked_by,
         value_cents=conversation.booked_value_cents,
-        appointment=_appointment(appointment),
+        appointment=_appointment(deps, appointment),
     )
 
 
@@ -322,7 +328,7 @@ def appointment_booked(session: Session, deps: Deps, appointment: Appointment) -
     reschedule: the new appointment; the old one gets ``appointment.cancelled``)."""
     patient = session.get(Patient, appointment.patient_id)
     data = {
-        "appointment": _appointment(appointment),
+        "appointment": _appointment(deps, appointment),
         "patient": _patient(patient),
         "conversation_id": appointment.conversation_id,
         "rescheduled_from": appointment.rescheduled_from_id,
@@ -341,7 +347,7 @@ def appointment_cancelled(session: Session, deps: Deps, appointment: Appointment
     """``appointment.cancelled``: for whatever sets an appointment's status to cancelled."""
     patient = session.get(Patient, appointment.patient_id)
     data = {
-        "appointment": _appointment(appointment),
+        "appointment": _appointment(deps, appointment),
         "patient": _patient(patient),
         "conversation_id": appointment.conversation_id,
     }
@@ -450,6 +456,10 @@ def deliver(deps: Deps, delivery_id: int) -> str | None:
     attempt = _claim(deps, delivery_id)
     if attempt is None:
         return None
+    # Checked again now: the name may have been pointed at a private address since.
+    refused = None if deps.allow_private_webhooks else private_destination(attempt.url)
+    if refused is not None:
+        return _refuse(deps, attempt, refused)
     status_code, response_text, error = _post(attempt)
     ok = status_code is not None and 200 <= status_code < 300
     if status_code is not None and not ok:
@@ -494,6 +504,29 @@ def deliver(deps: Deps, delivery_id: int) -> str | None:
             **fields,
         )
         return "retrying"
+
+
+def _refuse(deps: Deps, attempt: _Attempt, reason: str) -> str | None:
+    """Record a delivery not sent because its URL leads to a private address: ``failed``
+    at once (retrying would not change where it points), replayable once that is fixed."""
+    with transaction(deps.sessions) as session:
+        delivery = session.get(WebhookDelivery, attempt.delivery_id, with_for_update=True)
+        if delivery is None or delivery.status != "pending" or delivery.attempts != attempt.number:
+            return None
+        delivery.status = "failed"
+        delivery.next_attempt_at = None
+        delivery.last_status_code = None
+        delivery.last_response = None
+        delivery.last_error = f"not sent: {reason}"[:300]
+    log_event(
+        log,
+        "outbound_webhook.refused",
+        logging.WARNING,
+        delivery_id=attempt.delivery_id,
+        endpoint_id=attempt.endpoint_id,
+        event=attempt.event,
+    )
+    return "failed"
 
 
 class _Senders:
@@ -570,10 +603,54 @@ def sweep(deps: Deps) -> dict[str, int]:
     return {"webhooks": len(ids)} if ids else {}
 
 
+# --- where deliveries may go -------------------------------------------------------------------
+
+ALLOW_PRIVATE = "RINGBACK_ALLOW_PRIVATE_WEBHOOKS"
+
+
+def _kind_of(address: IpAddress) -> str | None:
+    """What makes ``address`` no place for a webhook (None: a public address)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    kinds = (
+        ("loopback", address.is_loopback),
+        ("unspecified", address.is_unspecified),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+        ("non-public", not address.is_global),
+    )
+    return next((kind for kind, matches in kinds if matches), None)
+
+
+def private_destination(
+    url: str, resolve: Callable[[str], list[IpAddress]] = addresses_of
+) -> str | None:
+    """Why ``url`` must not be posted to: its host is, or resolves to, a loopback, private,
+    link-local, unspecified or multicast address (this server, or the network behind it,
+    which a webhook must not be a way into). None when every address is public, or when
+    the host resolves to nothing (the POST then fails and is retried like any other)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = resolve(host)
+    except OSError:
+        return None
+    for address in addresses:
+        kind = _kind_of(address)
+        if kind is not None:
+            named = host if host == str(address) else f"{host} resolves to {address}, which"
+            return (
+                f"{named} is a {kind} address; webhooks go to the clinic's systems on the "
+                f"internet (an operator can set {ALLOW_PRIVATE}=1 to allow private addresses)"
+            )
+    return None
+
+
 # --- management (CLI and staff page) ---------------------------------------------------------
 
 
-def _check_url(url: str) -> str:
+def _check_url(url: str, *, allow_private: bool) -> str:
     value = url.strip()
     try:
         parsed = urlsplit(value)
@@ -584,6 +661,9 @@ def _check_url(url: str) -> str:
         raise WebhookError("url", f"expected an absolute http:// or https:// URL, got {value!r}")
     if len(value) > MAX_URL:
         raise WebhookError("url", f"at most {MAX_URL} characters (got {len(value)})")
+    refused = None if allow_private else private_destination(value)
+    if refused is not None:
+        raise WebhookError("url", refused)
     return value
 
 
@@ -609,9 +689,11 @@ def create_endpoint(
     location_id: str | None,
     known_locations: set[str],
     now: datetime,
+    allow_private: bool = False,
 ) -> WebhookEndpoint:
-    """Register an endpoint; its ``secret`` is shown once to whoever created it."""
-    checked_url = _check_url(url)
+    """Register an endpoint; its ``secret`` is shown once to whoever created it. A URL at a
+    private address is refused unless ``allow_private`` (RINGBACK_ALLOW_PRIVATE_WEBHOOKS)."""
+    checked_url = _check_url(url, allow_private=allow_private)
     checked_events = _check_events(events)
     if location_id is not None and location_id not in known_locations:
         known = ", ".join(sorted(known_locations))
