@@ -640,8 +640,9 @@ def private_destination(
         kind = _kind_of(address)
         if kind is not None:
             named = host if host == str(address) else f"{host} resolves to {address}, which"
+            article = "an" if kind[0] in "aeiou" else "a"
             return (
-                f"{named} is a {kind} address; webhooks go to the clinic's systems on the "
+                f"{named} is {article} {kind} address; webhooks go to the clinic's systems on the "
                 f"internet (an operator can set {ALLOW_PRIVATE}=1 to allow private addresses)"
             )
     return None
