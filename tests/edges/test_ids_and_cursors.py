@@ -196,3 +196,15 @@ def test_an_ics_feed_token_that_is_not_ascii_is_not_found(service: Service) -> N
             service.url + "/calendar/glow-downtown/location.ics", params={"token": token}
         )
         assert response.status_code == 404, response.text[:200]
+
+
+@pytest.mark.parametrize("path", ["/staff/dashboard", "/staff/reports/calls.csv"])
+@pytest.mark.parametrize(
+    "params", [{"until": "0001-01-01"}, {"since": "0001-01-01", "until": "0001-01-05"}]
+)
+def test_report_days_out_of_range_are_400s_on_the_staff_pages_too(
+    service: Service, owner: httpx.Client, path: str, params: dict[str, str]
+) -> None:
+    response = owner.get(path, params=params)
+    assert response.status_code == 400, response.text[:300]
+    assert "expected a day between 0002-01-01 and 9998-12-31" in response.text
