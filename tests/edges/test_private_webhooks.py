@@ -133,15 +133,19 @@ def test_an_operator_who_allows_private_addresses_can_use_the_page(
 
 
 @pytest.fixture
-def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Names this test points where it likes (the service runs in this process); every
-    other name resolves as usual."""
-    names: dict[str, str] = {}
+def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | list[str]]:
+    """Names this test points where it likes (the service runs in this process): an
+    address, or a list answered in turn (the last one from then on); every other name
+    resolves as usual."""
+    names: dict[str, str | list[str]] = {}
     real = socket.getaddrinfo
 
     def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(host, str) and host in names:
-            return real(names[host], *args, **kwargs)
+            answer = names[host]
+            if isinstance(answer, list):
+                answer = answer.pop(0) if len(answer) > 1 else answer[0]
+            return real(answer, *args, **kwargs)
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", lookup)
@@ -149,7 +153,7 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 def test_a_name_repointed_at_a_private_address_is_not_posted_to_and_the_failure_says_why(
-    service: Service, owner: httpx.Client, dns: dict[str, str]
+    service: Service, owner: httpx.Client, dns: dict[str, str | list[str]]
 ) -> None:
     hooks = Receiver()
     with BackgroundServer(hooks.app()) as server:
@@ -178,3 +182,32 @@ def test_a_name_repointed_at_a_private_address_is_not_posted_to_and_the_failure_
     assert "hooks.clinic.example resolves to 127.0.0.1" in html.unescape(owner.get(PAGE).text)
     listed = cli(service, "deliveries", "--failed")
     assert "not sent: hooks.clinic.example resolves to 127.0.0.1" in listed.stdout
+
+
+def test_a_name_that_answers_public_then_private_is_connected_to_at_the_address_checked(
+    service: Service, owner: httpx.Client, dns: dict[str, str | list[str]]
+) -> None:
+    """DNS rebinding: the lookup the check makes says public, the next one would say
+    127.0.0.1. The POST goes to the address that was checked, never to this server."""
+    hooks = Receiver()
+    with BackgroundServer(hooks.app()) as server:
+        port = server.url.rsplit(":", 1)[1]
+        url = f"http://rebind.clinic.example:{port}/hooks"
+        dns["rebind.clinic.example"] = ["192.0.0.9"]  # public (a test address, unrouted)
+        added = post(owner, PAGE + "/endpoints", {"url": url, "event": "missed_call.detected"})
+        assert added.status_code == 200, added.text[:300]
+        hooks.secret = shown_secret(added)
+        # The delivery's check sees the public address; any lookup after it, 127.0.0.1.
+        dns["rebind.clinic.example"] = ["192.0.0.9", "127.0.0.1"]
+        miss(service, caller_number(932))
+        delivery = wait_for(
+            lambda: service.scalar(
+                select(WebhookDelivery).where(WebhookDelivery.last_error.is_not(None))
+            ),
+            timeout=15,
+            what="the attempt at the public address to fail",
+        )
+        settle()
+        assert hooks.requests == []
+    assert delivery.status == "pending"  # an ordinary failed attempt: retried later
+    assert not delivery.last_error.startswith("not sent")

@@ -430,8 +430,11 @@ def _claim(deps: Deps, delivery_id: int) -> _Attempt | None:
         )
 
 
-def _post(attempt: _Attempt) -> tuple[int | None, str | None, str | None]:
-    """POST the attempt; return (status code, first KB of the response, error)."""
+def _post(
+    attempt: _Attempt, connect_to: IpAddress | None = None
+) -> tuple[int | None, str | None, str | None]:
+    """POST the attempt (to ``connect_to`` when given); return (status code, first KB of
+    the response, error)."""
     # Wall time, not the domain clock: the receiver checks it against its own clock.
     timestamp = int(time.time())
     headers = {
@@ -441,7 +444,14 @@ def _post(attempt: _Attempt) -> tuple[int | None, str | None, str | None]:
         EVENT_HEADER: attempt.event,
         DELIVERY_HEADER: str(attempt.delivery_id),
     }
-    return post_json(attempt.url, attempt.body, headers, TIMEOUT_SECONDS, MAX_RESPONSE_BYTES)
+    return post_json(
+        attempt.url,
+        attempt.body,
+        headers,
+        TIMEOUT_SECONDS,
+        MAX_RESPONSE_BYTES,
+        connect_to=connect_to,
+    )
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -456,11 +466,15 @@ def deliver(deps: Deps, delivery_id: int) -> str | None:
     attempt = _claim(deps, delivery_id)
     if attempt is None:
         return None
-    # Checked again now: the name may have been pointed at a private address since.
-    refused = None if deps.allow_private_webhooks else private_destination(attempt.url)
-    if refused is not None:
-        return _refuse(deps, attempt, refused)
-    status_code, response_text, error = _post(attempt)
+    # Checked again now: the name may have been pointed at a private address since. The
+    # POST then connects to the address checked, not to a second lookup's answer.
+    pinned: IpAddress | None = None
+    if not deps.allow_private_webhooks:
+        where = destination(attempt.url)
+        if where.refused is not None:
+            return _refuse(deps, attempt, where.refused)
+        pinned = where.address
+    status_code, response_text, error = _post(attempt, pinned)
     ok = status_code is not None and 200 <= status_code < 300
     if status_code is not None and not ok:
         error = f"HTTP {status_code}"
@@ -624,28 +638,41 @@ def _kind_of(address: IpAddress) -> str | None:
     return next((kind for kind, matches in kinds if matches), None)
 
 
-def private_destination(
-    url: str, resolve: Callable[[str], list[IpAddress]] = addresses_of
-) -> str | None:
-    """Why ``url`` must not be posted to: its host is, or resolves to, a loopback, private,
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a URL's host leads now: ``refused`` says why it must not be posted to, else
+    ``address`` is the public address to connect to (None: the host resolves to nothing)."""
+
+    refused: str | None
+    address: IpAddress | None
+
+
+def destination(url: str, resolve: Callable[[str], list[IpAddress]] = addresses_of) -> Destination:
+    """Look ``url``'s host up: refused when it is, or resolves to, a loopback, private,
     link-local, unspecified or multicast address (this server, or the network behind it,
-    which a webhook must not be a way into). None when every address is public, or when
-    the host resolves to nothing (the POST then fails and is retried like any other)."""
+    which a webhook must not be a way into). A host that resolves to nothing is not refused
+    (the POST then fails and is retried like any other)."""
     host = urlsplit(url).hostname or ""
     try:
         addresses = resolve(host)
     except OSError:
-        return None
+        return Destination(None, None)
     for address in addresses:
         kind = _kind_of(address)
         if kind is not None:
             named = host if host == str(address) else f"{host} resolves to {address}, which"
             article = "an" if kind[0] in "aeiou" else "a"
-            return (
-                f"{named} is {article} {kind} address; webhooks go to the clinic's systems on the "
-                f"internet (an operator can set {ALLOW_PRIVATE}=1 to allow private addresses)"
+            return Destination(
+                f"{named} is {article} {kind} address; webhooks go to the clinic's systems on "
+                f"the internet (an operator can set {ALLOW_PRIVATE}=1 to allow private addresses)",
+                None,
             )
-    return None
+    return Destination(None, addresses[0] if addresses else None)
+
+
+def private_destination(url: str) -> str | None:
+    """Why ``url`` must not be posted to (see :func:`destination`), or None."""
+    return destination(url).refused
 
 
 # --- management (CLI and staff page) ---------------------------------------------------------
