@@ -7,11 +7,16 @@ RINGBACK_ALLOW_PRIVATE_WEBHOOKS=1."""
 from __future__ import annotations
 
 import html
+import ipaddress
 import os
 import socket
+import ssl
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +24,7 @@ import pytest
 from sqlalchemy import func, select
 
 from ringback.fakes.twilio import BackgroundServer
+from ringback.integrations.http_post import post_json
 from ringback.models import WebhookDelivery, WebhookEndpoint
 from tests.conftest import Service, settle, wait_for
 from tests.outbound_webhooks.test_webhooks import Receiver
@@ -211,3 +217,66 @@ def test_a_name_that_answers_public_then_private_is_connected_to_at_the_address_
         assert hooks.requests == []
     assert delivery.status == "pending"  # an ordinary failed attempt: retried later
     assert not delivery.last_error.startswith("not sent")
+
+
+# --- connecting to the checked address over TLS ---------------------------------------------------
+
+
+@pytest.fixture
+def tls_receiver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[int, list[str]]]:
+    """An HTTPS receiver on 127.0.0.1 whose certificate names hooks.clinic.example only,
+    trusted through SSL_CERT_FILE. Yields its port and the Host headers it was sent."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=hooks.clinic.example",
+            "-addext", "subjectAltName=DNS:hooks.clinic.example",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    hosts: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hosts.append(self.headers["Host"])
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], hosts
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_pinned_https_post_still_checks_the_certificate_against_the_urls_host(
+    tls_receiver: tuple[int, list[str]],
+) -> None:
+    port, hosts = tls_receiver
+    url = f"https://hooks.clinic.example:{port}/hooks"
+    loopback = ipaddress.ip_address("127.0.0.1")
+    status, _, error = post_json(url, b"{}", {}, 5.0, 100, connect_to=loopback)
+    assert (status, error) == (200, None)
+    assert hosts == [f"hooks.clinic.example:{port}"]
+    # A certificate for another name is refused, even at the same address.
+    wrong = f"https://other.clinic.example:{port}/hooks"
+    status, _, error = post_json(wrong, b"{}", {}, 5.0, 100, connect_to=loopback)
+    assert status is None
+    assert error is not None
+    assert "certificate" in error.lower() or "hostname" in error.lower()
+    assert len(hosts) == 1
