@@ -954,6 +954,9 @@ class Settings(BaseSettings):
         default=64 * 1024 * 1024, ge=1024, le=16 * 1024**3, alias="RINGBACK_MAX_UPLOAD_BYTES"
     )
     trusted_proxies: str = Field(default="", alias="RINGBACK_TRUSTED_PROXIES")
+    # Outbound webhooks to loopback, private or link-local addresses (a receiver on the
+    # clinic's own network, or tests): refused unless this is set.
+    allow_private_webhooks: bool = Field(default=False, alias="RINGBACK_ALLOW_PRIVATE_WEBHOOKS")
 
     @field_validator("public_url", "twilio_api_base_url", "twilio_lookup_base_url")
     @classmethod

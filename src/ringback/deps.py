@@ -40,6 +40,8 @@ class Deps:
     link_secret: bytes = b"ringback-unset-secret"
     # Opens a location's own booking system (Google Calendar, Square); None: none is used.
     booking_systems: BookingSystemFactory | None = None
+    # RINGBACK_ALLOW_PRIVATE_WEBHOOKS: outbound webhooks may go to private addresses.
+    allow_private_webhooks: bool = False
 
     @property
     def sms_status_callback(self) -> str:

@@ -410,6 +410,7 @@ def build_runtime(
         calendars=calendars or calendar_sync.caldav_calendars(settings.send_timeout_seconds),
         link_secret=link_secret,
         booking_systems=booking_systems,
+        allow_private_webhooks=settings.allow_private_webhooks,
     )
     holder["deps"] = deps
     return Runtime(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
+from annotated_types import Interval
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -174,6 +175,22 @@ def api_user(request: Request) -> SignedIn:
             headers={"WWW-Authenticate": "Bearer"},
         )
     return user
+
+
+# Row ids are BIGINT: anything outside 1..2^63-1 can name no row, and handed to the database
+# it would be an overflow (a 500), not a miss. Every id in a path, a query or a form is one.
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Interval(ge=1, le=MAX_ROW_ID)]
+
+
+def row_id_of(text: str) -> int | None:
+    """The row id a free-text field (a form's select, a link's segment) names, or None when
+    it cannot name one: not ASCII digits ("²" passes ``isdigit``), zero, or beyond BIGINT."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_ROW_ID else None
 
 
 router = APIRouter(prefix="/staff", include_in_schema=False)

@@ -122,6 +122,7 @@ def add_endpoint(
             location_id=location,
             known_locations={loc.id for loc in service.locations},
             now=datetime.now(UTC),
+            allow_private=service.runtime.deps.allow_private_webhooks,
         )
         if hooks is not None:
             hooks.secret = endpoint.secret
@@ -446,6 +447,7 @@ def test_cli_adds_lists_replays_and_removes(
         "RINGBACK_QUEUE_URL": settings.resolved_queue_url,
         "RINGBACK_QUEUE_NAME": settings.queue_name,
         "RINGBACK_LOG_LEVEL": "WARNING",
+        "RINGBACK_ALLOW_PRIVATE_WEBHOOKS": "1",  # the receiver is on 127.0.0.1
     }
 
     def ringback(*args: str) -> subprocess.CompletedProcess[str]:

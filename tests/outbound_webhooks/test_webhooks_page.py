@@ -137,6 +137,7 @@ def test_the_cli_pauses_rotates_and_resumes(service: Service) -> None:
         "RINGBACK_QUEUE_URL": settings.resolved_queue_url,
         "RINGBACK_QUEUE_NAME": settings.queue_name,
         "RINGBACK_LOG_LEVEL": "WARNING",
+        "RINGBACK_ALLOW_PRIVATE_WEBHOOKS": "1",  # the receiver is on 127.0.0.1
     }
 
     def ringback(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Select, and_, or_, select
@@ -22,6 +22,25 @@ from ringback.models import Call, Conversation, Message, Note, Patient, StaffUse
 ConversationStatus = Literal["active", "needs_staff", "urgent", "booked", "closed"]
 
 MAX_ID = 2**63 - 1  # ids are BIGINT; a larger number would be a database error, not a miss
+# The moments the database can compare: stored in UTC, and Python's datetime ends at years 1
+# and 9999, so a moment a day from either end (in any offset) overflows on the way in.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+class OutOfRange(ValueError):
+    """A moment outside :data:`EARLIEST`..:data:`LATEST`: no row can be that old or new."""
+
+
+def in_range(moment: datetime) -> datetime:
+    """``moment`` (aware) if the database can compare it; raises :class:`OutOfRange`."""
+    if not EARLIEST <= moment <= LATEST:
+        raise OutOfRange(
+            f"expected a moment between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} UTC, "
+            f"got {moment.isoformat()}"
+        )
+    return moment
+
 
 # The locations a caller may see; None means every location (an owner).
 Visible = frozenset[str] | None
@@ -64,6 +83,7 @@ class Cursor:
             or not isinstance(ident, int)
             or isinstance(ident, bool)
             or not 0 <= ident <= MAX_ID
+            or not EARLIEST <= updated_at <= LATEST
         ):
             raise BadCursor(f"expected a next_cursor value from a previous page, got {text[:60]!r}")
         return cls(updated_at=updated_at, id=ident)

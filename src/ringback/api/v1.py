@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
 from fastapi.security import HTTPBearer
 from pydantic import (
     AfterValidator,
@@ -29,13 +29,13 @@ from pydantic import (
 )
 
 from ringback.api import queries
-from ringback.api.errors import invalid
+from ringback.api.errors import bad_request, invalid
 from ringback.api.queries import ConversationStatus
 from ringback.conversation.machine import State
 from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.models import Call, Conversation, Message, Note, Patient
-from ringback.web import SignedIn, api_user, deps_of
+from ringback.web import RowId, SignedIn, api_user, deps_of
 
 
 class Problem(BaseModel):
@@ -403,15 +403,6 @@ def _note(note: Note, author_email: str | None) -> NoteOut:
 # --- query parameters ----------------------------------------------------------------------
 
 
-def _check_cursor(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            queries.Cursor.decode(value)
-        except queries.BadCursor as exc:
-            raise ValueError(f"cursor: {exc}") from exc  # pydantic makes it a 422
-    return value
-
-
 def _plus_from_shell(value: object) -> object:
     # An unencoded "+00:00" arrives as " 00:00" (a "+" in a query string is a space).
     return value.replace(" ", "+") if isinstance(value, str) else value
@@ -428,7 +419,6 @@ UpdatedSince = Annotated[
 ]
 CursorParam = Annotated[
     str | None,
-    AfterValidator(_check_cursor),
     Query(max_length=500, description="`next_cursor` from the previous page"),
 ]
 
@@ -492,10 +482,19 @@ def list_conversations(
     ):
         # Same answer for an unknown location and one the caller may not see.
         raise invalid("query", "location", location, "no location with this id that you can see")
+    # Well-formed for their type but unusable: 400, in the same shape as a 422.
+    if updated_since is not None:
+        try:
+            queries.in_range(updated_since)
+        except queries.OutOfRange as exc:
+            raise bad_request("query", "updated_since", str(updated_since), str(exc)) from exc
+    try:
+        after = queries.Cursor.decode(cursor) if cursor is not None else None
+    except queries.BadCursor as exc:
+        raise bad_request("query", "cursor", cursor, str(exc)) from exc
     filters = queries.ConversationFilter(
         status=status, location_id=location, updated_since=updated_since
     )
-    after = queries.Cursor.decode(cursor) if cursor is not None else None
     with transaction(deps.sessions) as session:
         page = queries.conversations_page(
             session, _visible(caller), filters, after=after, limit=limit
@@ -515,7 +514,7 @@ def list_conversations(
 def get_conversation(
     request: Request,
     caller: Caller,
-    conversation_id: Annotated[int, Path(ge=1, le=queries.MAX_ID)],
+    conversation_id: RowId,
 ) -> ConversationDetail:
     deps = deps_of(request)
     with transaction(deps.sessions) as session:
@@ -539,7 +538,7 @@ def get_conversation(
 def get_patient(
     request: Request,
     caller: Caller,
-    patient_id: Annotated[int, Path(ge=1, le=queries.MAX_ID)],
+    patient_id: RowId,
 ) -> PatientRecord:
     with transaction(deps_of(request).sessions) as session:
         found = queries.patient(session, _visible(caller), patient_id)

@@ -29,7 +29,15 @@ from ringback.logs import log_event
 from ringback.models import Appointment, CalendarSync, Patient
 from ringback.readable import when
 from ringback.staff import inbox
-from ringback.web import TEMPLATES, SignedIn, csrf_protected, deps_of, staff_frame, staff_user
+from ringback.web import (
+    TEMPLATES,
+    RowId,
+    SignedIn,
+    csrf_protected,
+    deps_of,
+    staff_frame,
+    staff_user,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -90,7 +98,7 @@ def ics_feed(request: Request, location_id: str, key: str, token: str = "") -> R
 
 
 @router.get("/staff/calendar", response_class=HTMLResponse)
-def calendar_page(request: Request, user: Viewer, retried: int | None = None) -> Response:
+def calendar_page(request: Request, user: Viewer, retried: RowId | None = None) -> Response:
     deps = deps_of(request)
     visible = inbox.visible_location_ids(deps.locations, user)
     locations = [loc for loc in deps.locations if loc.id in visible]
@@ -166,7 +174,7 @@ def calendar_page(request: Request, user: Viewer, retried: int | None = None) ->
 
 
 @router.post("/staff/calendar/syncs/{sync_id}/retry")
-def retry_sync(request: Request, sync_id: int, user: Poster) -> Response:
+def retry_sync(request: Request, sync_id: RowId, user: Poster) -> Response:
     deps = deps_of(request)
     visible = inbox.visible_location_ids(deps.locations, user)
     with deps.sessions() as session:

@@ -34,7 +34,8 @@ def booking_token(secret: bytes, conversation_id: int, now: datetime, valid: tim
 def read_booking_token(secret: bytes, token: str, now: datetime) -> int:
     """The conversation id in ``token``; raises :class:`BadLink`."""
     parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+    # ASCII only: "²" passes isdigit, and compare_digest refuses non-ASCII text (a TypeError).
+    if len(parts) != 3 or not token.isascii() or not parts[0].isdigit() or not parts[1].isdigit():
         raise BadLink("not a booking link")
     conversation_id, expires = int(parts[0]), int(parts[1])
     expected = _sign(secret, f"book:{conversation_id}:{expires}")
@@ -50,7 +51,8 @@ def feed_token(secret: bytes, location_id: str, key: str) -> str:
 
 
 def check_feed_token(secret: bytes, location_id: str, key: str, token: str) -> bool:
-    return hmac.compare_digest(feed_token(secret, location_id, key), token)
+    # A token that is not ASCII is not ours (and compare_digest would raise on it).
+    return token.isascii() and hmac.compare_digest(feed_token(secret, location_id, key), token)
 
 
 PARTS_OF_DAY = ("morning", "afternoon", "evening")

@@ -39,7 +39,7 @@ from ringback.models import Appointment, Conversation, Patient
 from ringback.phones import display as display_phone
 from ringback.readable import clock, when
 from ringback.readable import day as readable_day
-from ringback.web import deps_of
+from ringback.web import deps_of, row_id_of
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ TEXT: dict[str, dict[str, str]] = {
         "reload": "Please go back to the times and try again, or call {phone}.",
         "closed_title": "Online booking isn't available",
         "closed_text": "Call or text {phone} and we'll find you a time.",
+        "withdrawn_title": "This link no longer works",
+        "withdrawn_text": "Nothing was booked. To book, call {phone}.",
     },
     "es": {
         "lang": "es",
@@ -134,6 +136,8 @@ TEXT: dict[str, dict[str, str]] = {
         "reload": "Vuelva a los horarios e inténtelo de nuevo, o llame al {phone}.",
         "closed_title": "La reserva en línea no está disponible",
         "closed_text": "Llame o escriba al {phone} y le buscamos un horario.",
+        "withdrawn_title": "Este enlace ya no funciona",
+        "withdrawn_text": "No se reservó nada. Para reservar, llame al {phone}.",
     },
 }
 
@@ -396,6 +400,23 @@ def _open(session: Session, deps: Deps, token: str, *, lock: bool = False) -> Li
             404, TEXT["en"]["invalid_title"], "This booking link is no longer in use."
         )
     text = TEXT.get(conversation.language, TEXT["en"])
+    patient = session.get(Patient, conversation.patient_id)
+    if (
+        patient is None
+        or patient.deleted_at is not None
+        or patient.opted_out_at is not None
+        or conversation.close_reason in ("deleted", "opted_out")
+    ):
+        # Their data was deleted on request, or they asked us to stop: the link must not
+        # book (or text a confirmation to) someone who is no longer ours to contact.
+        log_event(log, "booking_page.link_withdrawn", conversation_id=conversation.id)
+        raise PageProblem(
+            410,
+            text["withdrawn_title"],
+            text["withdrawn_text"].format(phone=display_phone(location.phone_number)),
+            location=location,
+            language=text["lang"],
+        )
     return Link(token, conversation, location, text)
 
 
@@ -473,11 +494,8 @@ def _instant(text: str) -> datetime | None:
 
 
 def _appointment(session: Session, link: Link, appointment_id: str) -> Appointment:
-    appointment = (
-        session.get(Appointment, int(appointment_id))
-        if appointment_id.isdigit() and len(appointment_id) < 19
-        else None
-    )
+    row_id = row_id_of(appointment_id)
+    appointment = session.get(Appointment, row_id) if row_id is not None else None
     if (
         appointment is None
         or appointment.conversation_id != link.conversation.id

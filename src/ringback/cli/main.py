@@ -374,7 +374,7 @@ def users_reset_password(
         bool, typer.Option(help="Read the new password from standard input.")
     ] = False,
 ) -> None:
-    """Set a new password (signs the account out everywhere)."""
+    """Set a new password (signs the account out everywhere and revokes its API tokens)."""
     from datetime import UTC, datetime
 
     from ringback.db import transaction
@@ -389,6 +389,44 @@ def users_reset_password(
     except auth.AccountError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"password reset for {address}")
+
+
+def _switch_account(email: str, *, on: bool) -> None:
+    from datetime import UTC, datetime
+
+    from ringback.db import transaction
+    from ringback.staff import auth
+
+    _, _, sessions = _sessions()
+    try:
+        with transaction(sessions) as session:
+            user = auth.find_user(session, email)
+            if user is None:
+                raise auth.AccountError(f"email: no account for {email.strip().lower()}")
+            if on:
+                auth.reactivate_user(session, user.id)
+            else:
+                auth.deactivate_user(session, user.id, acting_user_id=None, now=datetime.now(UTC))
+            address = user.email
+    except auth.AccountError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"{'reactivated' if on else 'deactivated'} {address}")
+
+
+@users_app.command("deactivate")
+def users_deactivate(
+    email: Annotated[str, typer.Argument(help="The account's email.")],
+) -> None:
+    """Switch an account off: it cannot sign in, and its sessions and API tokens end now."""
+    _switch_account(email, on=False)
+
+
+@users_app.command("reactivate")
+def users_reactivate(
+    email: Annotated[str, typer.Argument(help="The account's email.")],
+) -> None:
+    """Let a deactivated account sign in again (its old sessions and tokens stay ended)."""
+    _switch_account(email, on=True)
 
 
 @users_app.command("list")

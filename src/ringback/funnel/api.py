@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
 from ringback.api import v1
-from ringback.api.errors import invalid
+from ringback.api.errors import bad_request, invalid
 from ringback.deps import Deps
 from ringback.funnel.figures import Report
 from ringback.funnel.metrics import FunnelCollector, MetricsSettings
@@ -81,7 +81,8 @@ def funnel(
     try:
         start, end = resolve_range(since, until, today)
     except BadRange as exc:
-        raise invalid(
+        refuse = bad_request if exc.out_of_range else invalid
+        raise refuse(
             "query", exc.field, str(since if exc.field == "since" else until), exc.problem
         ) from None
     report = load_report(deps.sessions, deps.locations, chosen, start, end, now=deps.clock())

@@ -50,14 +50,30 @@ MAX_DAYS = 3 * 366
 class BadRange(ValueError):
     """The date range cannot be reported on; the message names the parameter."""
 
-    def __init__(self, field: str, problem: str) -> None:
+    def __init__(self, field: str, problem: str, *, out_of_range: bool = False) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+        # A real date no report can cover (the JSON API answers 400, not 422).
+        self.out_of_range = out_of_range
+
+
+# The days a report can cover: a range's start, end and local midnights in UTC must all
+# stay inside Python's years 1..9999 (and so inside what the database can compare).
+EARLIEST_DAY = date(2, 1, 1)
+LATEST_DAY = date(9998, 12, 31)
 
 
 def resolve_range(since: date | None, until: date | None, today: date) -> tuple[date, date]:
     """Fill in a missing end (today) or start (30 days up to the end), and check them."""
+    for field, day in (("since", since), ("until", until)):
+        if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise BadRange(
+                field,
+                f"expected a day between {EARLIEST_DAY.isoformat()} and "
+                f"{LATEST_DAY.isoformat()}, got {day.isoformat()}",
+                out_of_range=True,
+            )
     end = until or today
     start = since or end - timedelta(days=DEFAULT_DAYS - 1)
     if start > end:

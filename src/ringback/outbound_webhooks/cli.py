@@ -69,6 +69,7 @@ def add(
                     location_id=location,
                     known_locations={loc.id for loc in runtime.locations},
                     now=datetime.now(UTC),
+                    allow_private=runtime.deps.allow_private_webhooks,
                 )
                 endpoint_id, secret, events = endpoint.id, endpoint.secret, endpoint.events
         except webhooks.WebhookError as exc:

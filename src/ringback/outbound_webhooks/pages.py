@@ -21,7 +21,15 @@ from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.outbound_webhooks import service as webhooks
-from ringback.web import TEMPLATES, SignedIn, csrf_protected, deps_of, staff_frame, staff_user
+from ringback.web import (
+    TEMPLATES,
+    RowId,
+    SignedIn,
+    csrf_protected,
+    deps_of,
+    staff_frame,
+    staff_user,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/staff", include_in_schema=False)
@@ -63,7 +71,7 @@ def _page(
     *,
     status: int = 200,
     failed_only: bool = False,
-    replayed: int | None = None,
+    replayed: RowId | None = None,
     done: str = "",
     error: webhooks.WebhookError | None = None,
     form: dict[str, Any] | None = None,
@@ -139,7 +147,7 @@ def webhooks_page(
     request: Request,
     user: Viewer,
     status: str = "",
-    replayed: int | None = None,
+    replayed: RowId | None = None,
     done: str = "",
 ) -> Response:
     deps = deps_of(request)
@@ -171,6 +179,7 @@ def add_endpoint(
                 location_id=location or None,
                 known_locations={loc.id for loc in deps.locations},
                 now=deps.clock(),
+                allow_private=deps.allow_private_webhooks,
             )
             made = {"id": endpoint.id, "secret": endpoint.secret, "added": True}
     except webhooks.WebhookError as exc:
@@ -180,7 +189,7 @@ def add_endpoint(
     return _page(deps, user, secret=made)
 
 
-def _endpoint_action(request: Request, user: SignedIn, endpoint_id: int, action: str) -> Response:
+def _endpoint_action(request: Request, user: SignedIn, endpoint_id: RowId, action: str) -> Response:
     deps = deps_of(request)
     refused = _owners_only(deps, user)
     if refused is not None:
@@ -208,28 +217,28 @@ def _endpoint_action(request: Request, user: SignedIn, endpoint_id: int, action:
 
 
 @router.post("/webhooks/endpoints/{endpoint_id}/pause", response_class=HTMLResponse)
-def pause(request: Request, endpoint_id: int, user: Poster) -> Response:
+def pause(request: Request, endpoint_id: RowId, user: Poster) -> Response:
     return _endpoint_action(request, user, endpoint_id, "pause")
 
 
 @router.post("/webhooks/endpoints/{endpoint_id}/resume", response_class=HTMLResponse)
-def resume(request: Request, endpoint_id: int, user: Poster) -> Response:
+def resume(request: Request, endpoint_id: RowId, user: Poster) -> Response:
     return _endpoint_action(request, user, endpoint_id, "resume")
 
 
 @router.post("/webhooks/endpoints/{endpoint_id}/rotate-secret", response_class=HTMLResponse)
-def rotate(request: Request, endpoint_id: int, user: Poster) -> Response:
+def rotate(request: Request, endpoint_id: RowId, user: Poster) -> Response:
     """A new signing secret, shown once; the old one stops signing at once."""
     return _endpoint_action(request, user, endpoint_id, "rotate")
 
 
 @router.post("/webhooks/endpoints/{endpoint_id}/remove", response_class=HTMLResponse)
-def remove(request: Request, endpoint_id: int, user: Poster) -> Response:
+def remove(request: Request, endpoint_id: RowId, user: Poster) -> Response:
     return _endpoint_action(request, user, endpoint_id, "remove")
 
 
 @router.post("/webhooks/deliveries/{delivery_id}/replay")
-def replay_delivery(request: Request, delivery_id: int, user: Poster) -> Response:
+def replay_delivery(request: Request, delivery_id: RowId, user: Poster) -> Response:
     deps = deps_of(request)
     refused = _owners_only(deps, user)
     if refused is not None:

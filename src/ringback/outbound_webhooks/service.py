@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import queue
@@ -36,7 +37,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +48,7 @@ from sqlalchemy.orm import Session
 
 from ringback.db import after_commit, insert_ignore, transaction
 from ringback.deps import Deps
-from ringback.integrations.http_post import post_json
+from ringback.integrations.http_post import IpAddress, addresses_of, post_json
 from ringback.logs import log_event
 from ringback.models import (
     Appointment,
@@ -280,18 +281,23 @@ def conversation_handed_off(
     )
 
 
-def _appointment(appointment: Appointment | None) -> dict[str, Any] | None:
+def _appointment(deps: Deps, appointment: Appointment | None) -> dict[str, Any] | None:
     if appointment is None:
         return None
-    return {
+    shown: dict[str, Any] = {
         "id": appointment.id,
         "starts_at": _iso(appointment.starts_at),
         "ends_at": _iso(appointment.ends_at),
         "status": appointment.status,
         "source": appointment.source,
-        "service": appointment.service,
-        "provider": appointment.provider_name,
     }
+    # The treatment, and the provider who gives it (often it says which), are health
+    # details: only where the location allows them in what it sends out.
+    location = deps.locations.get(appointment.location_id)
+    if location is not None and location.health_details_in_texts:
+        shown["service"] = appointment.service
+        shown["provider"] = appointment.provider_name
+    return shown
 
 
 def conversation_closed(session: Session, deps: Deps, conversation: Conversation) -> None:
@@ -313,7 +319,7 @@ def conversation_closed(session: Session, deps: Deps, conversation: Conversation
         f"appointment.booked:conversation:{conversation.id}",
         booked_by=conversation.booked_by,
         value_cents=conversation.booked_value_cents,
-        appointment=_appointment(appointment),
+        appointment=_appointment(deps, appointment),
     )
 
 
@@ -322,7 +328,7 @@ def appointment_booked(session: Session, deps: Deps, appointment: Appointment) -
     reschedule: the new appointment; the old one gets ``appointment.cancelled``)."""
     patient = session.get(Patient, appointment.patient_id)
     data = {
-        "appointment": _appointment(appointment),
+        "appointment": _appointment(deps, appointment),
         "patient": _patient(patient),
         "conversation_id": appointment.conversation_id,
         "rescheduled_from": appointment.rescheduled_from_id,
@@ -341,7 +347,7 @@ def appointment_cancelled(session: Session, deps: Deps, appointment: Appointment
     """``appointment.cancelled``: for whatever sets an appointment's status to cancelled."""
     patient = session.get(Patient, appointment.patient_id)
     data = {
-        "appointment": _appointment(appointment),
+        "appointment": _appointment(deps, appointment),
         "patient": _patient(patient),
         "conversation_id": appointment.conversation_id,
     }
@@ -424,8 +430,11 @@ def _claim(deps: Deps, delivery_id: int) -> _Attempt | None:
         )
 
 
-def _post(attempt: _Attempt) -> tuple[int | None, str | None, str | None]:
-    """POST the attempt; return (status code, first KB of the response, error)."""
+def _post(
+    attempt: _Attempt, connect_to: IpAddress | None = None
+) -> tuple[int | None, str | None, str | None]:
+    """POST the attempt (to ``connect_to`` when given); return (status code, first KB of
+    the response, error)."""
     # Wall time, not the domain clock: the receiver checks it against its own clock.
     timestamp = int(time.time())
     headers = {
@@ -435,7 +444,14 @@ def _post(attempt: _Attempt) -> tuple[int | None, str | None, str | None]:
         EVENT_HEADER: attempt.event,
         DELIVERY_HEADER: str(attempt.delivery_id),
     }
-    return post_json(attempt.url, attempt.body, headers, TIMEOUT_SECONDS, MAX_RESPONSE_BYTES)
+    return post_json(
+        attempt.url,
+        attempt.body,
+        headers,
+        TIMEOUT_SECONDS,
+        MAX_RESPONSE_BYTES,
+        connect_to=connect_to,
+    )
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -450,7 +466,15 @@ def deliver(deps: Deps, delivery_id: int) -> str | None:
     attempt = _claim(deps, delivery_id)
     if attempt is None:
         return None
-    status_code, response_text, error = _post(attempt)
+    # Checked again now: the name may have been pointed at a private address since. The
+    # POST then connects to the address checked, not to a second lookup's answer.
+    pinned: IpAddress | None = None
+    if not deps.allow_private_webhooks:
+        where = destination(attempt.url)
+        if where.refused is not None:
+            return _refuse(deps, attempt, where.refused)
+        pinned = where.address
+    status_code, response_text, error = _post(attempt, pinned)
     ok = status_code is not None and 200 <= status_code < 300
     if status_code is not None and not ok:
         error = f"HTTP {status_code}"
@@ -494,6 +518,29 @@ def deliver(deps: Deps, delivery_id: int) -> str | None:
             **fields,
         )
         return "retrying"
+
+
+def _refuse(deps: Deps, attempt: _Attempt, reason: str) -> str | None:
+    """Record a delivery not sent because its URL leads to a private address: ``failed``
+    at once (retrying would not change where it points), replayable once that is fixed."""
+    with transaction(deps.sessions) as session:
+        delivery = session.get(WebhookDelivery, attempt.delivery_id, with_for_update=True)
+        if delivery is None or delivery.status != "pending" or delivery.attempts != attempt.number:
+            return None
+        delivery.status = "failed"
+        delivery.next_attempt_at = None
+        delivery.last_status_code = None
+        delivery.last_response = None
+        delivery.last_error = f"not sent: {reason}"[:300]
+    log_event(
+        log,
+        "outbound_webhook.refused",
+        logging.WARNING,
+        delivery_id=attempt.delivery_id,
+        endpoint_id=attempt.endpoint_id,
+        event=attempt.event,
+    )
+    return "failed"
 
 
 class _Senders:
@@ -570,10 +617,68 @@ def sweep(deps: Deps) -> dict[str, int]:
     return {"webhooks": len(ids)} if ids else {}
 
 
+# --- where deliveries may go -------------------------------------------------------------------
+
+ALLOW_PRIVATE = "RINGBACK_ALLOW_PRIVATE_WEBHOOKS"
+
+
+def _kind_of(address: IpAddress) -> str | None:
+    """What makes ``address`` no place for a webhook (None: a public address)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    kinds = (
+        ("loopback", address.is_loopback),
+        ("unspecified", address.is_unspecified),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+        ("non-public", not address.is_global),
+    )
+    return next((kind for kind, matches in kinds if matches), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a URL's host leads now: ``refused`` says why it must not be posted to, else
+    ``address`` is the public address to connect to (None: the host resolves to nothing)."""
+
+    refused: str | None
+    address: IpAddress | None
+
+
+def destination(url: str, resolve: Callable[[str], list[IpAddress]] = addresses_of) -> Destination:
+    """Look ``url``'s host up: refused when it is, or resolves to, a loopback, private,
+    link-local, unspecified or multicast address (this server, or the network behind it,
+    which a webhook must not be a way into). A host that resolves to nothing is not refused
+    (the POST then fails and is retried like any other)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = resolve(host)
+    except OSError:
+        return Destination(None, None)
+    for address in addresses:
+        kind = _kind_of(address)
+        if kind is not None:
+            named = host if host == str(address) else f"{host} resolves to {address}, which"
+            article = "an" if kind[0] in "aeiou" else "a"
+            return Destination(
+                f"{named} is {article} {kind} address; webhooks go to the clinic's systems on "
+                f"the internet (an operator can set {ALLOW_PRIVATE}=1 to allow private addresses)",
+                None,
+            )
+    return Destination(None, addresses[0] if addresses else None)
+
+
+def private_destination(url: str) -> str | None:
+    """Why ``url`` must not be posted to (see :func:`destination`), or None."""
+    return destination(url).refused
+
+
 # --- management (CLI and staff page) ---------------------------------------------------------
 
 
-def _check_url(url: str) -> str:
+def _check_url(url: str, *, allow_private: bool) -> str:
     value = url.strip()
     try:
         parsed = urlsplit(value)
@@ -584,6 +689,9 @@ def _check_url(url: str) -> str:
         raise WebhookError("url", f"expected an absolute http:// or https:// URL, got {value!r}")
     if len(value) > MAX_URL:
         raise WebhookError("url", f"at most {MAX_URL} characters (got {len(value)})")
+    refused = None if allow_private else private_destination(value)
+    if refused is not None:
+        raise WebhookError("url", refused)
     return value
 
 
@@ -609,9 +717,11 @@ def create_endpoint(
     location_id: str | None,
     known_locations: set[str],
     now: datetime,
+    allow_private: bool = False,
 ) -> WebhookEndpoint:
-    """Register an endpoint; its ``secret`` is shown once to whoever created it."""
-    checked_url = _check_url(url)
+    """Register an endpoint; its ``secret`` is shown once to whoever created it. A URL at a
+    private address is refused unless ``allow_private`` (RINGBACK_ALLOW_PRIVATE_WEBHOOKS)."""
+    checked_url = _check_url(url, allow_private=allow_private)
     checked_events = _check_events(events)
     if location_id is not None and location_id not in known_locations:
         known = ", ".join(sorted(known_locations))

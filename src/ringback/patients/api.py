@@ -7,9 +7,9 @@ visible. Timestamps are ISO-8601 in UTC.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from ringback.api import v1
@@ -19,7 +19,7 @@ from ringback.booking import status as appointment_status
 from ringback.conversation import reminders
 from ringback.db import transaction
 from ringback.patients.record import PatientRecord, patient_record
-from ringback.web import deps_of
+from ringback.web import RowId, deps_of
 
 # The JSON API's own checks and documentation: its bearer scheme in OpenAPI, ``api_user``
 # on every route, and the 401 it answers.
@@ -29,7 +29,6 @@ router = APIRouter(
     dependencies=list(v1.router.dependencies),
     responses=dict(v1.router.responses),
 )
-MAX_ID = 2**63 - 1
 
 
 class RecordConsent(BaseModel):
@@ -199,7 +198,7 @@ def _out(record: PatientRecord) -> FullPatientRecord:
 def get_record(
     request: Request,
     caller: Caller,
-    patient_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    patient_id: RowId,
 ) -> FullPatientRecord:
     with transaction(deps_of(request).sessions) as session:
         record = patient_record(session, patient_id)
@@ -234,7 +233,7 @@ class AttendanceOut(BaseModel):
 def mark_attendance(
     request: Request,
     caller: Caller,
-    appointment_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    appointment_id: RowId,
     body: AttendanceIn,
 ) -> AttendanceOut:
     try:

@@ -19,6 +19,7 @@ import csv
 import io
 import re
 import time as time_module
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -224,12 +225,20 @@ class CsvError(ValueError):
 
 
 class CsvRow(dict[str, str]):
-    """One record of the file by column name, with the line it starts on."""
+    """One record of the file by column name, with the line it starts on. ``unreadable``
+    says why a record could not be read as CSV (its values are then all empty)."""
 
-    def __init__(self, values: Mapping[str, str], line: int, extra_cells: int = 0) -> None:
+    def __init__(
+        self,
+        values: Mapping[str, str],
+        line: int,
+        extra_cells: int = 0,
+        unreadable: str | None = None,
+    ) -> None:
         super().__init__(values)
         self.line = line
         self.extra_cells = extra_cells
+        self.unreadable = unreadable
 
 
 @dataclass(frozen=True)
@@ -260,36 +269,119 @@ class CsvStream:
     delimiter: str
 
 
+# A quoted value may hold line breaks (a note), but not this many: a quote still open after
+# them was never closed, and the lines after it are rows of their own.
+MAX_QUOTED_LINES = 50
+
+
+class _Unreadable(Exception):
+    """A record that cannot be read as CSV; the message says why."""
+
+
+def _still_quoted(line: str, delimiter: str, quoted: bool) -> bool:
+    """Whether a quoted value is still open at the end of ``line`` (``quoted``: it was open
+    at its start). As the csv module reads: a quote opens a value only at its start, and
+    inside one a doubled quote is a quote. Jumps from quote to quote (most lines have none)."""
+    index = 0
+    while (found := line.find('"', index)) >= 0:
+        if quoted:
+            if line.startswith('"', found + 1):  # a doubled quote, inside the value
+                index = found + 2
+                continue
+            quoted = False
+        elif found == 0 or line[found - 1] == delimiter:
+            quoted = True
+        index = found + 1
+    return quoted
+
+
+def _records(
+    text: str, delimiter: str, width: list[int]
+) -> Iterator[tuple[int, list[str] | _Unreadable]]:
+    """Each record's first line and its cells, or why it is unreadable. A NUL byte or a
+    quote that never closes spoils only the record it is in: reading goes on at the next
+    line, so the rows after it are read as rows (never merged into one value). A record
+    over several lines must have ``width[0]`` cells (the header's, once it is read)."""
+    lines = io.StringIO(text, newline="")  # line ends as they are, as csv wants them
+    pending: deque[tuple[int, str]] = deque()
+    number = 0
+
+    def next_line() -> tuple[int, str] | None:
+        nonlocal number
+        if pending:
+            return pending.popleft()
+        line = lines.readline()
+        if not line:
+            return None
+        number += 1
+        return number, line
+
+    while (first := next_line()) is not None:
+        start, line = first
+        taken = [first]
+        quoted = _still_quoted(line, delimiter, False)
+        while quoted and len(taken) <= MAX_QUOTED_LINES:
+            more = next_line()
+            if more is None:
+                break
+            taken.append(more)
+            quoted = _still_quoted(more[1], delimiter, True)
+        record = "".join(part for _, part in taken)
+        problem: str | None = None
+        cells: list[str] = []
+        if "\0" in record:
+            problem = "contains a NUL byte (\\0): is this a text CSV file?"
+        elif quoted:
+            problem = 'a quote opens a value and never closes (a stray " ?)'
+        else:
+            try:
+                # Strict across lines: a value closed by some later stray quote is not one.
+                reader = csv.reader(
+                    io.StringIO(record, newline=""), delimiter=delimiter, strict=len(taken) > 1
+                )
+                cells = next(reader, [])
+                if len(taken) > 1 and width and len(cells) != width[0]:
+                    raise csv.Error(f"{len(cells)} cells, not {width[0]}")
+            except csv.Error as exc:
+                problem = (
+                    'a quote opens a value and never closes (a stray " ?)'
+                    if len(taken) > 1
+                    else f"not valid CSV ({exc})"
+                )
+        if problem is not None:
+            # Only the first line is spoilt: read the ones it swallowed as rows again.
+            pending.extendleft(reversed(taken[1:]))
+            yield start, _Unreadable(problem)
+        elif any(cell.strip() for cell in cells):
+            yield start, cells
+
+
 def stream_csv(text: str) -> CsvStream:
-    """Like :func:`read_csv`, records read as they are taken."""
+    """Like :func:`read_csv`, records read as they are taken. A record that cannot be read
+    (a NUL byte, a quote never closed) is a row whose ``unreadable`` says why."""
     text = text.removeprefix("\ufeff")
     # Universal newlines, read lazily: the first line that is not blank.
     first_line = next((line for line in io.StringIO(text, newline=None) if line.strip()), "")
     if not first_line:
         raise CsvError("the file is empty: expected a header row naming the columns")
     delimiter = max(",;\t|", key=lambda d: (first_line.count(d), d == ","))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    previous = 0
-
-    def records() -> Iterator[tuple[int, list[str]]]:
-        nonlocal previous
-        try:
-            for cells in reader:
-                start, previous = previous + 1, reader.line_num
-                if any(cell.strip() for cell in cells):
-                    yield start, cells
-        except csv.Error as exc:
-            raise CsvError(f"line {reader.line_num}: not valid CSV ({exc})") from exc
-
-    cells_of = records()
+    width: list[int] = []
+    cells_of = _records(text, delimiter, width)
     first = next(cells_of, None)
     if first is None:  # pragma: no cover - first_line guarantees a header
         raise CsvError("the file is empty: expected a header row naming the columns")
+    if isinstance(first[1], _Unreadable):
+        raise CsvError(f"line {first[0]}: the header row {first[1]}")
     header = tuple(cell.strip() for cell in first[1])
+    width.append(len(header))
 
     def rows() -> Iterator[CsvRow]:
         for start, cells in cells_of:
             values: dict[str, str] = {}
+            if isinstance(cells, _Unreadable):
+                blank = {name: "" for name in header if name}
+                yield CsvRow(blank, line=start, unreadable=str(cells))
+                continue
             for index, name in enumerate(header):
                 if name and name not in values:  # a repeated column name: the first one
                     values[name] = cells[index] if index < len(cells) else ""
@@ -755,6 +847,10 @@ class _Importer:
                 self.resolved = self.mapping.resolve(list(row.keys()))
             report.rows += 1
             problems: list[RowProblem] = []
+            if isinstance(row, CsvRow) and row.unreadable is not None:
+                report.skipped += 1
+                report.problems.append(RowProblem(line, "row", row.unreadable))
+                continue
             if isinstance(row, CsvRow) and row.extra_cells:
                 problems.append(
                     RowProblem(

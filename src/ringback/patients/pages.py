@@ -31,7 +31,7 @@ from ringback.patients.service import KEPT_OPT_OUT
 from ringback.staff import actions, inbox
 from ringback.staff.actions import NOT_TEXTABLE_WHY
 from ringback.staff.pages import PAGES
-from ringback.web import SignedIn, csrf_protected, deps_of, staff_frame, staff_user
+from ringback.web import RowId, SignedIn, csrf_protected, deps_of, staff_frame, staff_user
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _zone(location: Location | None) -> ZoneInfo:
 
 @pages.get("/patients", response_class=HTMLResponse)
 def patients_page(
-    request: Request, user: Viewer, q: str = "", location: str = "", deleted: int = 0
+    request: Request, user: Viewer, q: str = "", location: str = "", deleted: RowId | None = None
 ) -> Response:
     deps = deps_of(request)
     visible = inbox.visible_location_ids(deps.locations, user)
@@ -138,7 +138,7 @@ def export_csv(request: Request, user: Viewer, location: str = "") -> Response:
 def _patient_page(
     request: Request,
     user: SignedIn,
-    patient_id: int,
+    patient_id: RowId,
     *,
     status: int = 200,
     error: str | None = None,
@@ -193,15 +193,15 @@ def _patient_page(
 
 
 @pages.get("/patients/{patient_id}", response_class=HTMLResponse)
-def patient_page(request: Request, patient_id: int, user: Viewer, done: str = "") -> Response:
+def patient_page(request: Request, patient_id: RowId, user: Viewer, done: str = "") -> Response:
     return _patient_page(request, user, patient_id, done=done)
 
 
 @pages.post("/patients/{patient_id}/appointments/{appointment_id}/attendance")
 def mark_attendance(
     request: Request,
-    patient_id: int,
-    appointment_id: int,
+    patient_id: RowId,
+    appointment_id: RowId,
     user: Poster,
     attendance: Annotated[str, Form()] = "",
 ) -> Response:
@@ -230,7 +230,7 @@ def mark_attendance(
 @pages.post("/patients/{patient_id}/name")
 def rename_patient(
     request: Request,
-    patient_id: int,
+    patient_id: RowId,
     user: Poster,
     first_name: Annotated[str, Form()] = "",
     last_name: Annotated[str, Form()] = "",
@@ -269,7 +269,7 @@ def rename_patient(
 @pages.post("/patients/{patient_id}/text")
 def text_patient(
     request: Request,
-    patient_id: int,
+    patient_id: RowId,
     user: Poster,
     body: Annotated[str, Form()] = "",
     nonce: Annotated[str, Form()] = "",
@@ -306,7 +306,7 @@ def text_patient(
 @pages.post("/patients/{patient_id}/delete")
 def delete_patient(
     request: Request,
-    patient_id: int,
+    patient_id: RowId,
     user: Poster,
     confirm: Annotated[str, Form()] = "",
     stop_texts: Annotated[str, Form()] = "",

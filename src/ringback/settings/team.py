@@ -24,7 +24,7 @@ from ringback.logs import log_event
 from ringback.ports import AlertDeliveryFailed
 from ringback.settings.owners import owners_only, render
 from ringback.staff import auth
-from ringback.web import SignedIn, csrf_protected, deps_of, staff_frame, staff_user
+from ringback.web import RowId, SignedIn, csrf_protected, deps_of, staff_frame, staff_user
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -185,7 +185,7 @@ def invite(
 @router.post("/staff/settings/team/{user_id}/access", response_class=HTMLResponse)
 def change_access(
     request: Request,
-    user_id: int,
+    user_id: RowId,
     user: Poster,
     role: Annotated[str, Form(max_length=20)] = "",
     location: Annotated[list[str] | None, Form()] = None,
@@ -209,7 +209,7 @@ def change_access(
     return RedirectResponse("/staff/settings/team?done=access", status_code=303)
 
 
-def _switch_account(request: Request, user: SignedIn, user_id: int, on: bool) -> Response:
+def _switch_account(request: Request, user: SignedIn, user_id: RowId, on: bool) -> Response:
     """Deactivate (``on`` False) or reactivate an account, then back to the team page."""
     deps = deps_of(request)
     refused = owners_only(deps, user, WHY)
@@ -231,17 +231,17 @@ def _switch_account(request: Request, user: SignedIn, user_id: int, on: bool) ->
 
 
 @router.post("/staff/settings/team/{user_id}/deactivate", response_class=HTMLResponse)
-def deactivate(request: Request, user_id: int, user: Poster) -> Response:
+def deactivate(request: Request, user_id: RowId, user: Poster) -> Response:
     return _switch_account(request, user, user_id, on=False)
 
 
 @router.post("/staff/settings/team/{user_id}/reactivate", response_class=HTMLResponse)
-def reactivate(request: Request, user_id: int, user: Poster) -> Response:
+def reactivate(request: Request, user_id: RowId, user: Poster) -> Response:
     return _switch_account(request, user, user_id, on=True)
 
 
 @router.post("/staff/settings/team/{user_id}/reset", response_class=HTMLResponse)
-def reset(request: Request, user_id: int, user: Poster) -> Response:
+def reset(request: Request, user_id: RowId, user: Poster) -> Response:
     deps = deps_of(request)
     refused = owners_only(deps, user, WHY)
     if refused is not None:

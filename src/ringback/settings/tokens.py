@@ -18,7 +18,7 @@ from ringback.logs import log_event
 from ringback.models import ApiToken, StaffUser
 from ringback.settings.owners import render
 from ringback.staff import auth
-from ringback.web import SignedIn, csrf_protected, deps_of, staff_frame, staff_user
+from ringback.web import RowId, SignedIn, csrf_protected, deps_of, staff_frame, staff_user
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/staff/settings/tokens", include_in_schema=False)
@@ -96,7 +96,7 @@ def create_token(
 
 
 @router.post("/{token_id}/revoke", response_class=HTMLResponse)
-def revoke_token(request: Request, token_id: int, user: Poster) -> Response:
+def revoke_token(request: Request, token_id: RowId, user: Poster) -> Response:
     deps = deps_of(request)
     with transaction(deps.sessions) as session:
         token = session.get(ApiToken, token_id)

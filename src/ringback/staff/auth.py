@@ -138,8 +138,9 @@ def reset_password(session: Session, email: str, password: str, now: datetime) -
     check_password(password)
     user.password_hash = hash_password(password)
     user.password_changed_at = now
-    # A new password signs out every browser that knew the old one.
-    session.execute(delete(StaffSession).where(StaffSession.user_id == user.id))
+    # A new password signs out every browser that knew the old one and revokes every API
+    # token made while it was in use: a reset is what follows a leak.
+    revoke_user_access(session, user.id, now)
     return user
 
 
@@ -330,14 +331,19 @@ def change_access(
 
 
 def deactivate_user(
-    session: Session, user_id: int, *, acting_user_id: int, now: datetime
+    session: Session, user_id: int, *, acting_user_id: int | None, now: datetime
 ) -> StaffUser:
-    """Switch an account off: it cannot sign in, its sessions end and its tokens are revoked."""
+    """Switch an account off: it cannot sign in, its sessions end and its tokens are revoked.
+    ``acting_user_id`` is None for the operator at the command line."""
     user = _user(session, user_id)
     if user_id == acting_user_id:
         raise AccountError("user: you cannot deactivate your own account")
     if not user.active:
         raise AccountError(f"user: {user.email} is already deactivated")
+    if user.role == "owner" and _other_active_owners(session, user_id) == 0:
+        raise AccountError(
+            f"user: {user.email} is the only owner; make someone else an owner first"
+        )
     user.active = False
     revoke_user_access(session, user_id, now)
     # Links handed out for the account must not bring it back.

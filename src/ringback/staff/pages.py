@@ -35,7 +35,15 @@ from ringback.models import Appointment, Patient
 from ringback.patients.service import why_not_textable
 from ringback.phones import display as display_phone
 from ringback.staff import actions, inbox
-from ringback.web import SignedIn, csrf_protected, deps_of, staff_frame, staff_user
+from ringback.web import (
+    RowId,
+    SignedIn,
+    csrf_protected,
+    deps_of,
+    row_id_of,
+    staff_frame,
+    staff_user,
+)
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +293,7 @@ def error_text(action: str, error: actions.ActionError) -> str:
 def _conversation_page(
     request: Request,
     user: SignedIn,
-    conversation_id: int,
+    conversation_id: RowId,
     *,
     status: int = 200,
     error: actions.ActionError | None = None,
@@ -342,7 +350,7 @@ def _conversation_page(
 
 @router.get("/conversations/{conversation_id}", response_class=HTMLResponse)
 def conversation_page(
-    request: Request, conversation_id: int, user: Viewer, done: str = ""
+    request: Request, conversation_id: RowId, user: Viewer, done: str = ""
 ) -> Response:
     return _conversation_page(request, user, conversation_id, done=done)
 
@@ -350,7 +358,7 @@ def conversation_page(
 def _act(
     request: Request,
     user: SignedIn,
-    conversation_id: int,
+    conversation_id: RowId,
     name: str,
     action: Callable[[], object],
     form: dict[str, str] | None = None,
@@ -383,7 +391,7 @@ def _act(
 @router.post("/conversations/{conversation_id}/reply")
 def post_reply(
     request: Request,
-    conversation_id: int,
+    conversation_id: RowId,
     user: Poster,
     body: Annotated[str, Form()] = "",
     nonce: Annotated[str, Form()] = "",
@@ -401,7 +409,7 @@ def post_reply(
 
 @router.post("/conversations/{conversation_id}/resolve")
 def post_resolve(
-    request: Request, conversation_id: int, user: Poster, note: Annotated[str, Form()] = ""
+    request: Request, conversation_id: RowId, user: Poster, note: Annotated[str, Form()] = ""
 ) -> Response:
     deps = deps_of(request)
     return _act(
@@ -417,7 +425,7 @@ def post_resolve(
 @router.post("/conversations/{conversation_id}/name")
 def post_name(
     request: Request,
-    conversation_id: int,
+    conversation_id: RowId,
     user: Poster,
     first_name: Annotated[str, Form()] = "",
     last_name: Annotated[str, Form()] = "",
@@ -436,7 +444,7 @@ def post_name(
 @router.post("/conversations/{conversation_id}/hand-back")
 def post_hand_back(
     request: Request,
-    conversation_id: int,
+    conversation_id: RowId,
     user: Poster,
     already_answered: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
@@ -469,7 +477,7 @@ def parse_dollars(raw: str) -> int:
 
 @router.post("/conversations/{conversation_id}/booked")
 def post_booked(
-    request: Request, conversation_id: int, user: Poster, value: Annotated[str, Form()] = ""
+    request: Request, conversation_id: RowId, user: Poster, value: Annotated[str, Form()] = ""
 ) -> Response:
     deps = deps_of(request)
 
@@ -483,7 +491,7 @@ def post_booked(
 
 @router.post("/conversations/{conversation_id}/lost")
 def post_lost(
-    request: Request, conversation_id: int, user: Poster, reason: Annotated[str, Form()] = ""
+    request: Request, conversation_id: RowId, user: Poster, reason: Annotated[str, Form()] = ""
 ) -> Response:
     deps = deps_of(request)
     return _act(
@@ -498,14 +506,14 @@ def post_lost(
 
 @router.post("/conversations/{conversation_id}/assign")
 def post_assign(
-    request: Request, conversation_id: int, user: Poster, assignee: Annotated[str, Form()] = ""
+    request: Request, conversation_id: RowId, user: Poster, assignee: Annotated[str, Form()] = ""
 ) -> Response:
     deps = deps_of(request)
 
     def assign() -> None:
-        if assignee.strip() and not assignee.strip().isdigit():
+        target = row_id_of(assignee)
+        if assignee.strip() and target is None:
             raise actions.InvalidInput("assignee", f"expected a colleague's id, got {assignee!r}")
-        target = int(assignee) if assignee.strip() else None
         actions.assign(deps, conversation_id, user, target)
 
     return _act(request, user, conversation_id, "assign", assign, {"assignee": assignee})
@@ -513,7 +521,7 @@ def post_assign(
 
 @router.post("/conversations/{conversation_id}/notes")
 def post_note(
-    request: Request, conversation_id: int, user: Poster, body: Annotated[str, Form()] = ""
+    request: Request, conversation_id: RowId, user: Poster, body: Annotated[str, Form()] = ""
 ) -> Response:
     deps = deps_of(request)
     return _act(
