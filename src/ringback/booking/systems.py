@@ -186,20 +186,13 @@ class OpenBookingSystems:
                 clock=self.clock,
             )
         if location.booking_system == "square" and location.square:
-            from ringback.integrations.square import (
-                SQUARE_API_BASE,
-                SQUARE_SANDBOX_BASE,
-                SquareBookingSystem,
-            )
+            from ringback.integrations.square import SquareBookingSystem
 
             square = location.square
-            base = settings.square_api_base_url or (
-                SQUARE_SANDBOX_BASE if square.environment == "sandbox" else SQUARE_API_BASE
-            )
             return SquareBookingSystem(
                 lambda: self._square_token(location),
                 square.location_id,
-                base_url=base,
+                base_url=square_base_url(settings, square.environment),
                 timeout=timeout,
                 clock=self.clock,
             )
@@ -283,6 +276,16 @@ class OpenBookingSystems:
     def connected(self, location_id: str, system: str) -> bool:
         with self._lock:
             return (location_id, system) in self._stored
+
+
+def square_base_url(settings: Settings, environment: str) -> str:
+    """Square's API address: ``SQUARE_API_BASE_URL`` (tests, a proxy), else production's or
+    the sandbox's."""
+    from ringback.integrations.square import SQUARE_API_BASE, SQUARE_SANDBOX_BASE
+
+    if settings.square_api_base_url:
+        return settings.square_api_base_url
+    return SQUARE_SANDBOX_BASE if environment == "sandbox" else SQUARE_API_BASE
 
 
 def reload_credentials(deps: Deps) -> None:
