@@ -140,7 +140,6 @@ def connect(
     is stored sealed with the install's secret key. A location configured with a service
     account (google_calendar.service_account_key_file) is checked instead."""
     from ringback.booking import credentials, systems
-    from ringback.integrations.google_calendar import GoogleOAuth
     from ringback.ports import BookingSystemUnavailable
 
     if system != "google":
@@ -153,20 +152,13 @@ def connect(
     if google.service_account_key_file:
         _check_system(settings, sessions, location, "service account")
         return
-    client_id, client_secret = systems.google_client(settings, location)
-    if not client_id or not client_secret:
+    oauth = systems.google_oauth(settings, location, redirect_uri)
+    if oauth is None:
         raise fail(
             "no OAuth client: set GOOGLE_OAUTH_CLIENT_ID and GOOGLE_OAUTH_CLIENT_SECRET (or "
             "google_calendar.oauth_client_id and oauth_client_secret_env)"
         )
-    oauth = GoogleOAuth(
-        client_id,
-        client_secret,
-        redirect_uri,
-        token_url=settings.google_oauth_token_url,
-        timeout=settings.send_timeout_seconds,
-    )
-    state = GoogleOAuth.new_state()
+    state = oauth.new_state()
     try:
         if not code:
             typer.echo("Open this address, sign in with the clinic's Google account and allow:")

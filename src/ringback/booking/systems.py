@@ -254,18 +254,7 @@ class OpenBookingSystems:
 
     def google_oauth(self, location: Location, redirect_uri: str) -> Any:
         """The OAuth client's code flow for ``location`` (the staff settings page)."""
-        from ringback.integrations.google_calendar import GoogleOAuth
-
-        client_id, client_secret = google_client(self.settings, location)
-        if not client_id or not client_secret:
-            return None
-        return GoogleOAuth(
-            client_id,
-            client_secret,
-            redirect_uri,
-            token_url=self.settings.google_oauth_token_url,
-            timeout=self.settings.send_timeout_seconds,
-        )
+        return google_oauth(self.settings, location, redirect_uri)
 
     def store(self, location_id: str, system: str, data: dict[str, Any]) -> None:
         """Seal and store a credential, and use it from now on."""
@@ -291,6 +280,23 @@ def square_base_url(settings: Settings, environment: str) -> str:
 def reload_credentials(deps: Deps) -> None:
     if isinstance(deps.booking_systems, OpenBookingSystems):
         deps.booking_systems.reload()
+
+
+def google_oauth(settings: Settings, location: Location, redirect_uri: str) -> Any:
+    """The authorization-code flow for ``location``'s OAuth client (a ``GoogleOAuth``), or
+    None without one: the settings page and ``ringback calendars connect google`` share it."""
+    from ringback.integrations.google_calendar import GoogleOAuth
+
+    client_id, client_secret = google_client(settings, location)
+    if not client_id or not client_secret:
+        return None
+    return GoogleOAuth(
+        client_id,
+        client_secret,
+        redirect_uri,
+        token_url=settings.google_oauth_token_url,
+        timeout=settings.send_timeout_seconds,
+    )
 
 
 def google_client(settings: Settings, location: Location) -> tuple[str, str]:
