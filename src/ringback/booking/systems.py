@@ -278,7 +278,10 @@ def square_base_url(settings: Settings, environment: str) -> str:
 
 
 def reload_credentials(deps: Deps) -> None:
-    if isinstance(deps.booking_systems, OpenBookingSystems):
+    """The sweep's re-read of the sealed credentials (none while no location uses a system)."""
+    if isinstance(deps.booking_systems, OpenBookingSystems) and any(
+        uses_system(location) for location in deps.locations
+    ):
         deps.booking_systems.reload()
 
 
