@@ -380,8 +380,9 @@ def build_runtime(
         closers.append(webhook.close)
         chat = webhook
     link_secret = settings.link_secret()
-    outside = [loc for loc in locations if booking_systems_module.uses_system(loc)]
-    if booking_systems is None and outside:
+    # Always there: a location switched to Google Calendar or Square in the settings pages
+    # books into it without a restart (each use is gated by the location's booking_system).
+    if booking_systems is None:
         booking_systems = booking_systems_module.OpenBookingSystems(
             settings, sessions, link_secret, clock
         )

@@ -713,3 +713,102 @@ def test_google_unreadable_at_offer_time_the_busy_time_read_last_stands_in(
     ), times
     failed = [r for r in google.state.requests if r.status_code == 503]
     assert [r.operation for r in failed] == ["calendar.freebusy.query"]
+
+
+def choose_together(service: Service, callers: list[str], choices: dict[str, str]) -> None:
+    """Every caller sends their choice at the same moment."""
+    barrier = threading.Barrier(len(callers))
+
+    def choose(caller: str) -> None:
+        barrier.wait()
+        text_in(service, caller, choices[caller])
+
+    threads = [threading.Thread(target=choose, args=(c,)) for c in callers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_square_twenty_patients_at_one_slot_make_one_booking_in_square(
+    make_service: Callable[..., Service], square: Square
+) -> None:
+    service = square_spa(make_service, square, providers=[ANNA_BOTOX])
+    callers = [caller_number(800 + n) for n in range(20)]
+    for caller in callers:
+        miss(service, caller)
+    for caller in callers:
+        next_text(service, caller, 1)
+    for caller in callers:
+        text_in(service, caller, "botox thursday at 3pm, first visit")
+    choices: dict[str, str] = {}
+    for caller in callers:
+        times = offered_times(next_text(service, caller, 2))
+        choices[caller] = str(next(n for n, t in enumerate(times, 1) if "3:00pm" in t))
+    choose_together(service, callers, choices)
+    replies = {c: next_text(service, c, 3) for c in callers}
+    winners = [c for c, text in replies.items() if "You're booked!" in text]
+    losers = [c for c, text in replies.items() if "that time was just taken" in text]
+    assert (len(winners), len(losers)) == (1, 19), replies
+    assert len(service.rows(select(Appointment).where(Appointment.status == "booked"))) == 1
+    settle()
+    (booking,) = square.live()
+    assert datetime.fromisoformat(booking["start_at"].replace("Z", "+00:00")) == THURSDAY_3PM
+
+
+def test_square_slot_taken_in_square_after_the_offer_is_just_taken_with_new_times(
+    make_service: Callable[..., Service], square: Square
+) -> None:
+    service = square_spa(make_service, square, providers=[ANNA_BOTOX])
+    caller = caller_number(821)
+    miss(service, caller)
+    next_text(service, caller, 1)
+    text_in(service, caller, "botox thursday at 3pm, first visit")
+    times = offered_times(next_text(service, caller, 2))
+    choice = str(next(n for n, t in enumerate(times, 1) if "3:00pm" in t))
+    # Meanwhile the front desk books Anna at 3pm in Square.
+    square.state.book_directly(
+        square.anna, square.state.seller.services[square.botox], THURSDAY_3PM
+    )
+    text_in(service, caller, choice)
+    reply = next_text(service, caller, 3)
+    assert "that time was just taken" in reply, reply
+    assert "3:00pm" not in reply.split("We can do")[1]
+    assert [b for b in square.live() if "ringback:" in str(b.get("seller_note"))] == []
+    assert service.rows(select(Appointment).where(Appointment.status == "booked")) == []
+
+
+def test_google_500_and_a_timeout_keep_the_booking_and_it_is_written_once(
+    make_service: Callable[..., Service], google: Google
+) -> None:
+    service = google_spa(make_service, google, providers=[{"id": "anna", "name": "Anna"}])
+
+    def rows() -> list[CalendarSync]:
+        return service.rows(
+            select(CalendarSync).where(CalendarSync.calendar_key == "booking-system")
+        )
+
+    # A 500 on the insert: the patient is booked here, the write waits for the sweep.
+    google.state.fail_next(2, status=500, operation="calendar.events.insert")
+    first = caller_number(831)
+    book_by_text(service, first, "botox thursday at 3pm, first visit", "1")
+    assert "You're booked!" in next_text(service, first, 3)
+    wait_for(lambda: [r.attempts for r in rows()] == [1], what="the first attempt")
+    assert rows()[0].status == "pending"
+    assert google.ours(ANNA) == []
+    # A timeout: Google made the event but Ringback stopped waiting (2 s).
+    google.state.hold_next(1, seconds=3, operation="calendar.events.insert")
+    second = caller_number(832)
+    book_by_text(service, second, "botox friday at 11am, first visit", "1")
+    assert "You're booked!" in next_text(service, second, 3)
+    wait_for(lambda: len(rows()) == 2 and min(r.attempts for r in rows()) >= 1, what="both")
+    for _ in range(3):
+        service.clock.advance(timedelta(minutes=61))
+        run_sweep(service.runtime.deps)
+        settle()
+        if all(r.status == "done" for r in rows()):
+            break
+    wait_for(lambda: all(r.status == "done" for r in rows()), what="both writes done")
+    settle()
+    assert len(google.ours(ANNA)) == 2  # one event each, none twice
+    assert {r.external_ref for r in rows()} == {f"{ANNA}/{e['id']}" for e in google.ours(ANNA)}

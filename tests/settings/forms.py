@@ -14,6 +14,7 @@ class _FormReader(HTMLParser):
         super().__init__()
         self.values: dict[str, str] = {}
         self._textarea: str | None = None
+        self._select: str | None = None
         self._in_form = False
         self._forms = 0
 
@@ -38,10 +39,17 @@ class _FormReader(HTMLParser):
         elif tag == "textarea" and name:
             self._textarea = name
             self.values[name] = ""
+        elif tag == "select" and name:
+            self._select = name
+            self.values[name] = ""
+        elif tag == "option" and self._select is not None and "selected" in found:
+            self.values[self._select] = html.unescape(found.get("value", ""))
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "textarea":
             self._textarea = None
+        if tag == "select":
+            self._select = None
         if tag == "form":
             self._in_form = False
 

@@ -4,9 +4,8 @@ Google Calendar; ``ringback square map``: map a location to Square Appointments.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
 import typer
@@ -15,10 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from ringback.booking import service as booking_service
 from ringback.cli.support import fail, load_config, open_database
 from ringback.config import Location, Locations, Settings
+from ringback.db import transaction
 from ringback.integrations.caldav import CalDavCalendar
 from ringback.ports import CalendarUnavailable
-
-T = TypeVar("T")
 
 app = typer.Typer(
     help="Calendars: check CalDAV connections, list ICS feed URLs, connect Google Calendar.",
@@ -142,8 +140,6 @@ def connect(
     is stored sealed with the install's secret key. A location configured with a service
     account (google_calendar.service_account_key_file) is checked instead."""
     from ringback.booking import credentials, systems
-    from ringback.db import transaction
-    from ringback.integrations.google_calendar import GoogleOAuth
     from ringback.ports import BookingSystemUnavailable
 
     if system != "google":
@@ -156,20 +152,13 @@ def connect(
     if google.service_account_key_file:
         _check_system(settings, sessions, location, "service account")
         return
-    client_id, client_secret = systems.google_client(settings, location)
-    if not client_id or not client_secret:
+    oauth = systems.google_oauth(settings, location, redirect_uri)
+    if oauth is None:
         raise fail(
             "no OAuth client: set GOOGLE_OAUTH_CLIENT_ID and GOOGLE_OAUTH_CLIENT_SECRET (or "
             "google_calendar.oauth_client_id and oauth_client_secret_env)"
         )
-    oauth = GoogleOAuth(
-        client_id,
-        client_secret,
-        redirect_uri,
-        token_url=settings.google_oauth_token_url,
-        timeout=settings.send_timeout_seconds,
-    )
-    state = GoogleOAuth.new_state()
+    state = oauth.new_state()
     try:
         if not code:
             typer.echo("Open this address, sign in with the clinic's Google account and allow:")
@@ -272,24 +261,22 @@ def square_map(
         typer.Option(help="Read the access token from stdin (stored sealed with --save)."),
     ] = False,
     save: Annotated[
-        bool, typer.Option(help="Write the mapping into the locations file (re-serialised).")
+        bool,
+        typer.Option(
+            help="Save the mapping: into the settings (as the settings page does), or into the "
+            "locations file when Ringback runs from one (RINGBACK_CONFIG)."
+        ),
     ] = False,
     sandbox: Annotated[bool, typer.Option(help="Square's sandbox, not production.")] = False,
 ) -> None:
     """List Square's locations, team members and service variations, match them to the
-    location's providers and services by name, and print (or --save) the mapping."""
+    location's providers and services (the saved mapping first, else by name), and print
+    (or --save) the mapping."""
     import sys
 
     import yaml
 
-    from ringback.booking import credentials
-    from ringback.config import SquareSettings
-    from ringback.db import transaction
-    from ringback.integrations.square import (
-        SQUARE_API_BASE,
-        SQUARE_SANDBOX_BASE,
-        SquareBookingSystem,
-    )
+    from ringback.booking import credentials, square_mapping, systems
     from ringback.ports import BookingSystemUnavailable
 
     settings, locations = load_config()
@@ -297,91 +284,65 @@ def square_map(
     if location is None:
         known = ", ".join(loc.id for loc in locations)
         raise fail(f"--location: no location {location_id!r} (known: {known})")
-    current = location.square
-    env_name = current.access_token_env if current else "SQUARE_ACCESS_TOKEN"
+    env_name = square_mapping.token_env(location)
     sessions = open_database(settings)
     token = sys.stdin.readline().strip() if token_stdin else ""
     if not token:
         with sessions() as session:
             stored = credentials.load(session, settings.link_secret(), location.id, "square")
-        token = str((stored or {}).get("access_token") or os.environ.get(env_name, ""))
+        token = square_mapping.access_token(location, stored)
     if not token:
         raise fail(f"no Square access token: set {env_name} or give --token-stdin")
+    current = location.square
     environment = "sandbox" if sandbox else (current.environment if current else "production")
-    base = settings.square_api_base_url or (
-        SQUARE_SANDBOX_BASE if environment == "sandbox" else SQUARE_API_BASE
-    )
-    chosen = square_location or (current.location_id if current else "")
+    asked = square_location or (current.location_id if current else "")
     try:
-        lister = SquareBookingSystem(token, chosen or "-", base_url=base)
-        try:
-            found = lister.locations()
-        finally:
-            lister.close()
-        typer.echo("Square locations:")
-        for item in found:
-            typer.echo(f"  {item.id}  {item.name} ({item.timezone or 'no zone'})")
-        if not chosen:
-            if len(found) != 1:
-                raise fail("several Square locations: choose one with --square-location", 1)
-            chosen = found[0].id
-        if chosen not in {item.id for item in found}:
-            raise fail(f"--square-location: {chosen!r} is not one of the seller's locations")
-        square = SquareBookingSystem(token, chosen, base_url=base)
-        try:
-            members = square.team_members()
-            services = square.services()
-        finally:
-            square.close()
+        catalog = square_mapping.read_catalog(
+            token,
+            systems.square_base_url(settings, environment),
+            asked,
+            timeout=settings.send_timeout_seconds,
+        )
     except BookingSystemUnavailable as exc:
-        raise fail(f"Square: {exc.detail}", 1) from exc
+        raise fail(square_mapping.explain(exc, location), 1) from exc
+    typer.echo("Square locations:")
+    for item in catalog.locations:
+        typer.echo(f"  {item.id}  {item.name} ({item.timezone or 'no zone'})")
+    if not catalog.location_id:
+        why = square_mapping.unchosen(catalog, asked)
+        raise fail("--" + why.replace("_", "-", 1), 2 if asked else 1)
     typer.echo("Team members:")
-    for member in members:
+    for member in catalog.members:
         typer.echo(f"  {member.id}  {member.name}")
     typer.echo("Service variations:")
-    for variation in services:
+    for variation in catalog.services:
         minutes = f"{variation.duration_minutes} min" if variation.duration_minutes else "no time"
         typer.echo(f"  {variation.variation_id}  {variation.name} ({minutes})")
-    team = {
-        p.id: m.id
-        for p in location.providers
-        if (m := _by_name(p.name, members, lambda m: m.name)) is not None
-    }
-    variations = {
-        s.name: v.variation_id
-        for s in location.services
-        if not s.consult and (v := _by_name(s.name, services, lambda v: v.name)) is not None
-    }
-    block: dict[str, Any] = {
-        "location_id": chosen,
-        "access_token_env": env_name,
-        "team_members": {**(current.team_members if current else {}), **team},
-        "services": {**(current.services if current else {}), **variations},
-    }
+    proposed = square_mapping.proposed(location, catalog)
+    mapping = square_mapping.SquareMapping(
+        proposed.location_id,
+        {k: v for k, v in proposed.team_members.items() if v},
+        {k: v for k, v in proposed.services.items() if v},
+    )
+    block = square_mapping.settings_block(location, mapping)
     if environment == "sandbox":
         block["environment"] = "sandbox"
-    unmatched = [p.id for p in location.providers if p.id not in block["team_members"]] + [
-        s.name
-        for s in location.services
-        if not s.consult
-        and any(p.performs(s.name) for p in location.providers)
-        and s.name not in block["services"]
-    ]
     typer.echo("Mapping (under the location in the locations file):")
     typer.echo(yaml.safe_dump({"booking_system": "square", "square": block}, sort_keys=False))
+    unmatched = [p.id for p in location.providers if p.id not in mapping.team_members] + [
+        s.name
+        for s in square_mapping.mapped_services(location)
+        if square_mapping.required(location, s) and s.name not in mapping.services
+    ]
     if unmatched:
-        typer.echo(f"not matched by name (add by hand): {', '.join(unmatched)}")
+        typer.echo(f"not matched by name (map them on the settings page): {', '.join(unmatched)}")
     if not save:
         return
-    SquareSettings.model_validate(block)
-    path = settings.config
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for entry in data["locations"]:
-        if entry.get("id") == location.id:
-            entry["booking_system"] = "square"
-            entry["square"] = block
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    typer.echo(f"saved to {path} (the file was rewritten: comments in it are gone)")
+    try:
+        square_mapping.checked(location, catalog, mapping)
+    except square_mapping.MappingProblem as problem:
+        raise fail(f"not saved: {problem}") from None
+    _save_square(settings, sessions, location.id, block)
     if token_stdin:
         with transaction(sessions) as session:
             credentials.save(
@@ -395,11 +356,43 @@ def square_map(
         typer.echo(f"{location.id}: access token stored sealed")
 
 
-def _by_name(name: str, items: list[T], name_of: Callable[[T], str]) -> T | None:
-    """The item whose name is ``name`` (any case), else the only one that starts with it."""
-    wanted = name.casefold()
-    exact = [i for i in items if name_of(i).casefold() == wanted]
-    if exact:
-        return exact[0]
-    starts = [i for i in items if name_of(i).casefold().startswith(wanted)]
-    return starts[0] if len(starts) == 1 else None
+def _save_square(
+    settings: Settings, sessions: sessionmaker[Session], location_id: str, block: dict[str, Any]
+) -> None:
+    """Where the install keeps its settings: the database (what the settings page shows and
+    saves, audited), or the locations file it runs from."""
+    import getpass
+
+    import yaml
+
+    from ringback.cli.support import settings_file
+    from ringback.config import ConfigError, SquareSettings
+    from ringback.settings import store
+
+    path = settings_file(settings)
+    if path is None:
+        try:
+            who = getpass.getuser()
+        except (KeyError, OSError):
+            who = "unknown"
+        try:
+            with transaction(sessions) as session:
+                saved = store.save_square(
+                    session,
+                    location_id,
+                    block,
+                    actor=f"{who} (ringback square map)",
+                    now=datetime.now(UTC),
+                )
+        except (ConfigError, store.SettingsManagedByFile, store.NoSettings) as exc:
+            raise fail(f"not saved: {exc}") from None
+        typer.echo(f"saved to the settings (version {saved.version}); the settings page shows it")
+        return
+    SquareSettings.model_validate(block)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for entry in data["locations"]:
+        if entry.get("id") == location_id:
+            entry["booking_system"] = "square"
+            entry["square"] = block
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    typer.echo(f"saved to {path} (the file was rewritten: comments in it are gone)")

@@ -186,20 +186,13 @@ class OpenBookingSystems:
                 clock=self.clock,
             )
         if location.booking_system == "square" and location.square:
-            from ringback.integrations.square import (
-                SQUARE_API_BASE,
-                SQUARE_SANDBOX_BASE,
-                SquareBookingSystem,
-            )
+            from ringback.integrations.square import SquareBookingSystem
 
             square = location.square
-            base = settings.square_api_base_url or (
-                SQUARE_SANDBOX_BASE if square.environment == "sandbox" else SQUARE_API_BASE
-            )
             return SquareBookingSystem(
                 lambda: self._square_token(location),
                 square.location_id,
-                base_url=base,
+                base_url=square_base_url(settings, square.environment),
                 timeout=timeout,
                 clock=self.clock,
             )
@@ -261,18 +254,7 @@ class OpenBookingSystems:
 
     def google_oauth(self, location: Location, redirect_uri: str) -> Any:
         """The OAuth client's code flow for ``location`` (the staff settings page)."""
-        from ringback.integrations.google_calendar import GoogleOAuth
-
-        client_id, client_secret = google_client(self.settings, location)
-        if not client_id or not client_secret:
-            return None
-        return GoogleOAuth(
-            client_id,
-            client_secret,
-            redirect_uri,
-            token_url=self.settings.google_oauth_token_url,
-            timeout=self.settings.send_timeout_seconds,
-        )
+        return google_oauth(self.settings, location, redirect_uri)
 
     def store(self, location_id: str, system: str, data: dict[str, Any]) -> None:
         """Seal and store a credential, and use it from now on."""
@@ -285,9 +267,39 @@ class OpenBookingSystems:
             return (location_id, system) in self._stored
 
 
+def square_base_url(settings: Settings, environment: str) -> str:
+    """Square's API address: ``SQUARE_API_BASE_URL`` (tests, a proxy), else production's or
+    the sandbox's."""
+    from ringback.integrations.square import SQUARE_API_BASE, SQUARE_SANDBOX_BASE
+
+    if settings.square_api_base_url:
+        return settings.square_api_base_url
+    return SQUARE_SANDBOX_BASE if environment == "sandbox" else SQUARE_API_BASE
+
+
 def reload_credentials(deps: Deps) -> None:
-    if isinstance(deps.booking_systems, OpenBookingSystems):
+    """The sweep's re-read of the sealed credentials (none while no location uses a system)."""
+    if isinstance(deps.booking_systems, OpenBookingSystems) and any(
+        uses_system(location) for location in deps.locations
+    ):
         deps.booking_systems.reload()
+
+
+def google_oauth(settings: Settings, location: Location, redirect_uri: str) -> Any:
+    """The authorization-code flow for ``location``'s OAuth client (a ``GoogleOAuth``), or
+    None without one: the settings page and ``ringback calendars connect google`` share it."""
+    from ringback.integrations.google_calendar import GoogleOAuth
+
+    client_id, client_secret = google_client(settings, location)
+    if not client_id or not client_secret:
+        return None
+    return GoogleOAuth(
+        client_id,
+        client_secret,
+        redirect_uri,
+        token_url=settings.google_oauth_token_url,
+        timeout=settings.send_timeout_seconds,
+    )
 
 
 def google_client(settings: Settings, location: Location) -> tuple[str, str]:

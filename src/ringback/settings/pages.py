@@ -123,7 +123,7 @@ def _state(request: Request) -> store.Stored | None:
         return store.read(session)
 
 
-def _read_only_reason(stored: store.Stored | None) -> str | None:
+def read_only_reason(stored: store.Stored | None) -> str | None:
     if stored is None:
         return "These settings come from the locations file this server started with."
     if stored.managed_by:
@@ -156,7 +156,7 @@ def overview(request: Request, user: Viewer) -> Response:
         **staff_frame(deps, user),
         locations=list(deps.locations),
         pages=PAGES,
-        read_only=_read_only_reason(stored),
+        read_only=read_only_reason(stored),
         stored=stored,
         display=display,
     )
@@ -192,7 +192,7 @@ def _page(
         "form": values,
         "errors": errors or {},
         "saved": saved,
-        "read_only": _read_only_reason(stored),
+        "read_only": read_only_reason(stored),
         "version": stored.version if stored else 0,
         "weekdays": WEEKDAYS,
         "day_names": forms.DAY_NAMES,
@@ -298,7 +298,7 @@ def _save_form(
     if location is None:
         return _page(request, user, location_id, page)
     stored = _state(request)
-    reason = _read_only_reason(stored)
+    reason = read_only_reason(stored)
     if reason is not None:
         return _page(request, user, location_id, page, status=409, form=form, errors={"": reason})
     index, current = _stored_data(stored, location)

@@ -284,6 +284,37 @@ def save_location(
     )
 
 
+def save_square(
+    session: Session,
+    location_id: str,
+    square: dict[str, Any],
+    *,
+    actor: str,
+    now: datetime,
+    expected_version: int | None = None,
+) -> Stored:
+    """Make the location book into Square with this ``square`` block (its mapping of
+    locations, team members and service variations). Validated like the rest of the
+    settings (:class:`ConfigError` naming the key); logged in the audit log; refused
+    while a file manages the settings."""
+    stored = read(session)
+    if stored is None:
+        raise NoSettings("no settings are stored yet")
+    entry = next(
+        (e for e in stored.document.get("locations", []) if e.get("id") == location_id), None
+    )
+    if entry is None:
+        raise NoSettings(f"location: no location {location_id!r}")
+    return save_location(
+        session,
+        location_id,
+        {**entry, "booking_system": "square", "square": square},
+        actor=actor,
+        now=now,
+        expected_version=expected_version,
+    )
+
+
 def apply_file(session: Session, path: Path, locations: Locations, now: datetime) -> Stored:
     """Store the settings of the locations file the process started with, marked as
     managed by it (the pages show them read only)."""
