@@ -72,12 +72,17 @@ def snapshot(session: Session) -> list[tuple[int, str, list[str], bool]]:
 def act(session: Session, op: Op, ids: list[int], now: datetime) -> None:
     kind, actor, target = op[0], ids[op[1]], ids[op[2]]
     if kind == "deactivate":
-        auth.deactivate_user(session, target, acting_user_id=actor, now=now)
+        auth.deactivate_user(session, target, acting_user_id=actor, acting_role="owner", now=now)
     elif kind == "reactivate":
-        auth.reactivate_user(session, target)
+        auth.reactivate_user(session, target, acting_role="owner")
     elif kind in ("owner", "staff"):
         auth.change_access(
-            session, target, role=kind, location_ids=["glow-westside"], known_locations=KNOWN
+            session,
+            target,
+            role=kind,
+            location_ids=["glow-westside"],
+            known_locations=KNOWN,
+            acting_role="owner",
         )
     elif kind == "sign_in":
         user = session.get(StaffUser, target)
@@ -86,7 +91,7 @@ def act(session: Session, op: Op, ids: list[int], now: datetime) -> None:
             auth.start_session(session, user, now)
             auth.create_api_token(session, user, "crm", now)
     else:
-        link = auth.reset_link(session, target, created_by=actor, now=now)
+        link = auth.reset_link(session, target, created_by=actor, acting_role="owner", now=now)
         auth.use_link(
             session, link.token, name="", password=PASSWORD, known_locations=KNOWN, now=now
         )

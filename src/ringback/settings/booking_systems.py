@@ -1,4 +1,4 @@
-"""Owner pages for the booking systems: each location's system, what it can do, and
+"""Owner and admin pages for the booking systems: each location's system, what it can do, and
 connecting Google Calendar (docs/booking-systems.md).
 
 Only HTTP lives here; what the pages show is built in :mod:`ringback.booking.systems`.
@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ringback.booking import systems
 from ringback.deps import Deps
+from ringback.roles import can
 from ringback.web import TEMPLATES, SignedIn, deps_of, staff_frame, staff_user
 
 router = APIRouter(prefix="/staff/settings", include_in_schema=False)
@@ -31,15 +32,15 @@ GOOGLE_STATE_COOKIE = "rb_google_state"
 GOOGLE_CALLBACK = "/staff/settings/booking-systems/google/callback"
 
 
-def _owners_only(deps: Deps, user: SignedIn) -> HTMLResponse | None:
-    if user.role == "owner":
+def _refused(deps: Deps, user: SignedIn) -> HTMLResponse | None:
+    if can(user, "booking_systems"):
         return None
     return _render(
         "staff/error.html",
         403,
         **staff_frame(deps, user),
-        title="Owners only",
-        message="Booking systems are connected by an owner.",
+        title="Not allowed",
+        message="Booking systems are connected by an owner or an admin.",
     )
 
 
@@ -49,7 +50,7 @@ def booking_systems_page(
 ) -> Response:
     """Each location's booking system, what it can do, and Google's Connect button."""
     deps = deps_of(request)
-    refused = _owners_only(deps, user)
+    refused = _refused(deps, user)
     if refused is not None:
         return refused
     opener = deps.booking_systems
@@ -82,7 +83,7 @@ def booking_systems_page(
 def google_connect(request: Request, user: Viewer, location: str = "") -> Response:
     """Send the owner to Google's consent screen, with a state kept in a cookie."""
     deps = deps_of(request)
-    refused = _owners_only(deps, user)
+    refused = _refused(deps, user)
     if refused is not None:
         return refused
     chosen = deps.locations.get(location)
@@ -118,7 +119,7 @@ def google_callback(
     from ringback.ports import BookingSystemUnavailable
 
     deps = deps_of(request)
-    refused = _owners_only(deps, user)
+    refused = _refused(deps, user)
     if refused is not None:
         return refused
     expected = request.cookies.get(GOOGLE_STATE_COOKIE, "")

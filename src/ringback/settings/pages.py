@@ -22,6 +22,7 @@ from ringback.conversation.replies import TEMPLATES as REPLY_WORDING
 from ringback.db import transaction
 from ringback.missed_calls.service import textback_body
 from ringback.phones import display
+from ringback.roles import can
 from ringback.settings import forms, registration, store
 from ringback.settings.store import SettingsWatcher
 from ringback.web import (
@@ -36,8 +37,6 @@ from ringback.web import (
 router = APIRouter(prefix="/staff/settings", include_in_schema=False)
 Viewer = Annotated[SignedIn, Depends(staff_user)]
 Editor = Annotated[SignedIn, Depends(csrf_protected)]
-# Roles that may read and change the settings.
-SETTINGS_ROLES = frozenset({"owner", "admin"})
 US_ZONES = (
     "America/New_York",
     "America/Chicago",
@@ -84,10 +83,10 @@ def _problem(frame: dict[str, Any], status: int, title: str, message: str) -> HT
 
 
 def _refused(request: Request, user: SignedIn) -> Response | None:
-    if user.role in SETTINGS_ROLES:
+    if can(user, "settings"):
         return None
     frame = staff_frame(deps_of(request), user)
-    return _problem(frame, 403, "Owners only", "Settings are changed by an owner or an admin.")
+    return _problem(frame, 403, "Not allowed", "Settings are changed by an owner or an admin.")
 
 
 @router.get("/texting-registration", response_class=HTMLResponse)
@@ -95,8 +94,10 @@ def texting_registration(request: Request, user: Viewer, location: str = "") -> 
     """US A2P 10DLC: the campaign's description, samples and keywords, ready to paste."""
     deps = deps_of(request)
     frame = staff_frame(deps, user)
-    if user.role not in SETTINGS_ROLES:
-        return _problem(frame, 403, "Owners only", "Texting registration is set up by an owner.")
+    if not can(user, "settings"):
+        return _problem(
+            frame, 403, "Not allowed", "Texting registration is set up by an owner or an admin."
+        )
     locations = list(deps.locations)
     chosen = deps.locations.get(location) if location else locations[0]
     if chosen is None:
