@@ -42,6 +42,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ringback.db import Base, UTCDateTime, utcnow
+from ringback.roles import role_can
 
 # A JSON column that is JSONB on PostgreSQL.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -462,14 +463,15 @@ class CalendarRead(Base):
 
 
 class StaffUser(Base):
-    """A person at the clinic. Owners see every location and settings; staff their own."""
+    """A person at the clinic: an owner, an admin (office manager) or staff; what each may
+    do is :mod:`ringback.roles`."""
 
     __tablename__ = "staff_users"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lowercased
     name: Mapped[str] = mapped_column(String(120))
-    role: Mapped[str] = mapped_column(String(10))  # owner | staff
+    role: Mapped[str] = mapped_column(String(10))  # owner | admin | staff (no constraint)
     location_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)  # staff only
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -478,7 +480,7 @@ class StaffUser(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     def can_see(self, location_id: str) -> bool:
-        return self.role == "owner" or location_id in (self.location_ids or [])
+        return role_can(self.role, "all_locations") or location_id in (self.location_ids or [])
 
 
 class StaffSession(Base):

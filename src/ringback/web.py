@@ -25,6 +25,7 @@ from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.models import StaffUser
+from ringback.roles import Capability
 from ringback.staff import auth, inbox
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,12 @@ class SignedIn:
     location_ids: tuple[str, ...]
     csrf_token: str
 
+    def can(self, capability: Capability) -> bool:
+        """What the role table allows (pages show a link only to who may follow it)."""
+        return auth.can(self, capability)
+
     def can_see(self, location_id: str) -> bool:
-        return self.role == "owner" or location_id in self.location_ids
+        return self.can("all_locations") or location_id in self.location_ids
 
 
 def _signed_in(user: StaffUser, csrf: str) -> SignedIn:

@@ -172,8 +172,29 @@ def test_users_and_tokens_from_the_cli(tmp_path: Path) -> None:
         env=env,
     )
     assert staff.returncode == 0, staff.stderr
+    admin = ringback(
+        "users",
+        "add",
+        "mia@glow.example",
+        "--name",
+        "Mia Manager",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin="a third long password\n",
+        env=env,
+    )
+    assert admin.returncode == 0, admin.stderr
+    assert admin.stdout.strip() == "created admin mia@glow.example"
+    unknown = ringback(
+        "users", "add", "x@glow.example", "--name", "X", "--role", "boss",
+        "--password-stdin", stdin="a third long password\n", env=env,
+    )  # fmt: skip
+    assert unknown.returncode == 2
+    assert "role: expected one of owner, admin, staff, got 'boss'" in unknown.stderr
     listed = ringback("users", "list", env=env)
     assert "owner@glow.example\towner\tall locations" in listed.stdout
+    assert "mia@glow.example\tadmin\tall locations" in listed.stdout
     assert "desk@glow.example\tstaff\tglow-downtown" in listed.stdout
     duplicate = ringback(
         "users",

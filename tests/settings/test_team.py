@@ -134,7 +134,7 @@ def test_bad_invitations_say_what_is_wrong_and_save_nothing(service: Service) ->
     owner = sign_in(service, "owner@glow.example")
     cases = [
         ({"email": "not-an-email", "role": "staff", "location": "glow-downtown"}, "email"),
-        ({"email": "b@glow.example", "role": "admin"}, "role"),
+        ({"email": "b@glow.example", "role": "manager"}, "role"),
         ({"email": "b@glow.example", "role": "staff"}, "location"),
         ({"email": "b@glow.example", "role": "staff", "location": "nowhere"}, "location"),
         ({"email": "OWNER@glow.example", "role": "owner"}, "email"),

@@ -192,7 +192,7 @@ def test_reset_password_signs_out_everywhere(service: Service) -> None:
     [
         ({"email": "not-an-email"}, "email: expected an address"),
         ({"password": "short"}, "password: use at least 12 characters"),
-        ({"role": "admin"}, "role: expected owner or staff"),
+        ({"role": "manager"}, "role: expected one of owner, admin, staff"),
         ({"role": "staff", "location_ids": []}, "location: a staff account needs"),
         ({"role": "staff", "location_ids": ["nowhere"]}, "location: no location 'nowhere'"),
         ({"name": " "}, "name: must not be empty"),

@@ -1,4 +1,5 @@
-"""Team rules as invariants, over random sequences of what owners do on the team page:
+"""Team rules as invariants, over random sequences of what owners and admins do on the
+team page (an admin never makes or touches an owner):
 the clinic always keeps an active owner; a deactivated account has no live session and no
 working API token; a refused change changes nothing; a one-time link works once."""
 
@@ -25,8 +26,10 @@ PEOPLE = 4
 Op = tuple[str, int, int]
 ops = st.lists(
     st.tuples(
-        st.sampled_from(["deactivate", "reactivate", "owner", "staff", "sign_in", "reset"]),
-        st.integers(0, PEOPLE - 1),  # who acts (used only if an active owner)
+        st.sampled_from(
+            ["deactivate", "reactivate", "owner", "admin", "staff", "sign_in", "reset"]
+        ),
+        st.integers(0, PEOPLE - 1),  # who acts (used only if an active owner or admin)
         st.integers(0, PEOPLE - 1),  # on whom
     ),
     min_size=1,
@@ -50,8 +53,8 @@ def fresh_team(sessions: sessionmaker[Session]) -> list[int]:
             user = StaffUser(
                 email=f"p{n}@glow.example",
                 name=f"P{n}",
-                role="owner" if n == 0 else "staff",
-                location_ids=[] if n == 0 else ["glow-downtown"],
+                role={0: "owner", 1: "admin"}.get(n, "staff"),
+                location_ids=[] if n < 2 else ["glow-downtown"],
                 password_hash="not-used",
                 created_at=NOW,
                 password_changed_at=NOW,
@@ -69,15 +72,22 @@ def snapshot(session: Session) -> list[tuple[int, str, list[str], bool]]:
     ]
 
 
-def act(session: Session, op: Op, ids: list[int], now: datetime) -> None:
+def act(session: Session, op: Op, ids: list[int], now: datetime, acting_role: str) -> None:
     kind, actor, target = op[0], ids[op[1]], ids[op[2]]
     if kind == "deactivate":
-        auth.deactivate_user(session, target, acting_user_id=actor, now=now)
+        auth.deactivate_user(
+            session, target, acting_user_id=actor, acting_role=acting_role, now=now
+        )
     elif kind == "reactivate":
-        auth.reactivate_user(session, target)
-    elif kind in ("owner", "staff"):
+        auth.reactivate_user(session, target, acting_role=acting_role)
+    elif kind in ("owner", "admin", "staff"):
         auth.change_access(
-            session, target, role=kind, location_ids=["glow-westside"], known_locations=KNOWN
+            session,
+            target,
+            role=kind,
+            location_ids=["glow-westside"],
+            known_locations=KNOWN,
+            acting_role=acting_role,
         )
     elif kind == "sign_in":
         user = session.get(StaffUser, target)
@@ -86,7 +96,7 @@ def act(session: Session, op: Op, ids: list[int], now: datetime) -> None:
             auth.start_session(session, user, now)
             auth.create_api_token(session, user, "crm", now)
     else:
-        link = auth.reset_link(session, target, created_by=actor, now=now)
+        link = auth.reset_link(session, target, created_by=actor, acting_role=acting_role, now=now)
         auth.use_link(
             session, link.token, name="", password=PASSWORD, known_locations=KNOWN, now=now
         )
@@ -109,16 +119,21 @@ def test_team_rules_hold_after_every_step(sessions: sessionmaker[Session], steps
         with sessions() as session:
             actor = session.get(StaffUser, ids[op[1]])
             assert actor is not None
-            if not (actor.active and actor.role == "owner"):
-                continue  # the pages let only an active owner act
+            if not (actor.active and actor.role in ("owner", "admin")):
+                continue  # the pages let only an active owner or admin act
+            acting_role = actor.role
             before = snapshot(session)
         try:
             with transaction(sessions) as session:
-                act(session, op, ids, now)
+                act(session, op, ids, now, acting_role)
         except auth.AccountError:
             with sessions() as session:
                 assert snapshot(session) == before, op  # refused: nothing changed
         with sessions() as session:
+            if acting_role == "admin":  # an admin neither makes nor touches an owner
+                owners_before = [row for row in before if row[1] == "owner"]
+                owners_after = [row for row in snapshot(session) if row[1] == "owner"]
+                assert owners_after == owners_before, op
             owners = session.scalar(
                 select(func.count()).where(StaffUser.role == "owner", StaffUser.active.is_(True))
             )

@@ -35,6 +35,7 @@ from ringback.conversation.machine import State
 from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.models import Call, Conversation, Message, Note, Patient
+from ringback.roles import can
 from ringback.web import RowId, SignedIn, api_user, deps_of
 
 
@@ -69,7 +70,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 def _visible(caller: SignedIn) -> queries.Visible:
-    return None if caller.role == "owner" else frozenset(caller.location_ids)
+    return None if can(caller, "all_locations") else frozenset(caller.location_ids)
 
 
 # --- types -------------------------------------------------------------------------------
@@ -432,7 +433,7 @@ def me(caller: Caller) -> Me:
         email=caller.email,
         name=caller.name,
         role=caller.role,
-        location_ids=None if caller.role == "owner" else list(caller.location_ids),
+        location_ids=None if can(caller, "all_locations") else list(caller.location_ids),
     )
 
 

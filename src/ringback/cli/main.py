@@ -333,7 +333,13 @@ def _password(from_stdin: bool) -> str:
 def users_add(
     email: Annotated[str, typer.Argument(help="Their email; they sign in with it.")],
     name: Annotated[str, typer.Option(help="Their name, as colleagues see it.")],
-    role: Annotated[str, typer.Option(help="owner (all locations, settings) or staff.")] = "staff",
+    role: Annotated[
+        str,
+        typer.Option(
+            help="owner (everything), admin (settings and team, every location) or staff "
+            "(their --location inbox)."
+        ),
+    ] = "staff",
     location: Annotated[
         list[str] | None, typer.Option("--location", "-l", help="Location id (repeat).")
     ] = None,
@@ -404,9 +410,11 @@ def _switch_account(email: str, *, on: bool) -> None:
             if user is None:
                 raise auth.AccountError(f"email: no account for {email.strip().lower()}")
             if on:
-                auth.reactivate_user(session, user.id)
+                auth.reactivate_user(session, user.id, acting_role="owner")
             else:
-                auth.deactivate_user(session, user.id, acting_user_id=None, now=datetime.now(UTC))
+                auth.deactivate_user(
+                    session, user.id, acting_user_id=None, acting_role="owner", now=datetime.now(UTC)
+                )
             address = user.email
     except auth.AccountError as exc:
         raise fail(str(exc)) from None
@@ -435,11 +443,16 @@ def users_list() -> None:
     from sqlalchemy import select
 
     from ringback.models import StaffUser
+    from ringback.roles import role_can
 
     _, _, sessions = _sessions()
     with sessions() as session:
         for user in session.scalars(select(StaffUser).order_by(StaffUser.email)):
-            where = "all locations" if user.role == "owner" else ", ".join(user.location_ids)
+            where = (
+                "all locations"
+                if role_can(user.role, "all_locations")
+                else ", ".join(user.location_ids)
+            )
             state = "" if user.active else " (disabled)"
             typer.echo(f"{user.email}\t{user.role}\t{where}{state}")
 

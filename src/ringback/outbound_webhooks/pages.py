@@ -21,6 +21,7 @@ from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.outbound_webhooks import service as webhooks
+from ringback.roles import can
 from ringback.web import (
     TEMPLATES,
     RowId,
@@ -47,7 +48,8 @@ def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
 
 
 def _owners_only(deps: Deps, user: SignedIn) -> HTMLResponse | None:
-    if user.role == "owner":
+    # Owners only (not admins): a webhook sends patient events to another system.
+    if can(user, "webhooks"):
         return None
     return _render(
         "staff/error.html",

@@ -28,6 +28,7 @@ from ringback.patients import erasure, export
 from ringback.patients import record as records
 from ringback.patients import service as patients
 from ringback.patients.service import KEPT_OPT_OUT
+from ringback.roles import can
 from ringback.staff import actions, inbox
 from ringback.staff.actions import NOT_TEXTABLE_WHY
 from ringback.staff.pages import PAGES
@@ -169,7 +170,7 @@ def _patient_page(
             zone=_zone(location),
             blocked_why=NOT_TEXTABLE_WHY.get(blocked, blocked) if blocked else None,
             opt_out_how=OPT_OUT_SOURCES,
-            can_delete=user.role == "owner",
+            can_delete=can(user, "erase_patients"),
             now=deps.clock(),
             attendance_error=attendance_error,
             confirm_word=CONFIRM_WORD,
@@ -318,7 +319,7 @@ def delete_patient(
         visible = record is not None and user.can_see(record.patient.location_id)
     if not visible:
         return _not_found(request, user, f"patient: no patient {patient_id}")
-    if user.role != "owner":
+    if not can(user, "erase_patients"):
         return _not_found(request, user, "Only an owner can delete a patient's data.", status=403)
     if confirm.strip().upper() != CONFIRM_WORD:
         return _patient_page(

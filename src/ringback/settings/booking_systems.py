@@ -1,4 +1,4 @@
-"""Owner pages for the booking systems: each location's system, what it can do,
+"""Owner and admin pages for the booking systems: each location's system, what it can do,
 connecting Google Calendar, and mapping a location to Square (docs/booking-systems.md).
 
 Only HTTP lives here; what the pages show is built in :mod:`ringback.booking.systems`.
@@ -20,7 +20,8 @@ from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.ports import BookingSystemUnavailable
 from ringback.settings import store
-from ringback.settings.pages import SETTINGS_ROLES, read_only_reason
+from ringback.settings.pages import read_only_reason
+from ringback.roles import can
 from ringback.web import (
     TEMPLATES,
     SignedIn,
@@ -45,15 +46,15 @@ GOOGLE_STATE_COOKIE = "rb_google_state"
 GOOGLE_CALLBACK = "/staff/settings/booking-systems/google/callback"
 
 
-def _owners_only(deps: Deps, user: SignedIn) -> HTMLResponse | None:
-    if user.role == "owner":
+def _refused(deps: Deps, user: SignedIn) -> HTMLResponse | None:
+    if can(user, "booking_systems"):
         return None
     return _render(
         "staff/error.html",
         403,
         **staff_frame(deps, user),
-        title="Owners only",
-        message="Booking systems are connected by an owner.",
+        title="Not allowed",
+        message="Booking systems are connected by an owner or an admin.",
     )
 
 
@@ -63,7 +64,7 @@ def booking_systems_page(
 ) -> Response:
     """Each location's booking system, what it can do, and Google's Connect button."""
     deps = deps_of(request)
-    refused = _owners_only(deps, user)
+    refused = _refused(deps, user)
     if refused is not None:
         return refused
     opener = deps.booking_systems
@@ -96,7 +97,7 @@ def booking_systems_page(
 def google_connect(request: Request, user: Viewer, location: str = "") -> Response:
     """Send the owner to Google's consent screen, with a state kept in a cookie."""
     deps = deps_of(request)
-    refused = _owners_only(deps, user)
+    refused = _refused(deps, user)
     if refused is not None:
         return refused
     chosen = deps.locations.get(location)
@@ -130,7 +131,7 @@ def google_callback(
 ) -> Response:
     """Google's redirect back: the state must be the one this browser was given."""
     deps = deps_of(request)
-    refused = _owners_only(deps, user)
+    refused = _refused(deps, user)
     if refused is not None:
         return refused
     expected = request.cookies.get(GOOGLE_STATE_COOKIE, "")
@@ -281,18 +282,6 @@ def _square_page(
     )
 
 
-def _settings_refused(deps: Deps, user: SignedIn) -> HTMLResponse | None:
-    if user.role in SETTINGS_ROLES:
-        return None
-    return _render(
-        "staff/error.html",
-        403,
-        **staff_frame(deps, user),
-        title="Owners only",
-        message="Settings are changed by an owner or an admin.",
-    )
-
-
 def _unknown_location(deps: Deps, user: SignedIn, location_id: str) -> HTMLResponse:
     known = ", ".join(loc.id for loc in deps.locations)
     return _render(
@@ -315,7 +304,7 @@ def square_mapping_page(
     """Square's locations, team members and services beside the location's own, matched by
     name where no mapping is saved yet; each one can be changed."""
     deps = deps_of(request)
-    refused = _settings_refused(deps, user)
+    refused = _refused(deps, user)
     if refused is not None:
         return refused
     chosen = _square_location(deps, location)
@@ -330,7 +319,7 @@ async def save_square_mapping(request: Request, user: Editor, location: str = ""
     """Check the chosen ids against what Square lists, then save them as the location's
     ``square`` settings (audited); on any problem nothing is saved."""
     deps = deps_of(request)
-    refused = _settings_refused(deps, user)
+    refused = _refused(deps, user)
     if refused is not None:
         return refused
     raw = await request.form()

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ringback.config import WEEKDAYS, Location
+from ringback.config import WEEKDAYS, Location, Reminder
 from ringback.messaging.segments import Encoding, message_segments
 from ringback.settings.store import slug
 
@@ -217,6 +217,113 @@ def templates(current: dict[str, Any], form: Form) -> Parsed:
     ]
     messages["textback_variants"] = [v for v in messages["textback_variants"] if v]
     data["messages"] = messages
+    return Parsed(data)
+
+
+# --- reminders ----------------------------------------------------------------------
+
+
+def reminders(current: dict[str, Any], form: Form) -> Parsed:
+    """Appointment reminders (one row each; a blank or removed row is dropped), the no-show
+    text, the daily cap of automated texts and whether texts may name the treatment."""
+    data = dict(current)
+    rows: list[dict[str, Any]] = []
+    origin: list[int] = []
+    problems: dict[str, str] = {}
+    for n in row_numbers(form, "reminders"):
+        hours = _text(form, f"reminders.{n}.hours_before")
+        texts = {key: _text(form, f"reminders.{n}.{key}") for key in ("text", "text_es")}
+        if _checked(form, f"reminders.{n}.remove") or not (hours or any(texts.values())):
+            continue
+        if not hours:
+            problems[f"reminders.{n}.hours_before"] = (
+                "give how many hours before the visit this reminder goes, like 48"
+            )
+            continue
+        entry: dict[str, Any] = {"hours_before": hours}
+        entry.update({key: text for key, text in texts.items() if text})
+        rows.append(entry)
+        origin.append(n)
+    if problems:
+        raise FormProblem(problems)
+    data["reminders"] = rows
+    data["no_show_text"] = _checked(form, "no_show_text")
+    data["health_details_in_texts"] = _checked(form, "health_details_in_texts")
+    data["automated_texts_per_day"] = _text(form, "automated_texts_per_day") or None
+    return Parsed(data, {"reminders": origin})
+
+
+SAMPLE_WHEN = {"en": "Wed Nov 25 at 12:00pm", "es": "mié 25 nov a las 12:00pm"}
+
+
+def reminder_previews(
+    location_name: str, phone: str, items: Sequence[Reminder], *, health_details: bool
+) -> list[Preview]:
+    """Each reminder in English and Spanish as the patient gets it (the default wording
+    where none is set), with its encoding and segment count."""
+    found: list[Preview] = []
+    for n, reminder in enumerate(items):
+        hours = f"{reminder.hours_before:g}"
+        for language, label in (("en", "English"), ("es", "Spanish")):
+            template = reminder.template(language, health_details=health_details)
+            values = {
+                "location": location_name,
+                "phone": phone,
+                "when": SAMPLE_WHEN[language],
+                "treatment": "Botox",
+            }
+            body, error = _fill(template, values)
+            encoding, count = message_segments(body) if body else ("GSM-7", 0)
+            found.append(
+                Preview(
+                    f"reminders.{n}.{'text' if language == 'en' else 'text_es'}",
+                    f"Reminder {hours} h before, {label}",
+                    "text",
+                    body,
+                    error,
+                    encoding,
+                    count,
+                    len(body),
+                )
+            )
+    return found
+
+
+# --- the booking system -------------------------------------------------------------
+
+BOOKING_SYSTEMS: tuple[tuple[str, str], ...] = (
+    ("ringback", "Ringback's own appointments"),
+    ("caldav", "Ringback's appointments, checked against CalDAV calendars"),
+    ("google_calendar", "Google Calendar"),
+    ("square", "Square Appointments"),
+)
+
+
+def booking_system(current: dict[str, Any], form: Form) -> Parsed:
+    """Where the location's bookings go. Only the chosen system's block is kept (the file
+    refuses a block for another system); its per-provider mapping is kept as it was."""
+    data = dict(current)
+    system = _text(form, "booking_system")
+    if system not in dict(BOOKING_SYSTEMS):
+        raise FormProblem(
+            {"booking_system": "choose one of " + ", ".join(name for name, _ in BOOKING_SYSTEMS)}
+        )
+    data["booking_system"] = system
+    google = dict(current.get("google_calendar") or {})
+    square = dict(current.get("square") or {})
+    data.pop("google_calendar", None)
+    data.pop("square", None)
+    if system == "google_calendar":
+        calendar = _optional(form, "google_calendar.default_calendar")
+        if calendar:
+            google["default_calendar"] = calendar
+        else:
+            google.pop("default_calendar", None)
+        data["google_calendar"] = google
+    elif system == "square":
+        square["location_id"] = _text(form, "square.location_id")
+        square["environment"] = _text(form, "square.environment") or "production"
+        data["square"] = square
     return Parsed(data)
 
 

@@ -1,4 +1,5 @@
-"""What every owner page in the settings room shares: rendering and the owners-only gate."""
+"""What every page in the settings room shares: rendering and the gate that asks the
+role table (:mod:`ringback.roles`) whether the signed-in person may be here."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 
 from ringback.deps import Deps
+from ringback.roles import Capability, can
 from ringback.web import TEMPLATES, SignedIn, staff_frame
 
 
@@ -19,10 +21,10 @@ def render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
     return response
 
 
-def owners_only(deps: Deps, user: SignedIn, why: str) -> HTMLResponse | None:
-    """None for an owner; for anyone else the 403 page saying ``why``."""
-    if user.role == "owner":
+def gate(deps: Deps, user: SignedIn, capability: Capability, why: str) -> HTMLResponse | None:
+    """None when ``user`` may do ``capability``; otherwise the 403 page saying ``why``."""
+    if can(user, capability):
         return None
     return render(
-        "staff/error.html", 403, **staff_frame(deps, user), title="Owners only", message=why
+        "staff/error.html", 403, **staff_frame(deps, user), title="Not allowed", message=why
     )

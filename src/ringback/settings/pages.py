@@ -17,11 +17,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ringback.config import WEEKDAYS, ConfigError, Location
+from ringback.booking.systems import describe as describe_system
+from ringback.config import WEEKDAYS, ConfigError, Location, Reminder
 from ringback.conversation.replies import TEMPLATES as REPLY_WORDING
 from ringback.db import transaction
 from ringback.missed_calls.service import textback_body
 from ringback.phones import display
+from ringback.roles import can
 from ringback.settings import forms, registration, store
 from ringback.settings.store import SettingsWatcher
 from ringback.web import (
@@ -36,8 +38,6 @@ from ringback.web import (
 router = APIRouter(prefix="/staff/settings", include_in_schema=False)
 Viewer = Annotated[SignedIn, Depends(staff_user)]
 Editor = Annotated[SignedIn, Depends(csrf_protected)]
-# Roles that may read and change the settings.
-SETTINGS_ROLES = frozenset({"owner", "admin"})
 US_ZONES = (
     "America/New_York",
     "America/Chicago",
@@ -53,6 +53,8 @@ PAGES = {
     "services": ("Services", "/services"),
     "providers": ("Providers", "/providers"),
     "templates": ("Messages", "/templates"),
+    "reminders": ("Reminders", "/reminders"),
+    "booking": ("Booking system", "/booking-system"),
 }
 
 
@@ -84,10 +86,10 @@ def _problem(frame: dict[str, Any], status: int, title: str, message: str) -> HT
 
 
 def _refused(request: Request, user: SignedIn) -> Response | None:
-    if user.role in SETTINGS_ROLES:
+    if can(user, "settings"):
         return None
     frame = staff_frame(deps_of(request), user)
-    return _problem(frame, 403, "Owners only", "Settings are changed by an owner or an admin.")
+    return _problem(frame, 403, "Not allowed", "Settings are changed by an owner or an admin.")
 
 
 @router.get("/texting-registration", response_class=HTMLResponse)
@@ -95,8 +97,10 @@ def texting_registration(request: Request, user: Viewer, location: str = "") -> 
     """US A2P 10DLC: the campaign's description, samples and keywords, ready to paste."""
     deps = deps_of(request)
     frame = staff_frame(deps, user)
-    if user.role not in SETTINGS_ROLES:
-        return _problem(frame, 403, "Owners only", "Texting registration is set up by an owner.")
+    if not can(user, "settings"):
+        return _problem(
+            frame, 403, "Not allowed", "Texting registration is set up by an owner or an admin."
+        )
     locations = list(deps.locations)
     chosen = deps.locations.get(location) if location else locations[0]
     if chosen is None:
@@ -209,7 +213,27 @@ def _page(
         context["replies"] = forms.reply_samples(location.name, phone, REPLY_WORDING)
         context["template_fields"] = forms.TEMPLATE_FIELDS
         context["sample_appointment"] = forms.SAMPLE_APPOINTMENT
+        context["reminder_previews"] = _reminder_previews(location)
+    if page == "reminders":
+        context["rows"] = _row_numbers(values, "reminders")
+        context["reminder_previews"] = _reminder_previews(location)
+        context["placeholders"] = ["{location}", "{when}", "{phone}", "{treatment}"]
+    if page == "booking":
+        context["systems"] = [
+            (name, label, describe_system(location.model_copy(update={"booking_system": name})))
+            for name, label in forms.BOOKING_SYSTEMS
+        ]
+        context["current_system"] = describe_system(location)
     return _render(f"staff/settings_{page}.html", status, **context)
+
+
+def _reminder_previews(location: Location) -> list[forms.Preview]:
+    return forms.reminder_previews(
+        location.name,
+        display(location.phone_number),
+        location.reminders,
+        health_details=location.health_details_in_texts,
+    )
 
 
 def _row_numbers(form: dict[str, str], prefix: str) -> list[int]:
@@ -269,6 +293,26 @@ def _form_of(location: Location, page: str) -> dict[str, str]:
         for name, _label, _kind in forms.TEMPLATE_FIELDS:
             values[f"messages.{name}"] = str(getattr(messages, name))
         values["messages.textback_variants"] = "\n".join(messages.textback_variants)
+    elif page == "reminders":
+        for n, reminder in enumerate(location.reminders):
+            values[f"reminders.{n}.hours_before"] = f"{reminder.hours_before:g}"
+            values[f"reminders.{n}.text"] = reminder.text or ""
+            values[f"reminders.{n}.text_es"] = reminder.text_es or ""
+        cap = location.automated_texts_per_day
+        values["automated_texts_per_day"] = "" if cap is None else str(cap)
+        if location.no_show_text:
+            values["no_show_text"] = "on"
+        if location.health_details_in_texts:
+            values["health_details_in_texts"] = "on"
+    elif page == "booking":
+        values["booking_system"] = location.booking_system
+        google = location.google_calendar
+        values["google_calendar.default_calendar"] = (
+            (google.default_calendar or "") if google else ""
+        )
+        square = location.square
+        values["square.location_id"] = square.location_id if square else ""
+        values["square.environment"] = square.environment if square else "production"
     return values
 
 
@@ -277,6 +321,8 @@ _READERS = {
     "services": forms.services,
     "providers": forms.providers,
     "templates": forms.templates,
+    "reminders": forms.reminders,
+    "booking": forms.booking_system,
 }
 
 
@@ -322,6 +368,7 @@ def _save_form(
             )
     except ConfigError as exc:
         fields = set(form) | {"phone_number", "name", "hours", "services", "providers", "messages"}
+        fields |= {"reminders", "booking_system", "google_calendar", "square"}
         errors = forms.field_errors(exc.issues, index, parsed, fields)
         if not exc.issues:
             errors = {"": str(exc)}
@@ -374,6 +421,43 @@ async def template_preview(request: Request, user: Editor, location_id: str) -> 
     raw = await request.form()
     form = {key: str(value) for key, value in raw.items() if isinstance(value, str)}
     found = forms.previews(location.name, display(location.phone_number), form)
+    return _render("staff/_settings_previews.html", previews=found)
+
+
+@router.post("/locations/{location_id}/reminders/preview", response_class=HTMLResponse)
+async def reminder_preview(request: Request, user: Editor, location_id: str) -> Response:
+    """The reminders' live preview (htmx): each as typed, with its encoding and segments."""
+    refused = _refused(request, user)
+    if refused is not None:
+        return refused
+    deps = deps_of(request)
+    location = deps.locations.get(location_id)
+    if location is None:
+        return HTMLResponse("", status_code=404)
+    raw = await request.form()
+    form = {key: str(value) for key, value in raw.items() if isinstance(value, str)}
+    typed = []
+    for n in forms.row_numbers(form, "reminders"):
+        try:
+            hours = float(form.get(f"reminders.{n}.hours_before", ""))
+        except ValueError:
+            continue
+        if hours <= 0 or form.get(f"reminders.{n}.remove"):
+            continue
+        # Unvalidated on purpose: the preview shows what was typed, the save validates it.
+        typed.append(
+            Reminder.model_construct(
+                hours_before=hours,
+                text=form.get(f"reminders.{n}.text", "").strip() or None,
+                text_es=form.get(f"reminders.{n}.text_es", "").strip() or None,
+            )
+        )
+    found = forms.reminder_previews(
+        location.name,
+        display(location.phone_number),
+        typed,
+        health_details="health_details_in_texts" in form,
+    )
     return _render("staff/_settings_previews.html", previews=found)
 
 

@@ -1,5 +1,7 @@
-"""The team page (owners): invite by a one-time link, roles and locations, deactivate,
-password reset links; and the public page where a link is spent.
+"""The team page (owners and admins): invite by a one-time link, roles and locations,
+deactivate, password reset links; and the public page where a link is spent. An admin
+manages everyone but owners (:func:`ringback.staff.auth.check_team_change`): a refused
+change answers 403 and changes nothing.
 
 An invitation or reset link is emailed when SMTP is configured; otherwise, or when the
 mail is refused, it is shown to the owner once on the page that made it. The account
@@ -22,7 +24,7 @@ from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.ports import AlertDeliveryFailed
-from ringback.settings.owners import owners_only, render
+from ringback.settings.owners import gate, render
 from ringback.staff import auth
 from ringback.web import RowId, SignedIn, csrf_protected, deps_of, staff_frame, staff_user
 
@@ -32,7 +34,7 @@ Viewer = Annotated[SignedIn, Depends(staff_user)]
 Poster = Annotated[SignedIn, Depends(csrf_protected)]
 LINK_CSRF_COOKIE = "rb_link_csrf"
 UTC_ZONE = ZoneInfo("UTC")
-WHY = "The team is managed by an owner."
+WHY = "The team is managed by an owner or an admin."
 DONE = {
     "access": "Access saved.",
     "deactivated": "Deactivated: signed out everywhere, API tokens revoked.",
@@ -74,8 +76,10 @@ def _team_page(
                 "role": u.role,
                 "location_ids": list(u.location_ids or []),
                 "locations": ", ".join(names.get(i, i) for i in u.location_ids or [])
-                if u.role != "owner"
+                if not auth.role_can(u.role, "all_locations")
                 else "All locations",
+                # An admin sees an owner's row but cannot change it.
+                "locked": u.role == "owner" and not auth.can(user, "manage_owners"),
                 "active": u.active,
                 "last_login": _when(u.last_login_at, zone),
                 "me": u.id == user.user_id,
@@ -97,7 +101,8 @@ def _team_page(
         people=people,
         invites=invites,
         locations=list(deps.locations),
-        roles=auth.ROLES,
+        roles=[r for r in auth.ROLES if r != "owner" or auth.can(user, "manage_owners")],
+        role_labels=auth.ROLE_LABELS,
         error=error,
         error_for=error_for,
         form=form or {"email": "", "role": "staff", "location_ids": []},
@@ -105,6 +110,11 @@ def _team_page(
         done=DONE.get(done, ""),
         emailing=deps.emailer is not None,
     )
+
+
+def _status(exc: auth.AccountError) -> int:
+    """403 for what the acting role may not do, 400 for bad input."""
+    return 403 if isinstance(exc, auth.NotAllowed) else 400
 
 
 def _send_link(deps: Deps, link: auth.NewLink, by: SignedIn) -> bool:
@@ -147,7 +157,7 @@ def _shown(deps: Deps, link: auth.NewLink, sent: bool) -> dict[str, Any]:
 @router.get("/staff/settings/team", response_class=HTMLResponse)
 def team_page(request: Request, user: Viewer, done: str = "") -> Response:
     deps = deps_of(request)
-    return owners_only(deps, user, WHY) or _team_page(deps, user, done=done)
+    return gate(deps, user, "team", WHY) or _team_page(deps, user, done=done)
 
 
 @router.post("/staff/settings/team/invite", response_class=HTMLResponse)
@@ -159,7 +169,7 @@ def invite(
     location: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     deps = deps_of(request)
-    refused = owners_only(deps, user, WHY)
+    refused = gate(deps, user, "team", WHY)
     if refused is not None:
         return refused
     chosen = location or []
@@ -172,11 +182,12 @@ def invite(
                 location_ids=chosen,
                 known_locations={loc.id for loc in deps.locations},
                 created_by=user.user_id,
+                acting_role=user.role,
                 now=deps.clock(),
             )
     except auth.AccountError as exc:
         form = {"email": email, "role": role, "location_ids": chosen}
-        return _team_page(deps, user, status=400, error=exc, error_for="invite", form=form)
+        return _team_page(deps, user, status=_status(exc), error=exc, error_for="invite", form=form)
     sent = _send_link(deps, link, user)
     log_event(log, "staff.invited", user_id=user.user_id, role=role, emailed=sent)
     return _team_page(deps, user, shown=_shown(deps, link, sent))
@@ -191,7 +202,7 @@ def change_access(
     location: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     deps = deps_of(request)
-    refused = owners_only(deps, user, WHY)
+    refused = gate(deps, user, "team", WHY)
     if refused is not None:
         return refused
     try:
@@ -202,9 +213,10 @@ def change_access(
                 role=role,
                 location_ids=location or [],
                 known_locations={loc.id for loc in deps.locations},
+                acting_role=user.role,
             )
     except auth.AccountError as exc:
-        return _team_page(deps, user, status=400, error=exc, error_for=str(user_id))
+        return _team_page(deps, user, status=_status(exc), error=exc, error_for=str(user_id))
     log_event(log, "staff.access_changed", user_id=user.user_id, target=user_id, role=role)
     return RedirectResponse("/staff/settings/team?done=access", status_code=303)
 
@@ -212,19 +224,23 @@ def change_access(
 def _switch_account(request: Request, user: SignedIn, user_id: RowId, on: bool) -> Response:
     """Deactivate (``on`` False) or reactivate an account, then back to the team page."""
     deps = deps_of(request)
-    refused = owners_only(deps, user, WHY)
+    refused = gate(deps, user, "team", WHY)
     if refused is not None:
         return refused
     try:
         with transaction(deps.sessions) as session:
             if on:
-                auth.reactivate_user(session, user_id)
+                auth.reactivate_user(session, user_id, acting_role=user.role)
             else:
                 auth.deactivate_user(
-                    session, user_id, acting_user_id=user.user_id, now=deps.clock()
+                    session,
+                    user_id,
+                    acting_user_id=user.user_id,
+                    acting_role=user.role,
+                    now=deps.clock(),
                 )
     except auth.AccountError as exc:
-        return _team_page(deps, user, status=400, error=exc, error_for=str(user_id))
+        return _team_page(deps, user, status=_status(exc), error=exc, error_for=str(user_id))
     done = "reactivated" if on else "deactivated"
     log_event(log, f"staff.{done}", user_id=user.user_id, target=user_id)
     return RedirectResponse(f"/staff/settings/team?done={done}", status_code=303)
@@ -243,14 +259,20 @@ def reactivate(request: Request, user_id: RowId, user: Poster) -> Response:
 @router.post("/staff/settings/team/{user_id}/reset", response_class=HTMLResponse)
 def reset(request: Request, user_id: RowId, user: Poster) -> Response:
     deps = deps_of(request)
-    refused = owners_only(deps, user, WHY)
+    refused = gate(deps, user, "team", WHY)
     if refused is not None:
         return refused
     try:
         with transaction(deps.sessions) as session:
-            link = auth.reset_link(session, user_id, created_by=user.user_id, now=deps.clock())
+            link = auth.reset_link(
+                session,
+                user_id,
+                created_by=user.user_id,
+                acting_role=user.role,
+                now=deps.clock(),
+            )
     except auth.AccountError as exc:
-        return _team_page(deps, user, status=400, error=exc, error_for=str(user_id))
+        return _team_page(deps, user, status=_status(exc), error=exc, error_for=str(user_id))
     sent = _send_link(deps, link, user)
     log_event(log, "staff.reset_link", user_id=user.user_id, target=user_id, emailed=sent)
     return _team_page(deps, user, shown=_shown(deps, link, sent))

@@ -1,5 +1,6 @@
-"""API tokens page: everyone manages their own tokens for the JSON API; an owner sees and
-revokes everyone's. A new token's secret is shown once, on the page that made it."""
+"""API tokens page: everyone manages their own tokens for the JSON API; an owner (not an
+admin: a token acts as its person) sees and revokes everyone's. A new token's secret is
+shown once, on the page that made it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.logs import log_event
 from ringback.models import ApiToken, StaffUser
+from ringback.roles import can
 from ringback.settings.owners import render
 from ringback.staff import auth
 from ringback.web import RowId, SignedIn, csrf_protected, deps_of, staff_frame, staff_user
@@ -45,7 +47,7 @@ def _page(
     revoked: str = "",
 ) -> HTMLResponse:
     zone = next(iter(deps.locations)).zone if len(deps.locations) else UTC_ZONE
-    everyone = user.role == "owner"
+    everyone = can(user, "all_api_tokens")
     with transaction(deps.sessions) as session:
         tokens = [
             {
@@ -101,7 +103,7 @@ def revoke_token(request: Request, token_id: RowId, user: Poster) -> Response:
     with transaction(deps.sessions) as session:
         token = session.get(ApiToken, token_id)
         # Someone else's token is as absent as a missing one, except to an owner.
-        found = token is not None and (user.role == "owner" or token.user_id == user.user_id)
+        found = token is not None and (can(user, "all_api_tokens") or token.user_id == user.user_id)
         done = found and auth.revoke_api_token(session, token_id, deps.clock())
     if not found:
         return _page(deps, user, status=404, error=f"token: no token {token_id} of yours")

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from ringback.config import Locations, Settings, deployment_warnings
 from ringback.logs import log_event
-from ringback.settings.owners import owners_only, render
+from ringback.settings.owners import gate, render
 from ringback.telephony import numbers
 from ringback.telephony.twilio_rest import IncomingNumber, NumbersApiError
 from ringback.web import SignedIn, csrf_protected, deps_of, staff_frame, staff_user
@@ -79,7 +79,7 @@ def _page(
     allow_insecure: bool = False,
 ) -> Response:
     deps = deps_of(request)
-    refused = owners_only(deps, user, WHY)
+    refused = gate(deps, user, "phone_numbers", WHY)
     if refused is not None:
         return refused
     context: dict[str, Any] = {

@@ -5,8 +5,9 @@
   holds across processes.
 * Sessions and API tokens are random secrets handed out once; only their SHA-256 is
   stored, so a database leak gives no working cookie or token. Both can be revoked.
-* An owner invites people and resets passwords with one-time links (:class:`StaffLink`):
-  random, hashed at rest, expiring, and spent by the first use.
+* An owner or an admin invites people and resets passwords with one-time links
+  (:class:`StaffLink`): random, hashed at rest, expiring, and spent by the first use.
+  An admin cannot make an owner or touch an owner's account (:func:`check_team_change`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ringback.models import ApiToken, LoginAttempt, StaffLink, StaffSession, StaffUser
+from ringback.roles import ROLE_LABELS, ROLES, can, role_can
 
-ROLES = ("owner", "staff")
+__all__ = ["ROLES", "ROLE_LABELS", "can", "role_can"]
 MIN_PASSWORD_LENGTH = 12
 SESSION_IDLE = timedelta(hours=12)
 SESSION_MAX = timedelta(days=7)
@@ -40,6 +42,10 @@ _HASHER = PasswordHasher()
 
 class AccountError(ValueError):
     """An account request that cannot be done; the message names the field."""
+
+
+class NotAllowed(AccountError):
+    """The acting person's role may not do this (answered 403); the message says why."""
 
 
 class LoginThrottled(Exception):
@@ -88,15 +94,34 @@ def find_user(session: Session, email: str) -> StaffUser | None:
 
 
 def check_access(role: str, location_ids: list[str], known_locations: set[str]) -> list[str]:
-    """The locations an account of ``role`` keeps (none for an owner: they see all)."""
+    """The locations an account of ``role`` keeps (none for an owner or an admin: they
+    see all)."""
     if role not in ROLES:
-        raise AccountError(f"role: expected owner or staff, got {role!r}")
+        raise AccountError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
     unknown = sorted(set(location_ids) - known_locations)
     if unknown:
         raise AccountError(f"location: no location {unknown[0]!r} in the locations file")
-    if role == "staff" and not location_ids:
-        raise AccountError("location: a staff account needs at least one location")
-    return [] if role == "owner" else sorted(set(location_ids))
+    if role_can(role, "all_locations"):
+        return []
+    if not location_ids:
+        raise AccountError(f"location: a {role} account needs at least one location")
+    return sorted(set(location_ids))
+
+
+def check_team_change(
+    acting_role: str, *, target_role: str | None = None, new_role: str | None = None
+) -> None:
+    """Raise :class:`NotAllowed` unless ``acting_role`` may change an account of
+    ``target_role`` (None: a new one) into ``new_role`` (None: the role stays).
+    An admin manages the team except owners: no making owners, no touching theirs."""
+    if not role_can(acting_role, "team"):
+        raise NotAllowed("role: the team is managed by an owner or an admin")
+    if role_can(acting_role, "manage_owners"):
+        return
+    if new_role == "owner":
+        raise NotAllowed("role: only an owner can make someone an owner")
+    if target_role == "owner":
+        raise NotAllowed("user: only an owner can change an owner's account")
 
 
 def create_user(
@@ -319,9 +344,11 @@ def change_access(
     role: str,
     location_ids: list[str],
     known_locations: set[str],
+    acting_role: str,
 ) -> StaffUser:
     """Set an account's role and locations; the last active owner stays an owner."""
     user = _user(session, user_id)
+    check_team_change(acting_role, target_role=user.role, new_role=role)
     kept = check_access(role, location_ids, known_locations)
     if user.role == "owner" and role != "owner" and _other_active_owners(session, user_id) == 0:
         raise AccountError("role: this is the only owner; make someone else an owner first")
@@ -331,11 +358,12 @@ def change_access(
 
 
 def deactivate_user(
-    session: Session, user_id: int, *, acting_user_id: int | None, now: datetime
+    session: Session, user_id: int, *, acting_user_id: int | None, acting_role: str, now: datetime
 ) -> StaffUser:
     """Switch an account off: it cannot sign in, its sessions end and its tokens are revoked.
     ``acting_user_id`` is None for the operator at the command line."""
     user = _user(session, user_id)
+    check_team_change(acting_role, target_role=user.role)
     if user_id == acting_user_id:
         raise AccountError("user: you cannot deactivate your own account")
     if not user.active:
@@ -351,9 +379,10 @@ def deactivate_user(
     return user
 
 
-def reactivate_user(session: Session, user_id: int) -> StaffUser:
+def reactivate_user(session: Session, user_id: int, *, acting_role: str) -> StaffUser:
     """Let a deactivated account sign in again (its old sessions and tokens stay dead)."""
     user = _user(session, user_id)
+    check_team_change(acting_role, target_role=user.role)
     if user.active:
         raise AccountError(f"user: {user.email} is already active")
     user.active = True
@@ -412,9 +441,11 @@ def invite(
     location_ids: list[str],
     known_locations: set[str],
     created_by: int | None,
+    acting_role: str,
     now: datetime,
 ) -> NewLink:
     """A one-time link for a new person to name themselves and choose a password."""
+    check_team_change(acting_role, new_role=role)
     address = normalize_email(email)
     kept = check_access(role, location_ids, known_locations)
     if find_user(session, address) is not None:
@@ -431,9 +462,13 @@ def invite(
     )
 
 
-def reset_link(session: Session, user_id: int, *, created_by: int | None, now: datetime) -> NewLink:
-    """A one-time link for an active account to set a new password."""
+def reset_link(
+    session: Session, user_id: int, *, created_by: int | None, acting_role: str, now: datetime
+) -> NewLink:
+    """A one-time link for an active account to set a new password (an admin's link for an
+    owner would hand the admin the owner's account, so it is refused)."""
     user = _user(session, user_id)
+    check_team_change(acting_role, target_role=user.role)
     if not user.active:
         raise AccountError(f"user: {user.email} is deactivated; reactivate the account first")
     return _new_link(
