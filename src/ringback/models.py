@@ -409,8 +409,7 @@ Index(
 
 class RetentionText(Base):
     """One rebooking or review-request text (``kind`` rebook | review) about a kept visit:
-    the unique (kind, appointment) makes each go once; ``booked_id`` is the appointment a
-    rebooking text led to."""
+    the unique (kind, appointment) makes each go once."""
 
     __tablename__ = "retention_texts"
     __table_args__ = (UniqueConstraint("kind", "appointment_id"),)
@@ -423,7 +422,6 @@ class RetentionText(Base):
     status: Mapped[str] = mapped_column(String(10), default="sent")  # sent | skipped
     skip_reason: Mapped[str | None] = mapped_column(String(30))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
-    booked_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

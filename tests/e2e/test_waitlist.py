@@ -84,7 +84,8 @@ def test_the_bot_offers_the_waitlist_when_no_time_fits_and_a_freed_slot_books_on
         next_text(service, caller, n)
     text_in(service, caller, "none of those work")
     asked = next_text(service, caller, 5)
-    assert "waitlist" in asked and "Reply YES or NO" in asked, asked
+    assert "waitlist" in asked, asked
+    assert "Reply YES or NO" in asked
     text_in(service, caller, "👍")
     assert "You're on the waitlist" in next_text(service, caller, 6)
     entry = wait_for(
@@ -186,7 +187,8 @@ def test_opted_out_and_capped_patients_are_never_texted_and_texting_hours_wait(
         json={"service": "Laser"},
         headers=token.headers,
     )
-    assert unknown.status_code == 422 and "service" in unknown.text
+    assert unknown.status_code == 422
+    assert "service" in unknown.text
 
     taken = book_with_anna(service, caller_number(4500), THURSDAY_3PM)
     at(service, NOW + timedelta(hours=12))  # 22:00 in LA: outside texting hours
@@ -203,4 +205,5 @@ def test_opted_out_and_capped_patients_are_never_texted_and_texting_hours_wait(
     assert {e["status"] for e in listed} == {"waiting", "offered"}
     with transaction(service.runtime.deps.sessions) as session:
         stopped = session.scalar(select(Patient).where(Patient.phone == opted_out))
-        assert stopped is not None and stopped.opted_out_at is not None
+        assert stopped is not None
+        assert stopped.opted_out_at is not None

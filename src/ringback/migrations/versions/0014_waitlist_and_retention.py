@@ -110,7 +110,6 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=10), nullable=False),
         sa.Column("skip_reason", sa.String(length=30), nullable=True),
         sa.Column("message_id", _ID, nullable=True),
-        sa.Column("booked_id", _ID, nullable=True),
         _when("created_at", False),
         sa.ForeignKeyConstraint(
             ["patient_id"], ["patients.id"], name=op.f("fk_retention_texts_patient_id_patients")
@@ -122,11 +121,6 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(
             ["message_id"], ["messages.id"], name=op.f("fk_retention_texts_message_id_messages")
-        ),
-        sa.ForeignKeyConstraint(
-            ["booked_id"],
-            ["appointments.id"],
-            name=op.f("fk_retention_texts_booked_id_appointments"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_retention_texts")),
         sa.UniqueConstraint(
