@@ -119,6 +119,13 @@ def test_the_bot_offers_the_waitlist_when_no_time_fits_and_a_freed_slot_books_on
     assert opening.appointment_id == booked.id
     assert opening.value_cents == 48000
     assert service.scalar(select(WaitlistEntry)).status == "booked"
+    # The funnel counts the refill and its revenue (JSON API and the dashboard).
+    report = service.http.get(f"{service.url}/api/v1/funnel", headers=token.headers).json()
+    assert report["refills"]["slots_freed"] == 1
+    assert report["refills"]["waitlist_offers"] == 1
+    assert report["refills"]["refilled"] == 1
+    assert report["refills"]["refilled_revenue_cents"] == 48000
+    assert any(f["headline"] == "The waitlist refills cancelled slots" for f in report["diagnosis"])
 
 
 def test_twenty_waitlisted_patients_say_yes_at_once_exactly_one_books(
