@@ -51,6 +51,8 @@ class ServiceInfo:
     name: str
     price_cents: int
     consult: bool
+    # Someone at the location performs it (a waitlist for it could be refilled).
+    bookable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -998,7 +1000,14 @@ class Machine:
         """Nothing suitable (or enough rounds): the waitlist when no slot fits the wish at
         all (the location keeps one), else the booking page, or a person."""
         step.update(offers=())
-        if waitlist and self.clinic.waitlist and step.state.waitlist_entry is None:
+        service = self.clinic.service(treatment)
+        if (
+            waitlist
+            and self.clinic.waitlist
+            and service is not None
+            and service.bookable
+            and step.state.waitlist_entry is None
+        ):
             step.reply("offer_waitlist", treatment=treatment)
             step.update(stage="qualifying", outcome="waitlist_asked", last_question="waitlist")
             self._await_reply(step, now, nudge=False)

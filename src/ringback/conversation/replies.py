@@ -206,9 +206,8 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "Responda con un día y hora que le queden bien."
         ),
         "offer_waitlist": (
-            "{location}: Lo sentimos, no hay horario para {treatment} entonces. ¿Quiere "
-            "que le pongamos en la lista de espera y le avisemos cuando se abra uno? "
-            "Responda SI o NO."
+            "{location}: Lo sentimos, no hay horario para {treatment}. ¿Le ponemos en la "
+            "lista de espera y le avisamos? Responda SI o NO."
         ),
         "waitlisted": (
             "{location}: ¡Ya está en la lista de espera{name}! Le avisaremos en cuanto se "

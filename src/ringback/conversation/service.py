@@ -84,7 +84,15 @@ STAFF_NOTES = {"running_late": "Patient says they're running late (replied to th
 def clinic(location: Location) -> Clinic:
     """The machine's view of the location (pure data: slots are looked up on request)."""
     return Clinic(
-        services=tuple(ServiceInfo(s.name, s.price_cents, s.consult) for s in location.services),
+        services=tuple(
+            ServiceInfo(
+                s.name,
+                s.price_cents,
+                s.consult,
+                bookable=any(p.performs(s.name) for p in location.providers),
+            )
+            for s in location.services
+        ),
         has_booking_link=location.booking_url is not None or location.schedules,
         nudge_after=timedelta(minutes=location.nudge_after_minutes),
         close_after=timedelta(minutes=location.close_after_minutes),
