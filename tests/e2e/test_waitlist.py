@@ -5,6 +5,7 @@ booking, the others hear it is gone. Both databases, both queues."""
 
 from __future__ import annotations
 
+import html
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from ringback.models import Appointment, Patient, WaitlistEntry, WaitlistOpening
 from ringback.patients import service as patients
 from tests.conftest import Service, settle, wait_for
 from tests.e2e.test_reminders import NOW, THURSDAY_3PM, at, sweep
+from tests.staff.conftest import add_user, page_csrf, sign_in
 from tests.support.api import Token, make_token
 from tests.support.booking import scheduling
 from tests.support.phone import miss, next_text, text_in, texts_to
@@ -214,3 +216,38 @@ def test_opted_out_and_capped_patients_are_never_texted_and_texting_hours_wait(
         stopped = session.scalar(select(Patient).where(Patient.phone == opted_out))
         assert stopped is not None
         assert stopped.opted_out_at is not None
+
+
+def test_staff_add_and_remove_a_patient_on_the_patient_page(
+    make_service: Callable[..., Service],
+) -> None:
+    service = make_service(edit=ANNA_ONLY)
+    add_user(service, "desk@glow.example")
+    desk = sign_in(service, "desk@glow.example")
+    caller = caller_number(4701)
+    pid = patient_id(service, caller)
+    path = f"/staff/patients/{pid}"
+    csrf = page_csrf(desk, path)
+    bad = desk.post(f"{path}/waitlist", data={"csrf_token": csrf, "service": "Consultation"})
+    assert bad.status_code == 400
+    assert "service: expected one of Botox" in html.unescape(bad.text)
+    assert service.rows(select(WaitlistEntry)) == []
+    added = desk.post(
+        f"{path}/waitlist",
+        data={
+            "csrf_token": csrf,
+            "service": "Botox",
+            "days": ["tue", "thu"],
+            "time_from": "12:00",
+            "time_to": "17:00",
+        },
+    )
+    assert added.status_code == 303, added.text
+    page = desk.get(path).text
+    assert "Botox · Tue, Thu 12:00-17:00 · " in page
+    entry = service.scalar(select(WaitlistEntry))
+    assert entry.windows == [{"days": [1, 3], "from": "12:00", "to": "17:00"}]
+    assert entry.source == "staff"
+    removed = desk.post(f"{path}/waitlist/{entry.id}/remove", data={"csrf_token": csrf})
+    assert removed.status_code == 303
+    assert service.scalar(select(WaitlistEntry)).status == "removed"
