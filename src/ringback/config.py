@@ -207,6 +207,9 @@ class Service(BaseModel):
     price: Decimal = Field(default=Decimal(0), ge=0, max_digits=10, decimal_places=2)
     consult: bool = False
     prep_note: str | None = None
+    # Rebooking: a patient whose last kept visit for it is this many days old (and who has
+    # nothing booked) gets one text with real times, when the location turns rebooking on.
+    rebook_after_days: int | None = Field(default=None, ge=7, le=730)
 
     @property
     def price_cents(self) -> int:
@@ -581,6 +584,15 @@ class Location(BaseModel):
     automated_texts_per_day: int | None = Field(default=1, ge=1, le=10)
     # A no-show gets one warm "we missed you, want another time?" text with fresh times.
     no_show_text: bool = True
+    # The waitlist: the bot offers it when no slot fits, and a freed slot is texted to the
+    # waitlisted patients who match; an entry lapses after ``waitlist_days``.
+    waitlist: bool = True
+    waitlist_days: int = Field(default=30, ge=1, le=365)
+    # Rebooking texts when a service's ``rebook_after_days`` have passed (opt-in).
+    rebooking: bool = False
+    # After a kept visit, one text with ``review_link``, once per patient per 180 days.
+    review_requests: bool = False
+    review_link: str | None = Field(default=None, max_length=300)
     booking_system: BookingSystemName = "ringback"
     google_calendar: GoogleCalendarSettings | None = None
     square: SquareSettings | None = None
@@ -638,6 +650,15 @@ class Location(BaseModel):
                             "reminders: {treatment} names a health detail; set "
                             "health_details_in_texts: true to allow it"
                         )
+        return self
+
+    @model_validator(mode="after")
+    def _review_link(self) -> Location:
+        link = self.review_link
+        if link is not None and not link.startswith("https://"):
+            raise ValueError(f"review_link: expected an https:// address, got {link!r}")
+        if self.review_requests and link is None:
+            raise ValueError("review_requests: set review_link to the page patients review on")
         return self
 
     @model_validator(mode="after")

@@ -352,6 +352,84 @@ Index(
 )
 
 
+class WaitlistEntry(Base):
+    """A patient who wants a time that was not free: which treatment, when (``windows``:
+    ``[{"days": [0..6], "from": "HH:MM", "to": "HH:MM"}]`` in the location's zone, none
+    for any time). ``status`` waiting -> offered (a freed slot was texted) -> booked, or
+    back to waiting when someone else took it; expired (past ``expires_at``) | removed."""
+
+    __tablename__ = "waitlist_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    service: Mapped[str] = mapped_column(String(80))
+    windows: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    status: Mapped[str] = mapped_column(String(10), default="waiting")
+    source: Mapped[str] = mapped_column(String(12), default="staff")  # bot | staff | api
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    offered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    opening_id: Mapped[int | None] = mapped_column(ForeignKey("waitlist_openings.id"))
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+Index("ix_waitlist_entries_match", WaitlistEntry.location_id, WaitlistEntry.status)
+Index("ix_waitlist_entries_patient", WaitlistEntry.patient_id)
+
+
+class WaitlistOpening(Base):
+    """A slot freed by a cancellation, for the waitlist: ``status`` open (the sweep has
+    not offered it yet) -> offered -> filled (``appointment_id``, ``value_cents``) |
+    lapsed (nobody matched, or it started, or another booking took it)."""
+
+    __tablename__ = "waitlist_openings"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    location_id: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(80))
+    provider_id: Mapped[str] = mapped_column(String(64))
+    room_id: Mapped[str | None] = mapped_column(String(64))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    freed_by_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    offered: Mapped[int] = mapped_column(Integer, default=0)
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    value_cents: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+Index("ix_waitlist_openings_status", WaitlistOpening.status, WaitlistOpening.starts_at)
+Index(
+    "ix_waitlist_openings_location_created", WaitlistOpening.location_id, WaitlistOpening.created_at
+)
+
+
+class RetentionText(Base):
+    """One rebooking or review-request text (``kind`` rebook | review) about a kept visit:
+    the unique (kind, appointment) makes each go once."""
+
+    __tablename__ = "retention_texts"
+    __table_args__ = (UniqueConstraint("kind", "appointment_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    location_id: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    status: Mapped[str] = mapped_column(String(10), default="sent")  # sent | skipped
+    skip_reason: Mapped[str | None] = mapped_column(String(30))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+Index("ix_retention_texts_patient", RetentionText.patient_id, RetentionText.kind)
+Index("ix_retention_texts_location_created", RetentionText.location_id, RetentionText.created_at)
+
+
 class BookingLock(Base):
     """One row per provider and room: booking locks it so overlapping bookings queue up.
 

@@ -22,7 +22,7 @@ from ringback.booking import service as booking_service
 from ringback.booking import systems as booking_systems_module
 from ringback.config import Locations, Settings
 from ringback.conversation import alerts as staff_alerts
-from ringback.conversation import reminders
+from ringback.conversation import follow_ups, reminders, waitlist
 from ringback.conversation import service as conversation_service
 from ringback.conversation.inbound import NotReady
 from ringback.db import make_engine, make_sessionmaker, single_flight
@@ -273,6 +273,8 @@ def _sweep(deps: Deps) -> dict[str, int]:
     counts.update(system_changes.sweep(deps))
     counts.update(booking_service.expire_lapsed_holds(deps))
     counts.update(reminders.sweep(deps))
+    counts.update(waitlist.sweep(deps))
+    counts.update(follow_ups.sweep(deps))
     if any(counts.values()):
         log_event(log, "sweep.redriven", **counts)
     return counts

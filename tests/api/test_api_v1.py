@@ -35,6 +35,10 @@ API_PATHS = {
     "/api/v1/missed-calls",
     "/api/v1/funnel",
     "/api/v1/appointments/{appointment_id}/attendance",
+    "/api/v1/appointments/{appointment_id}/cancel",
+    "/api/v1/patients/{patient_id}/waitlist",
+    "/api/v1/waitlist",
+    "/api/v1/waitlist/{entry_id}",
 }
 
 

@@ -42,6 +42,8 @@ TWO_SEGMENTS = {
     "no_slots_link",
     "booked",
     "rescheduled",
+    "waitlist_offer",
+    "rebook",
 }
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ringback.booking import systems
+from ringback.booking import systems, waitlist
 from ringback.booking.availability import (
     BusyIndex,
     Slot,
@@ -187,6 +187,13 @@ def _still_free(
     return is_bookable(location, service, slot, now, busy)
 
 
+def is_free(
+    session: Session, location: Location, service: Service, slot: Slot, now: datetime
+) -> bool:
+    """Whether ``slot`` is free right now (no lock: booking checks again under it)."""
+    return _still_free(session, location, service, slot, now, None)
+
+
 def _insert_lock_row(session: Session, key: str) -> None:
     insert = upsert_insert(session.get_bind().dialect.name, BookingLock.__table__)
     session.execute(insert.values(key=key).on_conflict_do_nothing())
@@ -331,15 +338,39 @@ def cancel(
     if appointment.status not in ("booked", "held"):
         return False
     appointment.status = "cancelled"
-    appointment.cancelled_at = deps.clock()
+    appointment.cancelled_at = now = deps.clock()
     appointment.cancelled_by = by
     funnel.appointment_changed(appointment)
     queue_calendar_syncs(session, deps, location, appointment)
     if in_system:
         systems.queue_cancel(session, deps, appointment)
     webhooks.appointment_cancelled(session, deps, appointment)
+    waitlist.slot_freed(session, location, appointment, now)
     log_event(log, "booking.cancelled", location=location.id, appointment_id=appointment.id, by=by)
     return True
+
+
+class CancelRefused(Exception):
+    """Staff could not cancel: ``status`` 404 (not theirs or none) or 409 (not live)."""
+
+    def __init__(self, problem: str, status: int) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.status = status
+
+
+def cancel_by_staff(deps: Deps, appointment_id: int, can_see: Callable[[str], bool]) -> Appointment:
+    """Staff cancel an appointment (one transaction); its slot goes to the waitlist."""
+    with transaction(deps.sessions) as session:
+        appointment = session.get(Appointment, appointment_id, with_for_update=True)
+        if appointment is None or not can_see(appointment.location_id):
+            raise CancelRefused(f"appointment: no appointment {appointment_id}", 404)
+        location = deps.locations.get(appointment.location_id)
+        if location is None or not cancel(session, deps, location, appointment, by="staff"):
+            raise CancelRefused(f"appointment: the appointment is {appointment.status}", 409)
+        session.flush()
+        session.expunge(appointment)
+        return appointment
 
 
 def expire_lapsed_holds(deps: Deps) -> dict[str, int]:

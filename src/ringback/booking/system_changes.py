@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ringback.booking import service as booking
-from ringback.booking import systems
+from ringback.booking import systems, waitlist
 from ringback.config import Location
 from ringback.db import transaction
 from ringback.deps import Deps
@@ -136,6 +136,7 @@ def _move(
         return None
     funnel.appointment_changed(old)
     funnel.appointment_changed(moved)
+    waitlist.slot_freed(session, location, old, now)
     booking.queue_calendar_syncs(session, deps, location, old)
     booking.queue_calendar_syncs(session, deps, location, moved)
     webhooks.appointment_cancelled(session, deps, old)

@@ -41,7 +41,7 @@ from ringback.conversation.understand import Understanding
 MAX_QUESTIONS = 3
 Stage = Literal["qualifying", "offering", "routed", "handoff", "urgent", "closed"]
 MAX_OFFER_ROUNDS = 3
-Question = Literal["treatment", "time", "patient", "appointment", "confirm"]
+Question = Literal["treatment", "time", "patient", "appointment", "confirm", "waitlist"]
 Language = Literal["en", "es"]
 TimerKind = Literal["nudge", "close"]
 
@@ -51,6 +51,8 @@ class ServiceInfo:
     name: str
     price_cents: int
     consult: bool
+    # Someone at the location performs it (a waitlist for it could be refilled).
+    bookable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,8 @@ class Clinic:
     next_texting_time: Callable[[datetime], datetime] = lambda moment: moment
     # "X" to a booking asks once before cancelling (a location setting).
     confirm_cancel: bool = True
+    # The location keeps a waitlist: the bot offers it when no slot fits the wish.
+    waitlist: bool = False
     # Scheduling: whether the location books itself. Free slots are not looked up here:
     # the machine asks for them (FindOffers) and is told what was found (OffersFound).
     schedules: bool = False
@@ -119,6 +123,8 @@ class State:
     rescheduling: bool = False
     # "Cancel your Thu 3pm Botox? Reply X again ...": waiting for that answer.
     cancel_pending: bool = False
+    # The waitlist entry whose freed slot the thread is offering (None: not a waitlist offer).
+    waitlist_entry: int | None = None
     # A clarifying question's numbered choices (service names, new/returning, asap), so
     # "2" answers it; empty when the last question offered none.
     clarify: tuple[str, ...] = ()
@@ -236,6 +242,17 @@ class MissedVisit:
 
 
 @dataclass(frozen=True, slots=True)
+class Offered:
+    """Ringback texts first, with real times: a slot freed for a waitlisted patient
+    (``waitlist_entry``), or a rebooking text when the treatment is due again."""
+
+    treatment: str
+    offers: tuple[Offer, ...]
+    template: Literal["waitlist_offer", "rebook"]
+    waitlist_entry: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TimerDue:
     kind: TimerKind
 
@@ -264,6 +281,7 @@ Event = (
     | OffersFound
     | Reminded
     | MissedVisit
+    | Offered
 )
 
 
@@ -277,7 +295,7 @@ class Reply:
     template: str
     language: Language
     values: tuple[tuple[str, str], ...] = ()
-    kind: Literal["reply", "nudge", "no_show"] = "reply"
+    kind: Literal["reply", "nudge", "no_show", "waitlist", "rebook"] = "reply"
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +348,7 @@ class Book:
     offer: Offer
     treatment: str
     replaces: int | None = None
+    waitlist_entry: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +377,21 @@ class ConfirmAppointment:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinWaitlist:
+    """Put the patient on the waitlist for ``treatment`` at ``times`` (ISO windows)."""
+
+    treatment: str
+    times: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KeepWaiting:
+    """The patient passed on (or lost) the slot offered to ``waitlist_entry``: it waits on."""
+
+    waitlist_entry: int
+
+
+@dataclass(frozen=True, slots=True)
 class NoteForStaff:
     """Leave staff a note on the thread (``what``: a key the service words, e.g.
     running_late); no handoff: the bot keeps the thread."""
@@ -380,6 +414,8 @@ Command = (
     | CancelAppointment
     | ConfirmAppointment
     | NoteForStaff
+    | JoinWaitlist
+    | KeepWaiting
 )
 
 
@@ -418,6 +454,19 @@ class Machine:
             self._handed_back(step, event, now)
         elif isinstance(event, Booked):
             self._booked(step, event)
+        elif isinstance(event, SlotTaken) and state.waitlist_entry is not None:
+            # First reply wins a freed slot; the others hear it is gone and keep waiting.
+            step.commands += [KeepWaiting(state.waitlist_entry), Close("waitlist_taken")]
+            step.reply("waitlist_taken")
+            step.update(
+                stage="closed",
+                outcome="waitlist_taken",
+                offers=(),
+                waitlist_entry=None,
+                awaiting_reply_since=None,
+                nudge_at=None,
+                close_at=None,
+            )
         elif isinstance(event, SlotTaken):
             step.update(declined=(*state.declined, event.start))
             self._offer(step, now, template="slot_taken")
@@ -427,6 +476,8 @@ class Machine:
             self._reminded(step, event, now)
         elif isinstance(event, MissedVisit):
             self._missed_visit(step, event, now)
+        elif isinstance(event, Offered):
+            self._offered(step, event, now)
         return step.state, step.commands
 
     # --- events -------------------------------------------------------------------------
@@ -496,6 +547,70 @@ class Machine:
         )
         step.commands.append(FindOffers(event.treatment, (), (), template="no_show_offer"))
 
+    def _offered(self, step: _Step, event: Offered, now: datetime) -> None:
+        """A freed slot for a waitlisted patient, or times for a due rebooking; staff keep
+        a thread they own (no text then)."""
+        state = step.state
+        if state.paused or state.stage in ("handoff", "urgent") or not event.offers:
+            return
+        waitlist = event.template == "waitlist_offer"
+        step.update(
+            stage="offering",
+            outcome="waitlist_offer" if waitlist else "rebook_offer",
+            treatments=(event.treatment,),
+            times=(),
+            timing=None,
+            offers=event.offers,
+            # A "no" to the one freed slot is not a request for more times.
+            offer_rounds=MAX_OFFER_ROUNDS if waitlist else 1,
+            declined=(),
+            rescheduling=False,
+            cancel_pending=False,
+            misses=0,
+            clarify=(),
+            last_question=None,
+            nudged=True,  # the offer is the one automated text: no nudge after it
+            waitlist_entry=event.waitlist_entry,
+        )
+        values = (
+            ("choices", _choices(len(event.offers), state.language)),
+            ("slots", _slot_list(event.offers) if not waitlist else event.offers[0].label),
+            ("treatment", event.treatment),
+        )
+        kind: Literal["waitlist", "rebook"] = "waitlist" if waitlist else "rebook"
+        step.commands.append(Reply(event.template, state.language, values, kind=kind))
+        self._await_reply(step, now, nudge=False)
+
+    def _waitlist_reply(self, step: _Step, u: Understanding, now: datetime) -> bool:
+        """Yes or no to "join the waitlist?", or no to a freed slot; False otherwise."""
+        state = step.state
+        said_no = bool({"deny", "decline"} & set(u.intents))
+        if state.last_question == "waitlist":
+            treatment = self._offer_treatment(state)
+            if "affirm" in u.intents and not said_no and treatment:
+                step.commands += [JoinWaitlist(treatment, state.times), Close("waitlisted")]
+                step.reply("waitlisted")
+                step.update(stage="closed", outcome="waitlisted", last_question=None, close_at=None)
+                return True
+            if said_no and not (u.times or u.timing or u.treatments):
+                step.update(last_question=None)
+                self._no_offers(step, now, treatment or "", "", waitlist=False)
+                return True
+            step.update(last_question=None)
+            return False
+        if state.waitlist_entry is not None and state.stage == "offering" and said_no:
+            step.commands += [KeepWaiting(state.waitlist_entry), Close("waitlist_declined")]
+            step.reply("waitlist_declined")
+            step.update(
+                stage="closed",
+                outcome="waitlist_declined",
+                offers=(),
+                waitlist_entry=None,
+                close_at=None,
+            )
+            return True
+        return False
+
     def _remember(self, step: _Step, upcoming: Upcoming | None) -> None:
         if upcoming is not None and step.state.appointment_id is None:
             step.update(
@@ -537,6 +652,9 @@ class Machine:
         self._capture(step, u)  # what was said is kept even when staff have the thread
         if state.paused or state.stage in ("handoff", "urgent", "closed"):
             return  # staff have it (or it is over); the bot stays quiet
+        state = step.state
+        if self._waitlist_reply(step, u, now):
+            return
         state = step.state
         if (
             (self.clinic.schedules or state.outcome == "reminded")
@@ -821,7 +939,8 @@ class Machine:
             self._hand_off(step, "not_qualified", "handoff_generic")
             return
         if state.offer_rounds >= MAX_OFFER_ROUNDS:
-            self._no_offers(step, now, treatment, price_line)
+            # Every round turned down: no time fits, so the waitlist (if kept) is offered.
+            self._no_offers(step, now, treatment, price_line, waitlist=not state.rescheduling)
             return
         shown = tuple(o.start for o in state.offers)
         exclude = tuple(dict.fromkeys((*state.declined, *shown)))
@@ -847,7 +966,7 @@ class Machine:
             self._await_reply(step, now, nudge=False)
             return
         if not offers:
-            self._no_offers(step, now, treatment, price_line)
+            self._no_offers(step, now, treatment, price_line, waitlist=not state.rescheduling)
             return
         if state.offer_rounds >= 1 and template == "offer_slots":
             template = "offer_more"
@@ -869,9 +988,30 @@ class Machine:
         )
         self._await_reply(step, now)
 
-    def _no_offers(self, step: _Step, now: datetime, treatment: str, price_line: str) -> None:
-        """Nothing suitable (or enough rounds): the booking page, or a person."""
+    def _no_offers(
+        self,
+        step: _Step,
+        now: datetime,
+        treatment: str,
+        price_line: str,
+        *,
+        waitlist: bool = False,
+    ) -> None:
+        """Nothing suitable (or enough rounds): the waitlist when no slot fits the wish at
+        all (the location keeps one), else the booking page, or a person."""
         step.update(offers=())
+        service = self.clinic.service(treatment)
+        if (
+            waitlist
+            and self.clinic.waitlist
+            and service is not None
+            and service.bookable
+            and step.state.waitlist_entry is None
+        ):
+            step.reply("offer_waitlist", treatment=treatment)
+            step.update(stage="qualifying", outcome="waitlist_asked", last_question="waitlist")
+            self._await_reply(step, now, nudge=False)
+            return
         if self.clinic.has_booking_link:
             step.reply("no_slots_link", treatment=treatment, price=price_line)
             step.update(stage="routed", outcome="booking_link", last_question=None)
@@ -897,7 +1037,12 @@ class Machine:
         if chosen is not None:
             treatment = state.appointment_service if state.rescheduling else state.treatment
             step.commands.append(
-                Book(chosen, treatment or "", state.appointment_id if state.rescheduling else None)
+                Book(
+                    chosen,
+                    treatment or "",
+                    state.appointment_id if state.rescheduling else None,
+                    state.waitlist_entry,
+                )
             )
             step.update(awaiting_reply_since=None, nudge_at=None, misses=0)
             return
@@ -946,6 +1091,7 @@ class Machine:
             appointment_service=treatment,
             rescheduling=False,
             cancel_pending=False,
+            waitlist_entry=None,
             last_question="confirm",
             awaiting_reply_since=None,
             nudge_at=None,

@@ -91,6 +91,33 @@ TEMPLATES: dict[Language, dict[str, str]] = {
             "{location}: We missed you today{name}! Want to pick another time? "
             "Just reply with a day and time that suits you."
         ),
+        # Waitlist (GSM-7 only: no curly quotes or accents in the English wording).
+        "offer_waitlist": (
+            "{location}: Sorry, nothing is open for {treatment} then. Want us to add you to "
+            "our waitlist and text you when a time opens? Reply YES or NO."
+        ),
+        "waitlisted": (
+            "{location}: You're on the waitlist{name}! We'll text you as soon as a time opens."
+        ),
+        "waitlist_offer": (
+            "{location}: Good news{name}, a time just opened: {slots}. Reply YES to book it. "
+            "First reply gets it."
+        ),
+        "waitlist_taken": (
+            "{location}: So sorry, someone just took that time. You're still on our "
+            "waitlist and we'll text you when another opens."
+        ),
+        "waitlist_declined": (
+            "{location}: No problem! You're still on our waitlist for the next opening."
+        ),
+        "rebook": (
+            "{location}: Hi{name}! It's about time for your next visit. We have {slots}. "
+            "Reply {choices}."
+        ),
+        "review": (
+            "{location}: Thanks for visiting us{name}! Would you leave us a quick review? "
+            "{review_link}"
+        ),
         # "urgent" with no number to call: after hours, and no on-call line configured.
         "urgent_callback": (
             "{location}: If this is an emergency, call 911 now. We've alerted our team and "
@@ -177,6 +204,32 @@ TEMPLATES: dict[Language, dict[str, str]] = {
         "no_show": (
             "{location}: ¡Le extrañamos hoy{name}! ¿Quiere elegir otro horario? "
             "Responda con un día y hora que le queden bien."
+        ),
+        "offer_waitlist": (
+            "{location}: Lo sentimos, no hay horario para {treatment}. ¿Le ponemos en la "
+            "lista de espera y le avisamos? Responda SI o NO."
+        ),
+        "waitlisted": (
+            "{location}: ¡Ya está en la lista de espera{name}! Le avisaremos en cuanto se "
+            "abra un horario."
+        ),
+        "waitlist_offer": (
+            "{location}: ¡Buenas noticias{name}, se abrió un horario: {slots}. Responda SI "
+            "para reservarlo. La primera respuesta lo obtiene."
+        ),
+        "waitlist_taken": (
+            "{location}: Lo sentimos, alguien acaba de tomar ese horario. Sigue en la lista "
+            "de espera y le avisaremos cuando se abra otro."
+        ),
+        "waitlist_declined": (
+            "{location}: ¡Sin problema! Sigue en la lista de espera para el próximo horario."
+        ),
+        "rebook": (
+            "{location}: ¡Hola{name}! Ya es hora de su próxima visita. Tenemos {slots}. "
+            "Responda {choices}."
+        ),
+        "review": (
+            "{location}: ¡Gracias por visitarnos{name}! ¿Nos deja una reseña rápida? {review_link}"
         ),
         "urgent_callback": (
             "{location}: Si es una emergencia, llame al 911 ahora. Ya avisamos a nuestro "

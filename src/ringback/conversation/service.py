@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from ringback.booking import links
 from ringback.booking import service as booking
+from ringback.booking import waitlist as waitlists
 from ringback.booking.availability import Slot, Window
 from ringback.config import Location
 from ringback.conversation import replies
@@ -36,11 +37,14 @@ from ringback.conversation.machine import (
     HandedBack,
     HandOff,
     Inbound,
+    JoinWaitlist,
+    KeepWaiting,
     Machine,
     MarkWrongNumber,
     MissedVisit,
     NoteForStaff,
     Offer,
+    Offered,
     OffersFound,
     OptOut,
     Qualified,
@@ -80,13 +84,22 @@ STAFF_NOTES = {"running_late": "Patient says they're running late (replied to th
 def clinic(location: Location) -> Clinic:
     """The machine's view of the location (pure data: slots are looked up on request)."""
     return Clinic(
-        services=tuple(ServiceInfo(s.name, s.price_cents, s.consult) for s in location.services),
+        services=tuple(
+            ServiceInfo(
+                s.name,
+                s.price_cents,
+                s.consult,
+                bookable=any(p.performs(s.name) for p in location.providers),
+            )
+            for s in location.services
+        ),
         has_booking_link=location.booking_url is not None or location.schedules,
         nudge_after=timedelta(minutes=location.nudge_after_minutes),
         close_after=timedelta(minutes=location.close_after_minutes),
         next_texting_time=location.next_texting_time,
         schedules=location.schedules,
         confirm_cancel=location.confirm_cancel,
+        waitlist=location.waitlist and location.schedules,
     )
 
 
@@ -262,6 +275,27 @@ def reminded(
     )
     event = Reminded(upcoming, until=appointment.starts_at.isoformat())
     _apply(session, deps, location, conversation, patient, event, None)
+
+
+def offered(
+    session: Session,
+    deps: Deps,
+    location: Location,
+    conversation: Conversation,
+    patient: Patient,
+    event: Offered,
+) -> bool:
+    """Ringback texts first with real times (a freed waitlist slot, a rebooking); False
+    when the thread did not send it (staff have the thread)."""
+    _apply(session, deps, location, conversation, patient, event, None)
+    state = State.from_json(conversation.state)
+    expected = "waitlist_offer" if event.template == "waitlist_offer" else "rebook_offer"
+    return state.outcome == expected and state.offers == event.offers
+
+
+def offer_label(location: Location, start: datetime, provider_id: str | None, language: str) -> str:
+    """How an offered time reads in a text ("Thu Nov 26 at 3:00pm with Anna")."""
+    return slot_label(start, location.zone, _provider_name(location, provider_id), language)
 
 
 def missed_visit(
@@ -611,6 +645,12 @@ def _carry_out(
                 created_at=now,
             )
         )
+    elif isinstance(command, JoinWaitlist):
+        waitlists.join_from_thread(
+            session, location, patient, command.treatment, command.times, now
+        )
+    elif isinstance(command, KeepWaiting):
+        waitlists.keep_waiting(session, command.waitlist_entry)
     elif isinstance(command, ConfirmAppointment):
         appointment = session.get(Appointment, command.appointment_id)
         if appointment is not None and appointment.patient_id == patient.id:
@@ -663,6 +703,8 @@ def _book(
     if replaces is None:
         conversation.booked_by = "bot"
         conversation.booked_value_cents = appointment.value_cents
+    if command.waitlist_entry is not None:
+        waitlists.filled(session, command.waitlist_entry, appointment, deps.clock())
     return _booked_event(location, conversation, appointment, rescheduled=replaces is not None)
 
 

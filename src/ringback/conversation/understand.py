@@ -61,8 +61,8 @@ __all__ = ["ASKED", "INTENT_ORDER", "Asked", "TimeWindow", "Understanding", "und
 
 Timing = Literal["asap", "flexible", "unsure"]
 # The question the bot asked last, which a short reply ("yes", "no", "new") answers.
-Asked = Literal["treatment", "time", "patient", "appointment", "confirm"]
-ASKED: tuple[Asked, ...] = ("treatment", "time", "patient", "appointment", "confirm")
+Asked = Literal["treatment", "time", "patient", "appointment", "confirm", "waitlist"]
+ASKED: tuple[Asked, ...] = ("treatment", "time", "patient", "appointment", "confirm", "waitlist")
 Patient = Literal["new", "returning"]
 Language = Literal["en", "es"]
 
@@ -848,6 +848,8 @@ def _in_context(u: Understanding, asked: Asked, bare: str, plain: str) -> Unders
         intents.add("unsure")
     if asked == "time" and said_little and _UNSURE_ANSWER.match(bare):
         return replace(u, timing="unsure")
+    if asked == "waitlist" and said_little and _WAITLIST_YES.match(bare):
+        intents.add("affirm")  # "y", "add me", "sure" to "join the waitlist?"
     if (
         asked == "confirm"
         and not u.times
@@ -860,6 +862,8 @@ def _in_context(u: Understanding, asked: Asked, bare: str, plain: str) -> Unders
         intents.add("question")
     return replace(u, intents=tuple(i for i in INTENT_ORDER if i in intents))
 
+
+_WAITLIST_YES = re.compile(r"^(?:y|yy|ya|yea|add me|put me on(?: it)?|sign me up|please do)\b")
 
 # "None of those work": the offered times are turned down (the machine offers others).
 _DECLINE = re.compile(

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 from ringback.demo import DEMO_OWNER_EMAIL, DEMO_OWNER_PASSWORD
 from ringback.demo.network import PhoneNetwork
 from ringback.demo.reminder import DemoReminderError, book_and_remind
+from ringback.demo.waitlist import free_a_slot
 from ringback.phones import InvalidPhoneNumber, normalize_e164
 from ringback.web import deps_of
 
@@ -104,6 +105,16 @@ def remind(request: Request, body: CallRequest) -> dict[str, object]:
         "status": sent.status,
         "skip_reason": sent.skip_reason,
     }
+
+
+@router.post("/api/waitlist")
+def refill(request: Request, body: CallRequest) -> dict[str, object]:
+    """Put the phone on the waitlist, free a slot and text it to the phone now."""
+    try:
+        result = free_a_slot(deps_of(request), body.caller, body.to)
+    except DemoReminderError as error:
+        raise HTTPException(409 if error.field == "to" else 422, str(error)) from error
+    return {"when": result.when, "offered": result.offered, "reason": result.reason}
 
 
 @router.get("/api/phone/{number}")

@@ -299,6 +299,16 @@ def render_table(result: Report, locations: dict[str, Location]) -> str:
         f"  {'Kept (start passed, no no-show)':<34}{k.kept:>9}",
         f"  {'Upcoming':<34}{k.upcoming:>9}",
     ]
+    w = result.refills
+    out += [
+        "",
+        "Refilling and coming back",
+        f"  {'Slots freed for the waitlist':<34}{w.slots_freed:>9}  ({w.waitlist_offers} offers)",
+        f"  {'Refilled from the waitlist':<34}{w.refilled:>9}  ({money(w.refilled_revenue_cents)})",
+        f"  {'On the waitlist now':<34}{w.waitlist_now:>9}",
+        f"  {'Rebooking texts':<34}{w.rebook_texts:>9}  ({w.rebooked} rebooked)",
+        f"  {'Review requests':<34}{w.review_requests:>9}",
+    ]
     out += ["", "What this means"]
     for finding in result.diagnosis:
         mark = {"problem": "!", "good": "+"}.get(finding.kind, "-")

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from ringback.funnel.retention import Retention
+from ringback.funnel.retention import Refills, Retention
 from ringback.models import FUNNEL_LATENCY_BOUNDS_MS, FUNNEL_SCREENED_OUT
 
 # Two-sided 95%.
@@ -555,6 +555,8 @@ class Report:
     pending_changes: int = 0  # changes that arrived while this was built (next read has them)
     # Keeping the booking: the appointments starting in the period, reminders, no-shows.
     retention: Retention = field(default_factory=Retention)
+    # Refilling and coming back: the waitlist, rebooking and review texts.
+    refills: Refills = field(default_factory=Refills)
 
 
 # --- words and numbers for people -----------------------------------------------------------
@@ -965,6 +967,60 @@ def diagnose_retention(r: Retention) -> list[Finding]:
                 f"({_share(r.cancelled, r.appointments)}) and {r.rescheduled:,} moved to "
                 "another time. Replying R to a reminder reschedules in the thread: "
                 "mention it at the desk so patients move a visit instead of dropping it.",
+            )
+        )
+    return out
+
+
+# --- refilling and coming back ------------------------------------------------------------
+
+MIN_FREED = 3
+REFILLED_LOW = 0.30
+REBOOKED_LOW = 0.10
+
+
+def diagnose_refills(r: Refills, k: Retention) -> list[Finding]:
+    """Where the retention funnel leaks after a booking is lost or a visit is over, in
+    plain words: cancelled slots nobody refills, rebooking texts nobody answers."""
+    out: list[Finding] = []
+    if r.refilled:
+        out.append(
+            Finding(
+                "good",
+                "The waitlist refills cancelled slots",
+                f"{r.refilled:,} cancelled slots were booked again from the waitlist "
+                f"({money(r.refilled_revenue_cents)}).",
+            )
+        )
+    if r.slots_freed >= MIN_FREED and r.refilled / r.slots_freed < REFILLED_LOW:
+        out.append(
+            Finding(
+                "problem",
+                "Cancelled slots stay empty",
+                f"Only {r.refilled:,} of {r.slots_freed:,} slots freed for the waitlist were "
+                f"booked again ({_share(r.refilled, r.slots_freed)}); "
+                f"{r.waitlist_offers:,} offers went out. Put more patients on the waitlist "
+                "(anyone who asks for a full day) and with wider times.",
+            )
+        )
+    elif k.cancelled >= MIN_APPOINTMENTS and r.slots_freed == 0:
+        out.append(
+            Finding(
+                "problem",
+                "Nobody waits for a cancelled slot",
+                f"{k.cancelled:,} appointments were cancelled and no one was on the waitlist "
+                "for them. Add patients who want an earlier time to the waitlist: a freed "
+                "slot is then texted to them and the first yes books it.",
+            )
+        )
+    if r.rebook_texts >= MIN_APPOINTMENTS and r.rebooked / r.rebook_texts < REBOOKED_LOW:
+        out.append(
+            Finding(
+                "problem",
+                "Patients do not come back when due",
+                f"{r.rebooked:,} of {r.rebook_texts:,} patients texted that their treatment "
+                f"was due again booked ({_share(r.rebooked, r.rebook_texts)}). Check the "
+                "treatment intervals, and offer times on the days they used to come.",
             )
         )
     return out

@@ -33,6 +33,7 @@ from ringback.funnel.figures import (
     Variants,
     compare_variants,
     diagnose,
+    diagnose_refills,
     diagnose_retention,
     funnel_from,
     heatmap_of,
@@ -40,7 +41,7 @@ from ringback.funnel.figures import (
     ratio,
     variant_figures,
 )
-from ringback.funnel.retention import retention
+from ringback.funnel.retention import refills, retention
 from ringback.models import FUNNEL_BUCKETS, FUNNEL_DAILY_COUNTERS, FUNNEL_HOURS
 
 DEFAULT_DAYS = 30
@@ -227,6 +228,7 @@ def build_report(
 
     total_funnel: Funnel = funnel_from(total, money[("all",)], all_starts)
     kept = retention(session, locations, since, until, now)
+    refilled = refills(session, locations, since, until)
     latency = _latency(latency_rows)
     return Report(
         since=since,
@@ -243,8 +245,10 @@ def build_report(
         diagnosis=[
             *diagnose(total_funnel, reasons, heatmap, latency, variants),
             *diagnose_retention(kept),
+            *diagnose_refills(refilled, kept),
         ],
         retention=kept,
+        refills=refilled,
         pending_changes=pending_changes,
     )
 

@@ -26,7 +26,13 @@ from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ringback.config import Location
-from ringback.models import Appointment, AppointmentReminder
+from ringback.models import (
+    Appointment,
+    AppointmentReminder,
+    RetentionText,
+    WaitlistEntry,
+    WaitlistOpening,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,4 +116,100 @@ def retention(
             )
         ).one()
         total += Retention(*(int(value or 0) for value in row))
+    return total
+
+
+# --- refilling and coming back ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Refills:
+    """What the waitlist, rebooking and review texts did in the period (by when each
+    happened, local days): ``slots_freed`` cancelled slots someone waited for,
+    ``waitlist_offers`` texts offering them, ``refilled`` slots booked again from the
+    waitlist and ``refilled_revenue_cents`` their value; ``rebook_texts`` and
+    ``rebooked`` (the patient booked something after the text); ``review_requests``;
+    ``waitlist_now`` patients waiting or offered a slot right now."""
+
+    slots_freed: int = 0
+    waitlist_offers: int = 0
+    refilled: int = 0
+    refilled_revenue_cents: int = 0
+    rebook_texts: int = 0
+    rebooked: int = 0
+    review_requests: int = 0
+    waitlist_now: int = 0
+
+    def __add__(self, other: Refills) -> Refills:
+        return Refills(
+            *(getattr(self, name) + getattr(other, name) for name in self.__dataclass_fields__)
+        )
+
+
+def refills(session: Session, locations: Sequence[Location], since: date, until: date) -> Refills:
+    """The refill figures for ``locations`` over local days ``since``..``until``."""
+    total = Refills()
+    for location in locations:
+        start, end = _bounds(location, since, until)
+        opened = session.execute(
+            select(
+                func.count(WaitlistOpening.id),
+                func.coalesce(func.sum(WaitlistOpening.offered), 0),
+            ).where(
+                WaitlistOpening.location_id == location.id,
+                WaitlistOpening.created_at >= start,
+                WaitlistOpening.created_at < end,
+            )
+        ).one()
+        filled = session.execute(
+            select(
+                func.count(WaitlistOpening.id),
+                func.coalesce(func.sum(WaitlistOpening.value_cents), 0),
+            ).where(
+                WaitlistOpening.location_id == location.id,
+                WaitlistOpening.status == "filled",
+                WaitlistOpening.settled_at >= start,
+                WaitlistOpening.settled_at < end,
+            )
+        ).one()
+        sent = and_(
+            RetentionText.location_id == location.id,
+            RetentionText.status == "sent",
+            RetentionText.created_at >= start,
+            RetentionText.created_at < end,
+        )
+        booked_after = exists().where(
+            Appointment.patient_id == RetentionText.patient_id,
+            Appointment.source != "import",
+            Appointment.status.in_(("booked", "cancelled")),
+            Appointment.created_at >= RetentionText.created_at,
+        )
+        texts = session.execute(
+            select(
+                func.coalesce(func.sum(case((RetentionText.kind == "rebook", 1), else_=0)), 0),
+                func.coalesce(
+                    func.sum(
+                        case((and_(RetentionText.kind == "rebook", booked_after), 1), else_=0)
+                    ),
+                    0,
+                ),
+                func.coalesce(func.sum(case((RetentionText.kind == "review", 1), else_=0)), 0),
+            ).where(sent)
+        ).one()
+        waiting = session.scalar(
+            select(func.count(WaitlistEntry.id)).where(
+                WaitlistEntry.location_id == location.id,
+                WaitlistEntry.status.in_(("waiting", "offered")),
+            )
+        )
+        total += Refills(
+            slots_freed=int(opened[0] or 0),
+            waitlist_offers=int(opened[1] or 0),
+            refilled=int(filled[0] or 0),
+            refilled_revenue_cents=int(filled[1] or 0),
+            rebook_texts=int(texts[0] or 0),
+            rebooked=int(texts[1] or 0),
+            review_requests=int(texts[2] or 0),
+            waitlist_now=int(waiting or 0),
+        )
     return total

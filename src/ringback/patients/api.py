@@ -7,15 +7,17 @@ visible. Timestamps are ISO-8601 in UTC.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from ringback.api import v1
 from ringback.api.errors import invalid
 from ringback.api.v1 import Caller, Problem, Timestamp
+from ringback.booking import service as booking
 from ringback.booking import status as appointment_status
+from ringback.booking import waitlist
 from ringback.conversation import reminders
 from ringback.db import transaction
 from ringback.patients.record import PatientRecord, patient_record
@@ -250,3 +252,137 @@ def mark_attendance(
         confirmation=appointment_status.confirmation(appointment),
         no_show_texted=texted,
     )
+
+
+class CancelOut(BaseModel):
+    appointment_id: int
+    status: str
+    cancelled_by: str | None
+
+
+@router.post(
+    "/appointments/{appointment_id}/cancel",
+    response_model=CancelOut,
+    responses={
+        404: {"model": Problem, "description": "Not found, or not yours to see"},
+        409: {"model": Problem, "description": "Already cancelled (or never booked)"},
+    },
+    summary="Cancel an appointment as staff (its slot is texted to the waitlist)",
+)
+def cancel_appointment(
+    request: Request,
+    caller: Caller,
+    appointment_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+) -> CancelOut:
+    try:
+        appointment = booking.cancel_by_staff(deps_of(request), appointment_id, caller.can_see)
+    except booking.CancelRefused as error:
+        raise HTTPException(error.status, error.problem) from error
+    return CancelOut(
+        appointment_id=appointment.id,
+        status=appointment.status,
+        cancelled_by=appointment.cancelled_by,
+    )
+
+
+class WaitlistWindow(BaseModel):
+    days: list[str | int] = Field(
+        default_factory=list,
+        description="Weekdays (mon..sun, or 0 = Monday .. 6); empty: any day",
+        examples=[["tue", "thu"]],
+    )
+    from_: str = Field(default="00:00", alias="from", description="HH:MM, local time")
+    to: str = Field(default="23:59", description="HH:MM, local time")
+
+
+class WaitlistIn(BaseModel):
+    service: str = Field(description="A treatment on the location's menu", examples=["Botox"])
+    windows: list[WaitlistWindow] = Field(
+        default_factory=list, description="When the patient can come; empty: any time"
+    )
+
+
+class WaitlistOut(BaseModel):
+    id: int
+    location_id: str
+    patient_id: int
+    service: str
+    windows: list[dict[str, Any]]
+    status: str = Field(description="waiting, offered (a freed slot was texted), booked ...")
+    source: str = Field(description="bot, staff or api")
+    created_at: Timestamp
+    expires_at: Timestamp | None
+
+
+def _entry_out(entry: waitlist.EntryView) -> WaitlistOut:
+    return WaitlistOut(**{f: getattr(entry, f) for f in WaitlistOut.model_fields})
+
+
+def _waitlist_error(error: waitlist.WaitlistError, value: object) -> Exception:
+    if error.status == 422:
+        field = error.problem.split(":", 1)[0]
+        return invalid("body", field, value, error.problem.split(": ", 1)[-1])
+    return HTTPException(error.status, error.problem)
+
+
+@router.post(
+    "/patients/{patient_id}/waitlist",
+    response_model=WaitlistOut,
+    status_code=201,
+    responses={
+        404: {"model": Problem, "description": "Not found, or not yours to see"},
+        409: {"model": Problem, "description": "The location keeps no waitlist"},
+    },
+    summary="Put a patient on the waitlist for a treatment and times",
+)
+def add_to_waitlist(
+    request: Request,
+    caller: Caller,
+    patient_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    body: WaitlistIn,
+) -> WaitlistOut:
+    windows = [w.model_dump(by_alias=True) for w in body.windows]
+    try:
+        entry = waitlist.add_for_patient(
+            deps_of(request), patient_id, body.service, windows, caller.can_see, source="api"
+        )
+    except waitlist.WaitlistError as error:
+        raise _waitlist_error(error, body.model_dump(by_alias=True)) from error
+    return _entry_out(entry)
+
+
+@router.get(
+    "/waitlist",
+    response_model=list[WaitlistOut],
+    summary="The live waitlist (waiting and offered entries), oldest first",
+)
+def list_waitlist(
+    request: Request,
+    caller: Caller,
+    location: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[WaitlistOut]:
+    deps = deps_of(request)
+    ids = [loc.id for loc in deps.locations if caller.can_see(loc.id)]
+    if location is not None:
+        if location not in ids:
+            raise invalid("query", "location", location, "no location with that id")
+        ids = [location]
+    return [_entry_out(e) for e in waitlist.listing(deps, ids)]
+
+
+@router.delete(
+    "/waitlist/{entry_id}",
+    response_model=WaitlistOut,
+    responses={404: {"model": Problem, "description": "Not found, or not yours to see"}},
+    summary="Take an entry off the waitlist",
+)
+def remove_from_waitlist(
+    request: Request,
+    caller: Caller,
+    entry_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+) -> WaitlistOut:
+    try:
+        entry = waitlist.remove_entry(deps_of(request), entry_id, caller.can_see)
+    except waitlist.WaitlistError as error:
+        raise HTTPException(error.status, error.problem) from error
+    return _entry_out(entry)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
+from ringback.booking import waitlist
 from ringback.config import Location
 from ringback.conversation import reminders
 from ringback.db import transaction
@@ -44,6 +45,8 @@ CONFIRM_WORD = "DELETE"
 DONE = {
     "name": "Name saved.",
     "attendance": "Attendance saved. A no-show gets one text offering another time.",
+    "waitlist": "On the waitlist. A freed slot that fits is texted to them.",
+    "waitlist_removed": "Taken off the waitlist.",
 }
 NAME_LABELS = {"first_name": "First name", "last_name": "Last name", "name": "Name"}
 OPT_OUT_SOURCES = {
@@ -149,6 +152,8 @@ def _patient_page(
     text_form: dict[str, str] | None = None,
     done: str | None = None,
     attendance_error: str | None = None,
+    waitlist_error: str | None = None,
+    waitlist_form: dict[str, Any] | None = None,
 ) -> Response:
     deps = deps_of(request)
     with transaction(deps.sessions) as session:
@@ -157,6 +162,7 @@ def _patient_page(
     if record is None or not user.can_see(record.patient.location_id):
         return _not_found(request, user, f"patient: no patient {patient_id}")
     location = deps.locations.get(record.patient.location_id)
+    waiting = waitlist.listing(deps, [record.patient.location_id], patient_id=patient_id)
     blocked = record.consent.blocked
     return _render(
         "staff/patient.html",
@@ -173,6 +179,10 @@ def _patient_page(
             can_delete=can(user, "erase_patients"),
             now=deps.clock(),
             attendance_error=attendance_error,
+            waitlist_entries=[(e, waitlist_label(e.windows)) for e in waiting],
+            waitlist_error=waitlist_error,
+            waitlist_form=waitlist_form or {},
+            waitlist_days=waitlist.DAY_NAMES,
             confirm_word=CONFIRM_WORD,
             error=error,
             name_error=name_error,
@@ -226,6 +236,67 @@ def mark_attendance(
         attendance=attendance,
     )
     return RedirectResponse(f"/staff/patients/{patient_id}?done=attendance", status_code=303)
+
+
+def waitlist_label(windows: list[dict[str, Any]]) -> str:
+    """ "Tue, Thu 12:00-17:00" for staff; "any time" without windows."""
+    if not windows:
+        return "any time"
+    parts = []
+    for w in windows:
+        days = ", ".join(waitlist.DAY_NAMES[d].title() for d in w.get("days", [])) or "Any day"
+        parts.append(f"{days} {w.get('from', '00:00')}-{w.get('to', '23:59')}")
+    return "; ".join(parts)
+
+
+@pages.post("/patients/{patient_id}/waitlist")
+def add_to_waitlist(
+    request: Request,
+    patient_id: int,
+    user: Poster,
+    service: Annotated[str, Form()] = "",
+    days: Annotated[list[str] | None, Form()] = None,
+    time_from: Annotated[str, Form()] = "",
+    time_to: Annotated[str, Form()] = "",
+) -> Response:
+    """Put the patient on the waitlist; a bad value is shown on the page, nothing saved."""
+    form = {"service": service, "days": days or [], "from": time_from, "to": time_to}
+    windows = (
+        [{"days": days or [], "from": time_from or "00:00", "to": time_to or "23:59"}]
+        if days or time_from or time_to
+        else []
+    )
+    try:
+        entry = waitlist.add_for_patient(
+            deps_of(request), patient_id, service, windows, user.can_see
+        )
+    except waitlist.WaitlistError as error:
+        if error.status == 404:
+            return _not_found(request, user, error.problem)
+        return _patient_page(
+            request,
+            user,
+            patient_id,
+            status=400 if error.status == 422 else error.status,
+            waitlist_error=error.problem,
+            waitlist_form=form,
+        )
+    log_event(log, "records.waitlisted", user_id=user.user_id, entry_id=entry.id)
+    return RedirectResponse(f"/staff/patients/{patient_id}?done=waitlist", status_code=303)
+
+
+@pages.post("/patients/{patient_id}/waitlist/{entry_id}/remove")
+def remove_from_waitlist(
+    request: Request, patient_id: int, entry_id: int, user: Poster
+) -> Response:
+    try:
+        entry = waitlist.remove_entry(deps_of(request), entry_id, user.can_see)
+    except waitlist.WaitlistError as error:
+        return _not_found(request, user, error.problem)
+    if entry.patient_id != patient_id:
+        return _not_found(request, user, f"waitlist entry: no entry {entry_id}")
+    log_event(log, "records.waitlist_removed", user_id=user.user_id, entry_id=entry_id)
+    return RedirectResponse(f"/staff/patients/{patient_id}?done=waitlist_removed", status_code=303)
 
 
 @pages.post("/patients/{patient_id}/name")

@@ -161,9 +161,17 @@ def services(current: dict[str, Any], form: Form) -> Parsed:
         note = _text(form, f"services.{n}.prep_note")
         if note:
             entry["prep_note"] = note
+        interval = _text(form, f"services.{n}.rebook_after_days")
+        if interval:
+            entry["rebook_after_days"] = interval
         rows.append(entry)
         origin.append(n)
     data["services"] = rows
+    # Follow-ups, on the menu's page since the treatment intervals live there.
+    data["waitlist"] = _checked(form, "waitlist")
+    data["rebooking"] = _checked(form, "rebooking")
+    data["review_requests"] = _checked(form, "review_requests")
+    data["review_link"] = _optional(form, "review_link")
     return Parsed(data, {"services": origin})
 
 

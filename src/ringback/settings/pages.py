@@ -280,6 +280,12 @@ def _form_of(location: Location, page: str) -> dict[str, str]:
             values[f"services.{n}.prep_note"] = service.prep_note or ""
             if service.consult:
                 values[f"services.{n}.consult"] = "on"
+            if service.rebook_after_days is not None:
+                values[f"services.{n}.rebook_after_days"] = str(service.rebook_after_days)
+        for key in ("waitlist", "rebooking", "review_requests"):
+            if getattr(location, key):
+                values[key] = "on"
+        values["review_link"] = location.review_link or ""
     elif page == "providers":
         for n, provider in enumerate(location.providers):
             values[f"providers.{n}.id"] = provider.id

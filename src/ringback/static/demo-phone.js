@@ -96,6 +96,15 @@
       poll();
     } catch (e) { $("call-status").textContent = "Could not book: " + e.message; }
   });
+  $("refill").addEventListener("click", async () => {
+    try {
+      const result = await api("/demo/api/waitlist", { method: "POST", body: JSON.stringify({ caller: $("my-number").value, to: $("location").value }) });
+      $("call-status").textContent = result.offered
+        ? "You're on the waitlist and a slot on " + result.when + " just freed up: reply YES to take it."
+        : "A slot on " + result.when + " freed up, offer not sent: " + result.reason + ".";
+      poll();
+    } catch (e) { $("call-status").textContent = "Could not free a slot: " + e.message; }
+  });
   setInterval(poll, 700);
   poll();
 })();
