@@ -413,7 +413,11 @@ def _switch_account(email: str, *, on: bool) -> None:
                 auth.reactivate_user(session, user.id, acting_role="owner")
             else:
                 auth.deactivate_user(
-                    session, user.id, acting_user_id=None, acting_role="owner", now=datetime.now(UTC)
+                    session,
+                    user.id,
+                    acting_user_id=None,
+                    acting_role="owner",
+                    now=datetime.now(UTC),
                 )
             address = user.email
     except auth.AccountError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from ringback.api import v1
@@ -272,7 +272,7 @@ class CancelOut(BaseModel):
 def cancel_appointment(
     request: Request,
     caller: Caller,
-    appointment_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    appointment_id: RowId,
 ) -> CancelOut:
     try:
         appointment = booking.cancel_by_staff(deps_of(request), appointment_id, caller.can_see)
@@ -338,7 +338,7 @@ def _waitlist_error(error: waitlist.WaitlistError, value: object) -> Exception:
 def add_to_waitlist(
     request: Request,
     caller: Caller,
-    patient_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    patient_id: RowId,
     body: WaitlistIn,
 ) -> WaitlistOut:
     windows = [w.model_dump(by_alias=True) for w in body.windows]
@@ -379,7 +379,7 @@ def list_waitlist(
 def remove_from_waitlist(
     request: Request,
     caller: Caller,
-    entry_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    entry_id: RowId,
 ) -> WaitlistOut:
     try:
         entry = waitlist.remove_entry(deps_of(request), entry_id, caller.can_see)

@@ -19,9 +19,9 @@ from ringback.config import ConfigError, Location, Settings
 from ringback.db import transaction
 from ringback.deps import Deps
 from ringback.ports import BookingSystemUnavailable
+from ringback.roles import can
 from ringback.settings import store
 from ringback.settings.pages import read_only_reason
-from ringback.roles import can
 from ringback.web import (
     TEMPLATES,
     SignedIn,
