@@ -544,7 +544,7 @@ def test_square_cancel_by_text_cancels_in_square_and_a_cancel_in_square_reaches_
     forged = service.http.post(
         service.url + "/booking-systems/square/glow-downtown",
         content=b'{"type": "booking.updated"}',
-        headers={"x-square-hmacsha256-signature": "AAAA"},
+        headers={"x-square-hmacsha256-signature": "AAAA", "content-type": "application/json"},
     )
     assert forged.status_code == 403
 

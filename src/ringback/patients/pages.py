@@ -252,7 +252,7 @@ def waitlist_label(windows: list[dict[str, Any]]) -> str:
 @pages.post("/patients/{patient_id}/waitlist")
 def add_to_waitlist(
     request: Request,
-    patient_id: int,
+    patient_id: RowId,
     user: Poster,
     service: Annotated[str, Form()] = "",
     days: Annotated[list[str] | None, Form()] = None,
@@ -287,7 +287,7 @@ def add_to_waitlist(
 
 @pages.post("/patients/{patient_id}/waitlist/{entry_id}/remove")
 def remove_from_waitlist(
-    request: Request, patient_id: int, entry_id: int, user: Poster
+    request: Request, patient_id: RowId, entry_id: RowId, user: Poster
 ) -> Response:
     try:
         entry = waitlist.remove_entry(deps_of(request), entry_id, user.can_see)
