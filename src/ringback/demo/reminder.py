@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ringback.booking import service as booking
+from ringback.config import Location, Service
 from ringback.conversation import reminders
 from ringback.db import insert_ignore, transaction
 from ringback.deps import Deps
@@ -36,7 +37,8 @@ class DemoReminder:
     skip_reason: str | None
 
 
-def book_and_remind(deps: Deps, caller: str, to: str) -> DemoReminder:
+def bookable(deps: Deps, to: str) -> tuple[Location, Service | None]:
+    """The demo location called at ``to`` and the first treatment someone there performs."""
     location = deps.locations.by_number(to)
     if location is None:
         raise DemoReminderError("to", f"no demo location has the number {to}")
@@ -48,6 +50,11 @@ def book_and_remind(deps: Deps, caller: str, to: str) -> DemoReminder:
         ),
         None,
     )
+    return location, service
+
+
+def book_and_remind(deps: Deps, caller: str, to: str) -> DemoReminder:
+    location, service = bookable(deps, to)
     if service is None:
         raise DemoReminderError("to", f"{location.name} does not book itself")
     now = deps.clock()

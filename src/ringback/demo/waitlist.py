@@ -18,7 +18,7 @@ from ringback.booking import service as booking
 from ringback.booking import waitlist as waitlists
 from ringback.conversation import waitlist
 from ringback.db import transaction
-from ringback.demo.reminder import DemoReminderError
+from ringback.demo.reminder import DemoReminderError, bookable
 from ringback.deps import Deps
 from ringback.models import WaitlistEntry, WaitlistOpening
 from ringback.patients import service as patients
@@ -36,17 +36,7 @@ class DemoRefill:
 
 
 def free_a_slot(deps: Deps, caller: str, to: str) -> DemoRefill:
-    location = deps.locations.by_number(to)
-    if location is None:
-        raise DemoReminderError("to", f"no demo location has the number {to}")
-    service = next(
-        (
-            s
-            for s in location.services
-            if not s.consult and any(p.performs(s.name) for p in location.providers)
-        ),
-        None,
-    )
+    location, service = bookable(deps, to)
     if service is None or not location.waitlist:
         raise DemoReminderError("to", f"{location.name} keeps no waitlist")
     now = deps.clock()
