@@ -54,7 +54,9 @@ def reply(machine: Machine, state: State, text: str) -> tuple[State, list[object
     return new, list(commands)
 
 
-@pytest.mark.parametrize("text", ["C", "yes", "see you then", "👍", "si", "confirmo", "Confirmed!"])
+@pytest.mark.parametrize(
+    "text", ["C", "yes", "see you then", "ok see u then", "👍", "si", "confirmo", "Confirmed!"]
+)
 def test_confirm(text: str) -> None:
     machine, state = reminded()
     _, commands = reply(machine, state, text)

@@ -823,8 +823,9 @@ _UNSURE_ANSWER = re.compile(
     r"undecided|no estoy segur[oa]|tal vez|maybe)( yet)?$"
 )
 _CONFIRM_ANSWER = re.compile(
-    r"^(ok+|okay|k|yes+|yeah|yep|yup|sure|si|confirm|confirmed|confirmo|confirmado|"
-    r"see you (then|there|soon)|will be there|ill be there|i will be there|nos vemos|"
+    r"^((ok+|okay|yes+|yep|great|perfect|sounds good) )?"
+    r"(ok+|okay|k|yes+|yeah|yep|yup|sure|si|confirm|confirmed|confirmo|confirmado|"
+    r"(see|c) (you|u|ya) (then|there|soon)|will be there|ill be there|i will be there|nos vemos|"
     r"alli estare|ahi estare|perfect|great|sounds good)( (thanks|thank you|thx|gracias))?$"
 )
 
